@@ -1,0 +1,25 @@
+# Reproduction pipeline of five CNN studies: a table of contents.
+# Stages: data -> train -> evaluate -> aggregate (report, study stages: see the issues).
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+onstart:
+    announce_cost(config)
+    verify_inputs(config)
+
+
+rule all:
+    input:
+        final_targets,
+    default_target: True

@@ -1,0 +1,54 @@
+"""Gather every seed of a study into tidy tables: per-seed values and mean, std, n."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from .io import read_json, write_csv
+
+
+def metric_rows(metrics: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    """Flatten one ``metrics.json`` into (split, metric, value) rows."""
+    base = {"study": metrics["study"], "model": metrics["model"], "seed": metrics["seed"]}
+    for split, values in metrics["splits"].items():
+        for name, value in values.items():
+            if name != "n":
+                yield {**base, "split": split, "metric": name, "value": value}
+    for cls, value in metrics["auc"].items():
+        yield {**base, "split": "test", "metric": f"auc[{cls}]", "value": value}
+    for name, value in metrics["structure"].items():
+        yield {**base, "split": "-", "metric": name, "value": value}
+    for device, values in metrics["latency"].items():
+        for name, value in values.items():
+            yield {**base, "split": "-", "metric": f"latency_{device}_{name}", "value": value}
+    for name in ("train_seconds", "train_images_per_second"):
+        yield {**base, "split": "train", "metric": name, "value": metrics["training"][name]}
+
+
+def summarise(long: pd.DataFrame) -> pd.DataFrame:
+    """mean, std (sample, ddof=1; NaN for n=1), n and the per-seed values of each metric."""
+    grouped = long.sort_values("seed").groupby(["study", "model", "split", "metric"],
+                                               sort=False)["value"]
+    summary = grouped.agg(mean="mean", std="std", n="count").reset_index()
+    seeds = long.sort_values("seed").groupby(["study", "model", "split", "metric"], sort=False)
+    summary["per_seed"] = [";".join(f"{s}:{v:.6g}" for s, v in zip(g["seed"], g["value"]))
+                           for _, g in seeds]
+    return summary
+
+
+def aggregate(metrics_files: list[str | Path], history_files: list[str | Path],
+              out_long: str | Path, out_summary: str | Path, out_history: str | Path) -> None:
+    long = pd.DataFrame([row for path in metrics_files for row in metric_rows(read_json(path))])
+    histories = []
+    for path in history_files:
+        seed_dir = Path(path).parent
+        frame = pd.read_csv(path)
+        frame.insert(0, "seed", int(seed_dir.name.removeprefix("seed")))
+        frame.insert(0, "model", seed_dir.parent.name)
+        histories.append(frame)
+    write_csv(out_long, long)
+    write_csv(out_summary, summarise(long))
+    write_csv(out_history, pd.concat(histories, ignore_index=True))

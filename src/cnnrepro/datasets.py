@@ -1,0 +1,370 @@
+"""Datasets: fetch (torchvision download or verified offline mirror), prepare, load.
+
+Preparation turns one dataset split into one cached ``.npz`` of uint8 images (N, C, H, W),
+int64 labels and class names, plus a provenance JSON. Training and evaluation read only
+those files, so decoding happens once per dataset, never inside a training loop.
+
+Two sources:
+
+* online: torchvision's own dataset classes download and md5-check the official files;
+* offline: a mirror folder with a ``SHA256SUMS`` manifest (``../shared/datasets`` is one).
+  Every file used is verified against the manifest first; a missing or corrupt file is an
+  error naming the file and its expected checksum. MNIST and Fashion-MNIST mirror files are
+  the official gzip files, so they are handed to torchvision's own loader (which re-checks
+  their md5 and extracts them without going online).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .io import write_json, write_npz
+from .provenance import stamp
+
+MIRROR_ENV = "CNNREPRO_DATA_MIRROR"
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
+CIFAR10_MIRROR_NOTE = (
+    "JPEG re-encoding of CIFAR-10 (image folders), not the official pickled batches: pixels "
+    "differ from the originals by about 5.8/255 on average; within a class the images keep "
+    "their official order, the interleaving of classes is not recoverable.")
+
+
+class DataError(RuntimeError):
+    """A dataset file is missing, corrupt or malformed."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    splits: tuple[str, ...]
+    mirror_files: tuple[str, ...]  # paths inside the mirror, as listed in SHA256SUMS
+
+
+SPECS: dict[str, DatasetSpec] = {
+    "cifar10": DatasetSpec("cifar10", ("train", "test"), ("cifar10-jpeg.tar.gz",)),
+    "mnist": DatasetSpec("mnist", ("train", "test"), tuple(
+        f"mnist/{f}" for f in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"))),
+    "fashion_mnist": DatasetSpec("fashion_mnist", ("train", "test"), tuple(
+        f"fashion-mnist/{f}" for f in ("train-images-idx3-ubyte.gz",
+                                       "train-labels-idx1-ubyte.gz",
+                                       "t10k-images-idx3-ubyte.gz",
+                                       "t10k-labels-idx1-ubyte.gz"))),
+    "caltech101_3": DatasetSpec("caltech101_3", ("train", "val", "test"),
+                                ("caltech101-3class.tar.gz",)),
+}
+
+
+# --------------------------------------------------------------------------- mirror
+
+
+def resolve_mirror(configured: str | None) -> Path | None:
+    """The mirror folder in force: the environment variable wins over the config value.
+
+    ``CNNREPRO_DATA_MIRROR=none`` (or empty) forces torchvision downloads.
+    """
+    value = os.environ.get(MIRROR_ENV, configured)
+    if value is None or str(value).strip().lower() in ("", "none", "null"):
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise DataError(
+            f"data mirror {str(path)!r} (from {'$' + MIRROR_ENV if MIRROR_ENV in os.environ else 'config data.mirror'}) "
+            f"is not a folder. Point data.mirror or ${MIRROR_ENV} at a mirror with a SHA256SUMS "
+            f"file, or set it to null to download with torchvision.")
+    return path
+
+
+def read_manifest(mirror: Path) -> dict[str, str]:
+    """``SHA256SUMS`` as {relative path: sha256}."""
+    manifest = mirror / "SHA256SUMS"
+    if not manifest.is_file():
+        raise DataError(f"{manifest} is missing: a data mirror must list its files' SHA-256 sums.")
+    sums: dict[str, str] = {}
+    for line in manifest.read_text().splitlines():
+        match = re.fullmatch(r"([0-9a-fA-F]{64})\s+\*?(?:\./)?(.+)", line.strip())
+        if match:
+            sums[match.group(2)] = match.group(1).lower()
+    return sums
+
+
+def sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_mirror(mirror: Path, datasets: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Check every mirror file the datasets need; return {relative path: sha256}.
+
+    Raises :class:`DataError` naming each missing or corrupt file and its expected sum.
+    """
+    sums = read_manifest(mirror)
+    problems, verified = [], {}
+    for name in datasets:
+        for rel in SPECS[name].mirror_files:
+            expected = sums.get(rel)
+            path = mirror / rel
+            if expected is None:
+                problems.append(f"{path}: not listed in {mirror / 'SHA256SUMS'}")
+            elif not path.is_file():
+                problems.append(f"{path}: missing (expected sha256 {expected})")
+            else:
+                actual = sha256(path)
+                if actual != expected:
+                    problems.append(f"{path}: checksum mismatch, expected sha256 {expected}, "
+                                    f"got {actual} (corrupt or replaced file)")
+                else:
+                    verified[rel] = actual
+    if problems:
+        raise DataError("data mirror check failed:\n  " + "\n  ".join(problems))
+    return verified
+
+
+# --------------------------------------------------------------------------- readers
+# Each reader returns (images uint8 [N, C, H, W], labels int64 [N], classes) for one split.
+
+Arrays = tuple[np.ndarray, np.ndarray, list[str]]
+
+
+def _decode_rgb(data: bytes, size: int | None = None) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as img:
+        img = img.convert("RGB")  # Caltech has a few grayscale images
+        if size is not None:
+            img = img.resize((size, size), Image.BILINEAR)
+        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def _tar_images(archive: Path, pattern: str, size: int | None = None
+                ) -> dict[tuple[str, str], np.ndarray]:
+    """Decode every tar member matching ``pattern`` (groups: class, file stem)."""
+    regex = re.compile(pattern)
+    found: dict[tuple[str, str], np.ndarray] = {}
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar:
+            match = regex.fullmatch(member.name.lstrip("./"))
+            if match and member.isfile():
+                found[(match.group(1), match.group(2))] = _decode_rgb(
+                    tar.extractfile(member).read(), size)
+    return found
+
+
+def _cifar10_mirror(mirror: Path, split: str, download_root: Path, _: dict) -> Arrays:
+    found = _tar_images(mirror / "cifar10-jpeg.tar.gz",
+                        rf"cifar10-jpeg/{split}/([a-z]+)/(\d+)\.jpg")
+    classes = list(CIFAR10_CLASSES)
+    keys = sorted(found, key=lambda k: (classes.index(k[0]), int(k[1])))
+    images = np.stack([found[k] for k in keys])
+    labels = np.array([classes.index(k[0]) for k in keys], dtype=np.int64)
+    return images, labels, classes
+
+
+def _cifar10_download(split: str, download_root: Path, _: dict) -> Arrays:
+    from torchvision.datasets import CIFAR10
+    ds = CIFAR10(str(download_root), train=(split == "train"), download=True)
+    return (np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)),
+            np.asarray(ds.targets, dtype=np.int64), list(ds.classes))
+
+
+def _idx_dataset(name: str) -> Callable:
+    from torchvision.datasets import MNIST, FashionMNIST
+    return {"mnist": MNIST, "fashion_mnist": FashionMNIST}[name]
+
+
+def _idx_download(name: str, split: str, download_root: Path) -> Arrays:
+    ds = _idx_dataset(name)(str(download_root), train=(split == "train"), download=True)
+    return (ds.data.numpy()[:, None], ds.targets.numpy().astype(np.int64), list(ds.classes))
+
+
+def _idx_mirror(name: str, mirror: Path, split: str, download_root: Path) -> Arrays:
+    # The mirror holds the official gzip files: place them where torchvision looks, and
+    # torchvision's own md5 check and extraction run without any network access.
+    cls = _idx_dataset(name)
+    raw = download_root / cls.__name__ / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for rel in SPECS[name].mirror_files:
+        target = raw / Path(rel).name
+        if not target.exists():
+            shutil.copyfile(mirror / rel, target)
+    return _idx_download(name, split, download_root)
+
+
+def caltech_split_indices(labels: np.ndarray, ratios: dict[str, float], seed: int
+                          ) -> dict[str, np.ndarray]:
+    """Stratified train/val/test indices, fixed by ``seed``."""
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {s: [] for s in ("train", "val", "test")}
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        n_train = int(round(ratios["train"] * len(idx)))
+        n_val = int(round(ratios["val"] * len(idx)))
+        parts["train"].append(idx[:n_train])
+        parts["val"].append(idx[n_train:n_train + n_val])
+        parts["test"].append(idx[n_train + n_val:])
+    return {s: np.sort(np.concatenate(p)) for s, p in parts.items()}
+
+
+def _caltech_select(images: list[np.ndarray], labels: list[int], split: str,
+                    opts: dict) -> tuple[np.ndarray, np.ndarray]:
+    labels_arr = np.asarray(labels, dtype=np.int64)
+    idx = caltech_split_indices(labels_arr, opts["split"], opts["split_seed"])[split]
+    return np.stack([images[i] for i in idx]), labels_arr[idx]
+
+
+def _caltech_mirror(mirror: Path, split: str, download_root: Path, opts: dict) -> Arrays:
+    classes = list(opts["classes"])
+    found = _tar_images(mirror / "caltech101-3class.tar.gz",
+                        r"caltech101-3class/([a-z_]+)/(image_\d+)\.jpg", opts["image_size"])
+    keys = sorted((k for k in found if k[0] in classes), key=lambda k: (classes.index(k[0]), k[1]))
+    missing = set(classes) - {k[0] for k in keys}
+    if missing:
+        raise DataError(f"caltech101-3class.tar.gz has no images of class(es) {sorted(missing)}")
+    images, labels = _caltech_select([found[k] for k in keys],
+                                     [classes.index(k[0]) for k in keys], split, opts)
+    return images, labels, classes
+
+
+def _caltech_download(split: str, download_root: Path, opts: dict) -> Arrays:
+    from torchvision.datasets import Caltech101
+    ds = Caltech101(str(download_root), target_type="category", download=True)
+    classes = list(opts["classes"])
+    images, labels = [], []
+    for i, (category, index) in enumerate(zip(ds.y, ds.index)):
+        name = ds.categories[category].lower()
+        if name in classes:
+            path = (Path(ds.root) / "101_ObjectCategories" / ds.categories[category]
+                    / f"image_{index:04d}.jpg")
+            images.append(_decode_rgb(path.read_bytes(), opts["image_size"]))
+            labels.append(classes.index(name))
+    images_arr, labels_arr = _caltech_select(images, labels, split, opts)
+    return images_arr, labels_arr, classes
+
+
+MIRROR_READERS: dict[str, Callable[..., Arrays]] = {
+    "cifar10": _cifar10_mirror,
+    "mnist": lambda m, s, r, o: _idx_mirror("mnist", m, s, r),
+    "fashion_mnist": lambda m, s, r, o: _idx_mirror("fashion_mnist", m, s, r),
+    "caltech101_3": _caltech_mirror,
+}
+DOWNLOAD_READERS: dict[str, Callable[..., Arrays]] = {
+    "cifar10": _cifar10_download,
+    "mnist": lambda s, r, o: _idx_download("mnist", s, r),
+    "fashion_mnist": lambda s, r, o: _idx_download("fashion_mnist", s, r),
+    "caltech101_3": _caltech_download,
+}
+
+
+# --------------------------------------------------------------------------- prepare / load
+
+
+def prepare_split(name: str, split: str, out_npz: str | Path, out_json: str | Path,
+                  mirror: Path | None, download_root: str | Path,
+                  options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write one dataset split as ``.npz`` plus provenance JSON; return the provenance."""
+    if name not in SPECS:
+        raise DataError(f"unknown dataset {name!r}; known: {sorted(SPECS)}")
+    if split not in SPECS[name].splits:
+        raise DataError(f"dataset {name!r} has no split {split!r}; it has {SPECS[name].splits}")
+    options = dict(options or {})
+    download_root = Path(download_root)
+    start = time.perf_counter()
+    if mirror is not None:
+        checked = verify_mirror(mirror, [name])  # before decoding anything
+        images, labels, classes = MIRROR_READERS[name](mirror, split, download_root, options)
+        source = {"kind": "mirror", "folder": str(mirror), "sha256": checked}
+        if name == "cifar10":
+            source["note"] = CIFAR10_MIRROR_NOTE
+    else:
+        images, labels, classes = DOWNLOAD_READERS[name](split, download_root, options)
+        source = {"kind": "torchvision download (md5-checked by torchvision)",
+                  "folder": str(download_root)}
+    if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
+        raise DataError(f"{name}/{split}: decoded arrays are malformed "
+                        f"(images {images.dtype} {images.shape}, labels {labels.shape})")
+    counts = np.bincount(labels, minlength=len(classes))
+    provenance = {
+        "dataset": name, "split": split, "count": int(len(labels)),
+        "shape": list(images.shape[1:]), "classes": classes,
+        "per_class": {c: int(n) for c, n in zip(classes, counts)},
+        "source": source, "options": options,
+        "seconds": round(time.perf_counter() - start, 2),
+        "provenance": stamp(),
+    }
+    write_npz(out_npz, images=images, labels=labels, classes=np.asarray(classes))
+    write_json(out_json, provenance)
+    return provenance
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8 [N, C, H, W]
+    labels: torch.Tensor  # int64 [N]
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, index: np.ndarray | torch.Tensor) -> "Split":
+        index = torch.as_tensor(index, dtype=torch.long)
+        return Split(self.images[index], self.labels[index], self.classes)
+
+    def to(self, device: torch.device) -> "Split":
+        return Split(self.images.to(device), self.labels.to(device), self.classes)
+
+
+def load_split(path: str | Path) -> Split:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"prepared dataset file {path} is missing: run the prepare_dataset rule")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return Split(torch.from_numpy(data["images"].copy()),
+                         torch.from_numpy(data["labels"].copy()), [str(c) for c in data["classes"]])
+    except (OSError, KeyError, ValueError) as err:
+        raise DataError(f"prepared dataset file {path} is unreadable ({err}); delete it and "
+                        f"rerun the prepare_dataset rule") from err
+
+
+def per_class_subset(labels: np.ndarray | torch.Tensor, n: int | None) -> np.ndarray:
+    """Indices of the first ``n`` images, balanced over classes, in stored order.
+
+    Presets shrink datasets with this; ``None`` keeps everything.
+    """
+    labels = np.asarray(labels)
+    if n is None or n >= len(labels):
+        return np.arange(len(labels))
+    classes = np.unique(labels)
+    quota = {c: n // len(classes) + (1 if i < n % len(classes) else 0)
+             for i, c in enumerate(classes)}
+    keep = np.concatenate([np.flatnonzero(labels == c)[:quota[c]] for c in classes])
+    return np.sort(keep)
+
+
+def holdout_split(labels: np.ndarray | torch.Tensor, fraction: float, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified (train, validation) indices carved out of a training split."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        n_val = int(round(fraction * len(idx)))
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))

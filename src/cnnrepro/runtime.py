@@ -1,0 +1,76 @@
+"""Device, seeding, determinism, on-device normalisation and batched inference.
+
+One place for the switches every stage shares, so training, evaluation, attribution and
+attacks see the data exactly the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from .datasets import Split
+
+
+def select_device(name: str = "auto") -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA device")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def set_determinism(enabled: bool) -> None:
+    """The one determinism switch (same seed and device ⇒ same numbers)."""
+    if enabled:
+        # cuBLAS needs a fixed workspace for deterministic matmuls; it must be set
+        # before the first CUDA call.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled, warn_only=False)
+    torch.backends.cudnn.benchmark = not enabled
+    torch.backends.cudnn.deterministic = enabled
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a CPU generator for data order."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def normalizer(mean: list[float], std: list[float], device: torch.device
+               ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 (N, C, H, W) on the device → float ``(x/255 - mean) / std``."""
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+    def apply(images: torch.Tensor) -> torch.Tensor:
+        return (images.float().div_(255.0) - mean_t) / std_t
+
+    return apply
+
+
+def batches(n: int, batch_size: int, order: torch.Tensor | None = None
+            ) -> Iterator[torch.Tensor | slice]:
+    """Index batches by slicing (a permutation's slices, or plain ranges)."""
+    for start in range(0, n, batch_size):
+        yield order[start:start + batch_size] if order is not None else slice(start, start + batch_size)
+
+
+@torch.inference_mode()
+def predict_logits(model: torch.nn.Module, split: Split,
+                   normalize: Callable[[torch.Tensor], torch.Tensor],
+                   batch_size: int) -> torch.Tensor:
+    """Logits of a whole split (on the split's device), in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = [model(normalize(split.images[index])) for index in batches(len(split), batch_size)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)

@@ -1,0 +1,56 @@
+# Helpers shared by the rules: config validation and the paths each rule needs.
+from cnnrepro import config as cfg
+from cnnrepro.datasets import SPECS, resolve_mirror, verify_mirror
+from cnnrepro.estimate import announce
+
+cfg.validate(config)  # fails naming the key, before any job is built
+MIRROR = resolve_mirror(config["data"]["mirror"])
+STUDIES = cfg.enabled_studies(config)
+SEEDS = config["seeds"]
+
+
+def res(stage, key):
+    return config["resources"][stage][key]
+
+
+def dataset_options(wildcards):
+    return config["data"]["caltech"] if wildcards.dataset == "caltech101_3" else {}
+
+
+def study_data(wildcards):
+    """The prepared splits a study's models train and are tested on."""
+    dataset = config["studies"][wildcards.study]["dataset"]
+    return {
+        split: f"results/data/{dataset}/{split}.npz" for split in SPECS[dataset].splits
+    }
+
+
+def seed_dir(wildcards):
+    return f"results/{wildcards.study}/{wildcards.model}/seed{wildcards.seed}"
+
+
+def study_runs(study, pattern):
+    return [
+        pattern.format(study=study, model=model, seed=seed)
+        for model in config["studies"][study]["models"]
+        for seed in SEEDS
+    ]
+
+
+def final_targets(wildcards):
+    data = [
+        f"results/data/{name}/{split}.npz"
+        for name in cfg.needed_datasets(config)
+        for split in SPECS[name].splits
+    ]
+    summaries = [f"results/{study}/summary/metrics_summary.csv" for study in STUDIES]
+    return data + summaries
+
+
+def announce_cost(config):
+    announce(config)
+
+
+def verify_inputs(config):
+    if MIRROR is not None:
+        verify_mirror(MIRROR, cfg.needed_datasets(config))

@@ -1,0 +1,8 @@
+"""Snakemake adapter: gather a study's seeds into tidy tables (see cnnrepro.aggregate)."""
+from cnnrepro.logs import log_to
+
+with log_to(snakemake.log[0]):
+    from cnnrepro.aggregate import aggregate
+
+    aggregate(snakemake.input.metrics, snakemake.input.histories, snakemake.output.long,
+              snakemake.output.summary, snakemake.output.history)

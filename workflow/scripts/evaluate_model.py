@@ -1,0 +1,12 @@
+"""Snakemake adapter: evaluate one trained model (see cnnrepro.evaluate.evaluate)."""
+from pathlib import Path
+
+from cnnrepro.logs import log_to
+
+with log_to(snakemake.log[0]):
+    from cnnrepro.evaluate import evaluate
+
+    data = {k: v for k, v in snakemake.input.items() if k in ("train", "val", "test")}
+    evaluate(snakemake.params.spec, int(snakemake.wildcards.seed), snakemake.input.weights,
+             data, snakemake.input.meta, Path(snakemake.output.metrics).parent,
+             threads=snakemake.threads)
