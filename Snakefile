@@ -15,8 +15,8 @@ include: "workflow/rules/evaluate.smk"
 
 
 onstart:
-    announce_cost(config)
     verify_inputs(config)
+    announce_cost(config)
 
 
 rule all:

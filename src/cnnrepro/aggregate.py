@@ -23,7 +23,8 @@ def metric_rows(metrics: dict[str, Any]) -> Iterable[dict[str, Any]]:
         yield {**base, "split": "-", "metric": name, "value": value}
     for device, values in metrics["latency"].items():
         for name, value in values.items():
-            yield {**base, "split": "-", "metric": f"latency_{device}_{name}", "value": value}
+            if name.endswith("_ms"):
+                yield {**base, "split": "-", "metric": f"latency_{device}_{name}", "value": value}
     for name in ("train_seconds", "train_images_per_second"):
         yield {**base, "split": "train", "metric": name, "value": metrics["training"][name]}
 

@@ -67,8 +67,12 @@ def count_flops(model: nn.Module, example: torch.Tensor) -> int:
 
 
 def latency(model: nn.Module, example: torch.Tensor, batch_sizes: list[int], repeats: int,
-            warmup: int) -> dict[str, float]:
-    """Median forward wall time in milliseconds per batch size on ``example``'s device."""
+            warmup: int, max_seconds: float) -> dict[str, float]:
+    """Median forward wall time in milliseconds per batch size on ``example``'s device.
+
+    Stops repeating once ``max_seconds`` are spent on a batch size (VGG19 at batch 100 is
+    seconds per pass on a CPU); at least one pass is always timed.
+    """
     out = {}
     sync = torch.cuda.synchronize if example.is_cuda else (lambda: None)
     with torch.inference_mode():
@@ -76,14 +80,15 @@ def latency(model: nn.Module, example: torch.Tensor, batch_sizes: list[int], rep
             batch = example[:1].expand(bs, *example.shape[1:]).contiguous()
             for _ in range(warmup):
                 model(batch)
-            times = []
-            for _ in range(repeats):
+            times: list[float] = []
+            while len(times) < repeats and (not times or sum(times) < max_seconds * 1e3):
                 sync()
                 tic = time.perf_counter()
                 model(batch)
                 sync()
                 times.append((time.perf_counter() - tic) * 1e3)
             out[f"batch{bs}_ms"] = statistics.median(times)
+            out[f"batch{bs}_repeats"] = len(times)
     return out
 
 
@@ -156,12 +161,10 @@ def evaluate(spec: dict[str, Any], seed: int, weights: str | Path, data: dict[st
         "flops": flops, "macs": flops // 2,
     }
     lat = evaluation["latency"]
-    results["latency"] = {device.type: latency(model, example, lat["batch_sizes"],
-                                               lat["repeats"], lat["warmup"])}
+    timing = (lat["batch_sizes"], lat["repeats"], lat["warmup"], lat["max_seconds"])
+    results["latency"] = {device.type: latency(model, example, *timing)}
     if device.type == "cuda":  # the CPU number is always reported too
-        cpu_model, cpu_example = model.to("cpu"), example.cpu()
-        results["latency"]["cpu"] = latency(cpu_model, cpu_example, lat["batch_sizes"],
-                                            lat["repeats"], lat["warmup"])
+        results["latency"]["cpu"] = latency(model.to("cpu"), example.cpu(), *timing)
     meta = read_json(train_meta)
     results["training"] = {k: meta[k] for k in ("train_seconds", "train_images_per_second",
                                                 "epochs", "weights_used")}

@@ -1,0 +1,102 @@
+"""Datasets: the mirror is verified file by file; preparation is atomic and faithful."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from cnnrepro.datasets import (DataError, caltech_split_indices, holdout_split, load_split,
+                               per_class_subset, prepare_split, resolve_mirror, verify_mirror)
+
+
+def copy_mnist_mirror(mirror, dest):
+    (dest / "mnist").mkdir(parents=True)
+    for path in (mirror / "mnist").iterdir():
+        shutil.copyfile(path, dest / "mnist" / path.name)
+    lines = [l for l in (mirror / "SHA256SUMS").read_text().splitlines()
+             if l.split()[1].removeprefix("./").startswith("mnist/")]
+    (dest / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+    return dest
+
+
+def test_prepared_mnist_matches_the_idx_files(mnist_data, mirror):
+    split = load_split(mnist_data["train"])
+    assert split.images.shape == (60000, 1, 28, 28) and split.images.dtype == torch.uint8
+    # Independent read of the official IDX labels (header of 8 bytes, then uint8 labels).
+    with gzip.open(mirror / "mnist" / "train-labels-idx1-ubyte.gz") as handle:
+        labels = np.frombuffer(handle.read()[8:], dtype=np.uint8)
+    assert np.array_equal(split.labels.numpy(), labels)
+    with gzip.open(mirror / "mnist" / "t10k-images-idx3-ubyte.gz") as handle:
+        first = np.frombuffer(handle.read()[16:16 + 784], dtype=np.uint8).reshape(28, 28)
+    assert np.array_equal(load_split(mnist_data["test"]).images[0, 0].numpy(), first)
+
+
+def test_corrupt_mirror_file_fails_with_checksum_and_no_output(mirror, tmp_path):
+    bad = copy_mnist_mirror(mirror, tmp_path / "mirror")
+    target = bad / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    data = bytearray(target.read_bytes())
+    data[100] ^= 0xFF
+    target.write_bytes(bytes(data))
+    expected = next(l.split()[0] for l in (bad / "SHA256SUMS").read_text().splitlines()
+                    if l.endswith("t10k-labels-idx1-ubyte.gz"))
+    out = tmp_path / "out"
+    with pytest.raises(DataError) as err:
+        prepare_split("mnist", "test", out / "test.npz", out / "test.json", bad, tmp_path / "dl")
+    message = str(err.value)
+    assert "t10k-labels-idx1-ubyte.gz" in message and expected in message
+    assert not out.exists() or not any(out.iterdir()), "no partial output may be left"
+
+
+def test_missing_mirror_file_is_named(mirror, tmp_path):
+    bad = copy_mnist_mirror(mirror, tmp_path / "mirror")
+    (bad / "mnist" / "train-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz: missing"):
+        verify_mirror(bad, ["mnist"])
+
+
+def test_mirror_env_overrides_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNREPRO_DATA_MIRROR", str(tmp_path))
+    assert resolve_mirror("/nonexistent") == tmp_path
+    monkeypatch.setenv("CNNREPRO_DATA_MIRROR", "none")
+    assert resolve_mirror(str(tmp_path)) is None
+    monkeypatch.delenv("CNNREPRO_DATA_MIRROR")
+    with pytest.raises(DataError, match="not a folder"):
+        resolve_mirror(str(tmp_path / "absent"))
+
+
+def test_cifar10_mirror_order_maps_official_indices(mirror, tmp_path):
+    prov = prepare_split("cifar10", "test", tmp_path / "t.npz", tmp_path / "t.json", mirror,
+                         tmp_path / "dl")
+    split = load_split(tmp_path / "t.npz")
+    assert len(split) == 10000 and prov["per_class"]["automobile"] == 1000
+    assert "JPEG re-encoding" in prov["source"]["note"]
+    # test/automobile/0001.jpg (official test index 9, the VDK paper's car) is the second
+    # automobile image in stored order.
+    automobile = split.classes.index("automobile")
+    assert np.flatnonzero(split.labels.numpy() == automobile)[1] == 1001
+
+
+def test_caltech_split_is_stratified_disjoint_and_seeded():
+    labels = np.repeat([0, 1, 2], [91, 86, 85])
+    ratios = {"train": 0.7, "val": 0.15, "test": 0.15}
+    parts = caltech_split_indices(labels, ratios, seed=0)
+    everything = np.concatenate(list(parts.values()))
+    assert len(everything) == len(set(everything)) == len(labels)
+    assert abs(len(parts["train"]) - 0.7 * len(labels)) <= 3
+    again = caltech_split_indices(labels, ratios, seed=0)
+    other = caltech_split_indices(labels, ratios, seed=1)
+    assert all(np.array_equal(parts[k], again[k]) for k in parts)
+    assert not np.array_equal(parts["test"], other["test"])
+
+
+def test_subsets_are_class_balanced():
+    labels = np.repeat(np.arange(10), 100)
+    idx = per_class_subset(labels, 55)
+    counts = np.bincount(labels[idx], minlength=10)
+    assert counts.sum() == 55 and counts.max() - counts.min() <= 1
+    train, val = holdout_split(labels, 0.1, seed=0)
+    assert len(val) == 100 and not set(train) & set(val)

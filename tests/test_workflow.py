@@ -1,0 +1,106 @@
+"""End to end: the quick preset through Snakemake on the staged mirror.
+
+One run per session (a few minutes on 2 cores) feeds every assertion below; a second
+invocation must then have nothing to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import MIRROR, ROOT
+
+pytestmark = pytest.mark.e2e
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", "2",
+             "--configfile", str(ROOT / "config.yaml")]
+QUICK = str(ROOT / "config" / "presets" / "quick.yaml")
+
+
+def snakemake(workdir: Path, *args: str, configfiles=(QUICK,)) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CNNREPRO_DATA_MIRROR": str(MIRROR)}
+    return subprocess.run([*SNAKEMAKE, *configfiles, *args], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("quick")
+    proc = snakemake(workdir)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return workdir, proc
+
+
+def test_quick_preset_produces_every_backbone_artifact(quick_run):
+    workdir, proc = quick_run
+    config = yaml.safe_load(Path(QUICK).read_text())
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    assert "estimated training compute" in proc.stderr  # the cost is said up front
+    for dataset in base["data"]["datasets"]:
+        splits = ["train", "val", "test"] if dataset == "caltech101_3" else ["train", "test"]
+        for split in splits:
+            assert (workdir / f"results/data/{dataset}/{split}.npz").stat().st_size > 0
+            prov = json.loads((workdir / f"results/data/{dataset}/{split}.json").read_text())
+            assert prov["source"]["kind"] == "mirror" and prov["source"]["sha256"]
+    for study, sspec in base["studies"].items():
+        for model in sspec["models"]:
+            for seed in config["seeds"]:
+                run = workdir / f"results/{study}/{model}/seed{seed}"
+                for name in ("model.pt", "history.csv", "train.json", "eval/metrics.json",
+                             "eval/predictions.npz", "eval/confusion.csv", "eval/roc.csv",
+                             "eval/layers.csv"):
+                    assert (run / name).is_file(), f"missing {run / name}"
+                assert (workdir / f"results/logs/train_model/{study}/{model}/seed{seed}.log").is_file()
+                assert (workdir / f"results/benchmarks/train_model/{study}/{model}/seed{seed}.tsv").is_file()
+        summary = pd.read_csv(workdir / f"results/{study}/summary/metrics_summary.csv")
+        assert set(summary["model"]) == set(sspec["models"])
+    lenet_snaps = sorted(p.name for p in (workdir / "results/lenet/cnn/seed0/snapshots").glob("epoch_*.pt"))
+    assert lenet_snaps == ["epoch_000.pt", "epoch_001.pt"]
+
+
+def test_quick_preset_learns(quick_run):
+    workdir, _ = quick_run
+    summary = pd.read_csv(workdir / "results/mnist/summary/metrics_summary.csv")
+    acc = summary.query("split == 'test' and metric == 'accuracy'").set_index("model")["mean"]
+    assert (acc > 0.5).all(), acc  # chance is 0.1
+
+
+def test_second_run_has_nothing_to_do(quick_run):
+    workdir, _ = quick_run
+    proc = snakemake(workdir, "-n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_bad_config_fails_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("studies:\n  mnist:\n    training:\n      epochs: -1\n")
+    proc = snakemake(tmp_path, "-n", configfiles=(QUICK, str(bad)))
+    assert proc.returncode != 0
+    assert "studies.mnist.training.epochs" in proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_corrupt_mirror_stops_the_run_before_training(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for entry in MIRROR.iterdir():
+        (mirror / entry.name).symlink_to(entry)
+    (mirror / "mnist").unlink()
+    (mirror / "mnist").mkdir()
+    for f in (MIRROR / "mnist").iterdir():
+        (mirror / "mnist" / f.name).write_bytes(f.read_bytes())
+    (mirror / "mnist" / "t10k-images-idx3-ubyte.gz").write_bytes(b"truncated")
+    env = {**os.environ, "CNNREPRO_DATA_MIRROR": str(mirror)}
+    proc = subprocess.run([*SNAKEMAKE, QUICK, "--cores", "2"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "t10k-images-idx3-ubyte.gz: checksum mismatch" in proc.stderr
+    assert not (tmp_path / "results").exists(), "nothing may start, nothing may be left"
