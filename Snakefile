@@ -1,5 +1,5 @@
 # Reproduction pipeline of five CNN studies: a table of contents.
-# Stages: data -> train -> evaluate -> aggregate (report, study stages: see the issues).
+# Stages: data -> train -> evaluate -> aggregate -> study analyses (vdk so far).
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -12,6 +12,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/vdk.smk"
 
 
 onstart:

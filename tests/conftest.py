@@ -46,3 +46,17 @@ def mnist_spec(full_config) -> dict:
     spec["training"]["epochs"] = 2
     spec["device"] = "cpu"
     return spec
+
+
+@pytest.fixture(scope="session")
+def trained_mnist(mnist_data, full_config, tmp_path_factory):
+    """A quick-trained MNIST CNN (600 images, 2 epochs: well above chance) and its data."""
+    from cnnrepro.train import open_trained, train
+
+    spec = copy.deepcopy(cfg.training_spec(full_config, "mnist", "cnn"))
+    spec.update(subset={"train": 600, "test": 200}, device="cpu")
+    spec["training"]["epochs"] = 2
+    out = tmp_path_factory.mktemp("trained_mnist")
+    train(spec, 0, mnist_data, out, threads=2)
+    model, splits, _ = open_trained(spec, out / "model.pt", mnist_data)
+    return model, splits, spec

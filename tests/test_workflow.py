@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -84,7 +85,7 @@ def test_bad_config_fails_before_any_job(tmp_path):
     bad.write_text("studies:\n  mnist:\n    training:\n      epochs: -1\n")
     proc = snakemake(tmp_path, "-n", configfiles=(QUICK, str(bad)))
     assert proc.returncode != 0
-    assert "studies.mnist.training.epochs" in proc.stderr
+    assert "studies.mnist.training.epochs" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
 
 
@@ -102,5 +103,24 @@ def test_corrupt_mirror_stops_the_run_before_training(tmp_path):
     proc = subprocess.run([*SNAKEMAKE, QUICK, "--cores", "2"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
-    assert "t10k-images-idx3-ubyte.gz: checksum mismatch" in proc.stderr
+    assert "t10k-images-idx3-ubyte.gz: checksum mismatch" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists(), "nothing may start, nothing may be left"
+
+
+def test_quick_preset_runs_the_vdk_analyses(quick_run):
+    workdir, _ = quick_run
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for model in base["studies"]["vdk"]["models"]:
+        run = workdir / f"results/vdk/{model}/seed0"
+        maps = np.load(run / "explain/attributions.npz")
+        assert {"saliency", "integrated_gradients", "ig_smoothgrad_sq", "deeplift"} <= set(maps.files)
+        assert maps["indices"][0] == 1001  # the paper's car, official test index 9
+        fgsm = json.loads((run / "attack/fgsm.json").read_text())
+        assert fgsm["paper"]["epsilon"] == 0.16 and len(fgsm["clean"]["curve"]) == 3
+        blur = json.loads((run / "attack/blur.json").read_text())
+        assert 0 <= blur["paper"]["immune"] <= 1
+    claims = pd.read_csv(workdir / "results/vdk/summary/claims.csv")
+    assert {"vdk.acc.vdk_cnnet", "vdk.fig8.baseline_cnn", "vdk.tab1.vdk_cnnet.paper",
+            "vdk.tab1.vdk_cnnet.clean", "vdk.cost"} <= set(claims["claim_id"])
+    assert set(claims["verdict"]) <= {"holds", "does not hold", "inconclusive"}
+    assert claims["rule"].str.len().min() > 10

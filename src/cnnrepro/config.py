@@ -54,6 +54,9 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     if errors:
         err = errors[0]
         key = _key(err.absolute_path)
+        if err.validator == "unevaluatedProperties":
+            raise ConfigError(f"config key {key}: unknown key(s) in {err.message.split('(')[-1]}"
+                              .rstrip(")"))
         if err.validator == "additionalProperties":
             allowed = sorted(err.schema.get("properties", {}))
             unexpected = sorted(set(err.instance) - set(allowed))
@@ -80,6 +83,10 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 check_spec(mspec["arch"], mspec.get("options", {}), f"{where}.models.{model}")
             except ModelError as err:
                 raise ConfigError(f"config key {err}") from None
+    vdk = config["studies"].get("vdk")
+    if vdk and vdk["claims"]["robust_epsilon"] not in vdk["fgsm"]["epsilons"]:
+        raise ConfigError("config key studies.vdk.claims.robust_epsilon: "
+                          f"{vdk['claims']['robust_epsilon']} is not in studies.vdk.fgsm.epsilons")
     ratios = config["data"]["caltech"]["split"]
     if abs(sum(ratios.values()) - 1.0) > 1e-6:
         raise ConfigError(f"config key data.caltech.split: ratios must sum to 1, got {ratios}")

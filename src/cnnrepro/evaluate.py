@@ -22,8 +22,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .io import read_json, write_csv, write_json, write_npz
 from .provenance import stamp
-from .runtime import normalizer, predict_logits, select_device, set_determinism
-from .train import load_study_splits, load_trained
+from .runtime import normalizer, predict_logits
+from .train import open_trained
 
 NEURON_LAYERS = (nn.Conv2d, nn.Linear)
 
@@ -124,12 +124,7 @@ def evaluate(spec: dict[str, Any], seed: int, weights: str | Path, data: dict[st
     """Write ``metrics.json``, ``predictions.npz``, ``confusion.csv``, ``roc.csv`` and
     ``layers.csv`` for one trained model into ``out_dir``."""
     out_dir = Path(out_dir)
-    if threads:
-        torch.set_num_threads(threads)
-    set_determinism(spec["deterministic"])
-    device = select_device(spec["device"])
-    splits = {k: v.to(device) for k, v in load_study_splits(spec, data).items()}
-    model = load_trained(weights, spec, splits["train"], device)
+    model, splits, device = open_trained(spec, weights, data, threads)
     normalize = normalizer(spec["normalize"]["mean"], spec["normalize"]["std"], device)
     classes = splits["test"].classes
     evaluation = spec["evaluation"]

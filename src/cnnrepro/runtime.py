@@ -6,6 +6,7 @@ attacks see the data exactly the same way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from typing import Callable, Iterator
@@ -35,6 +36,21 @@ def set_determinism(enabled: bool) -> None:
     torch.backends.cudnn.deterministic = enabled
 
 
+@contextlib.contextmanager
+def warn_only_determinism() -> Iterator[None]:
+    """Let ops without a deterministic flag (max_unpool2d, used by Captum's DeepLift on
+    max-pool layers) run with a warning instead of an error. On the CPU they are
+    deterministic anyway; the flag exists for their CUDA kernels."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    if enabled:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        if enabled:
+            torch.use_deterministic_algorithms(True, warn_only=False)
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a CPU generator for data order."""
     random.seed(seed)
@@ -45,16 +61,33 @@ def seed_everything(seed: int) -> torch.Generator:
     return generator
 
 
+def standardizer(mean: list[float], std: list[float], device: torch.device
+                 ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """float images in [0, 1] → ``(x - mean) / std`` (differentiable: attacks use it)."""
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return lambda x: (x - mean_t) / std_t
+
+
 def normalizer(mean: list[float], std: list[float], device: torch.device
                ) -> Callable[[torch.Tensor], torch.Tensor]:
     """uint8 (N, C, H, W) on the device → float ``(x/255 - mean) / std``."""
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    standardize = standardizer(mean, std, device)
+    return lambda images: standardize(images.float().div_(255.0))
 
-    def apply(images: torch.Tensor) -> torch.Tensor:
-        return (images.float().div_(255.0) - mean_t) / std_t
 
-    return apply
+class Normalized(torch.nn.Module):
+    """A model that takes [0, 1] images: normalisation inside the model, as attack
+    libraries expect (their epsilon and clipping live in pixel space)."""
+
+    def __init__(self, model: torch.nn.Module, mean: list[float], std: list[float]):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
 
 
 def batches(n: int, batch_size: int, order: torch.Tensor | None = None

@@ -245,3 +245,15 @@ def load_trained(path: str | Path, spec: dict[str, Any], split: Split,
     model.eval()
     return model
 
+
+
+def open_trained(spec: dict[str, Any], weights: str | Path, data: dict[str, str | Path],
+                 threads: int | None = None) -> tuple[nn.Module, dict[str, Split], torch.device]:
+    """Everything an analysis stage starts from: the trained model in eval mode and the
+    study's splits on the device (subsets and hold-out as in training)."""
+    if threads:
+        torch.set_num_threads(threads)
+    set_determinism(spec["deterministic"])
+    device = select_device(spec["device"])
+    splits = {k: v.to(device) for k, v in load_study_splits(spec, data).items()}
+    return load_trained(weights, spec, splits["train"], device), splits, device

@@ -7,6 +7,7 @@ cfg.validate(config)  # fails naming the key, before any job is built
 MIRROR = resolve_mirror(config["data"]["mirror"])
 STUDIES = cfg.enabled_studies(config)
 SEEDS = config["seeds"]
+CLAIMS = ("vdk",)  # studies whose analysis stages are built (the others: open issues)
 
 
 def res(stage, key):
@@ -17,12 +18,16 @@ def dataset_options(wildcards):
     return config["data"]["caltech"] if wildcards.dataset == "caltech101_3" else {}
 
 
-def study_data(wildcards):
+def data_paths(study):
     """The prepared splits a study's models train and are tested on."""
-    dataset = config["studies"][wildcards.study]["dataset"]
+    dataset = config["studies"][study]["dataset"]
     return {
         split: f"results/data/{dataset}/{split}.npz" for split in SPECS[dataset].splits
     }
+
+
+def study_data(wildcards):
+    return data_paths(wildcards.study)
 
 
 def seed_dir(wildcards):
@@ -44,7 +49,8 @@ def final_targets(wildcards):
         for split in SPECS[name].splits
     ]
     summaries = [f"results/{study}/summary/metrics_summary.csv" for study in STUDIES]
-    return data + summaries
+    studies = [f"results/{study}/summary/claims.csv" for study in STUDIES if study in CLAIMS]
+    return data + summaries + studies
 
 
 def announce_cost(config):
