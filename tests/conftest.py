@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,26 @@ from cnnrepro.datasets import prepare_split
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = (ROOT.parent / "shared" / "datasets").resolve()
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", "2"]
+QUICK = str(ROOT / "config" / "presets" / "quick.yaml")
+
+
+def snakemake(workdir: Path, *args: str, configfiles=(QUICK,)) -> subprocess.CompletedProcess:
+    """Run the workflow in ``workdir`` on the staged mirror (config files, then ``args``)."""
+    env = {**os.environ, "CNNREPRO_DATA_MIRROR": str(MIRROR)}
+    # targets and options first: --configfile takes every argument after it
+    command = [*SNAKEMAKE, *args, "--configfile", str(ROOT / "config.yaml"), *configfiles]
+    return subprocess.run(command, cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=3000)
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory):
+    """The quick preset run locally once per session (a few minutes on 2 cores)."""
+    workdir = tmp_path_factory.mktemp("quick")
+    proc = snakemake(workdir)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    return workdir, proc
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,26 +16,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import MIRROR, ROOT
+from conftest import MIRROR, QUICK, ROOT, SNAKEMAKE, snakemake
 
 pytestmark = pytest.mark.e2e
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", "2",
-             "--configfile", str(ROOT / "config.yaml")]
-QUICK = str(ROOT / "config" / "presets" / "quick.yaml")
-
-
-def snakemake(workdir: Path, *args: str, configfiles=(QUICK,)) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CNNREPRO_DATA_MIRROR": str(MIRROR)}
-    return subprocess.run([*SNAKEMAKE, *configfiles, *args], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=1800)
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("quick")
-    proc = snakemake(workdir)
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    return workdir, proc
 
 
 def test_quick_preset_produces_every_backbone_artifact(quick_run):
@@ -100,8 +82,8 @@ def test_corrupt_mirror_stops_the_run_before_training(tmp_path):
         (mirror / "mnist" / f.name).write_bytes(f.read_bytes())
     (mirror / "mnist" / "t10k-images-idx3-ubyte.gz").write_bytes(b"truncated")
     env = {**os.environ, "CNNREPRO_DATA_MIRROR": str(mirror)}
-    proc = subprocess.run([*SNAKEMAKE, QUICK, "--cores", "2"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([*SNAKEMAKE, "--configfile", str(ROOT / "config.yaml"), QUICK],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     assert "t10k-images-idx3-ubyte.gz: checksum mismatch" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists(), "nothing may start, nothing may be left"

@@ -65,13 +65,22 @@ def explain_stage(spec: dict[str, Any], seed: int, weights: str, data: dict[str,
     write_csv(out_csv, pd.DataFrame(rows))
 
 
+def _open_attacked(spec: dict[str, Any], weights: str, data: dict[str, str],
+                   settings: dict[str, Any], threads: int | None):
+    """Model, the attacked test images (``settings['images']``, class-balanced), device,
+    normalisation constants."""
+    model, splits, device = open_trained(spec, weights, data, threads)
+    test = splits["test"]
+    if settings.get("images"):
+        test = test.take(per_class_subset(test.labels.cpu().numpy(), settings["images"]))
+    return model, test, device, spec["normalize"]["mean"], spec["normalize"]["std"]
+
+
 def fgsm_stage(spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
                settings: dict[str, Any], out_json: str, out_csv: str,
                threads: int | None = None) -> None:
     """Both FGSM protocols on the (configured subset of the) test set."""
-    model, splits, device = open_trained(spec, weights, data, threads)
-    mean, std = spec["normalize"]["mean"], spec["normalize"]["std"]
-    test = splits["test"]
+    model, test, device, mean, std = _open_attacked(spec, weights, data, settings, threads)
     images01 = test.images.float() / 255
     n_classes = len(test.classes)
     paper = attacks.fgsm_paper(model, standardizer(mean, std, device)(images01), test.labels,
@@ -93,9 +102,7 @@ def blur_stage(spec: dict[str, Any], seed: int, weights: str, data: dict[str, st
                settings: dict[str, Any], out_npz: str, out_json: str,
                threads: int | None = None) -> None:
     """Minimal blur perturbation, paper protocol (batched) and clean protocol."""
-    model, splits, device = open_trained(spec, weights, data, threads)
-    mean, std = spec["normalize"]["mean"], spec["normalize"]["std"]
-    test = splits["test"]
+    model, test, device, mean, std = _open_attacked(spec, weights, data, settings, threads)
     p = settings["paper"]
     kernels = blur.paper_kernel_sizes(p["arg_min"], p["arg_max"], p["arg_step"])
     sigmas = blur.draw_sigmas(len(test), len(kernels), p["attempts"], p["sigma_seed"] + seed)
@@ -135,10 +142,28 @@ PAPER = {"acc": {"vdk_cnnet": 72.59, "baseline_cnn": 63.62},
          "immune": {"vdk_cnnet": 24.29, "baseline_cnn": 15.91}}
 
 
+def cost_table(models: list[str], seeds: list[int], root: Path) -> pd.DataFrame:
+    """Parameters, MACs and inference latency per model (latency: mean over seeds)."""
+    rows = []
+    for model in models:
+        for seed in seeds:
+            m = read_json(root / model / f"seed{seed}" / "eval" / "metrics.json")
+            row = {"model": model, "seed": seed, "parameters": m["structure"]["parameters"],
+                   "macs": m["structure"]["macs"]}
+            for device, values in m["latency"].items():
+                row.update({f"latency_{device}_{k}": v for k, v in values.items()
+                            if k.endswith("_ms")})
+            rows.append(row)
+    table = pd.DataFrame(rows).groupby("model", sort=False).mean(numeric_only=True).drop(
+        columns="seed").reset_index()
+    return table.astype({"parameters": int, "macs": int})
+
+
 def claims_stage(models: list[str], seeds: list[int], results: str | Path, tolerances: dict,
-                 out_claims: str, out_paired: str, out_faithfulness: str) -> None:
-    """The study's claims table, the paired comparisons and the faithfulness summary."""
+                 out_claims: str, out_paired: str, out_faithfulness: str, out_cost: str) -> None:
+    """The study's claims table, paired comparisons, faithfulness and cost summaries."""
     root = Path(results)
+    write_csv(out_cost, cost_table(models, seeds, root))
 
     def per_seed(path: str, pick) -> dict[str, list[float]]:
         return {m: [pick(read_json(root / m / f"seed{s}" / path)) for s in seeds]

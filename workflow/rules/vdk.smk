@@ -71,6 +71,7 @@ rule claims_vdk:
         claims="results/vdk/summary/claims.csv",
         paired="results/vdk/summary/paired_tests.csv",
         faithfulness="results/vdk/summary/faithfulness.csv",
+        cost="results/vdk/summary/cost.csv",
     params:
         models=lambda w: list(config["studies"]["vdk"]["models"]),
         seeds=SEEDS,

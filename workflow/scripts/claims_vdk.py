@@ -9,4 +9,4 @@ with log_to(snakemake.log[0]):
     results = Path(snakemake.input.metrics[0]).parents[3]  # results/vdk
     claims_stage(snakemake.params.models, snakemake.params.seeds, results,
                  snakemake.params.rules, snakemake.output.claims, snakemake.output.paired,
-                 snakemake.output.faithfulness)
+                 snakemake.output.faithfulness, snakemake.output.cost)

@@ -1,0 +1,90 @@
+"""The workflow on a live SLURM cluster through profiles/slurm.
+
+CI starts a one-node cluster (.ci/slurm up) and sets CNNREPRO_TEST_SLURM=1: then a cluster
+that is not up is a failure, never a skip. Without that variable (a laptop) these tests are
+skipped with a message saying how to run them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, snakemake
+
+pytestmark = pytest.mark.slurm
+REQUESTED = os.environ.get("CNNREPRO_TEST_SLURM") == "1"
+# Timings differ between any two runs; every other number must be identical.
+TIMING = r"^(latency_|train_seconds|train_images_per_second)"
+
+
+def slurm_args() -> list[str]:
+    # No accounting database in the test cluster: no account, and the profile's squeue
+    # status check; a short first status check keeps the test quick.
+    return ["--profile", str(ROOT / "profiles" / "slurm"), "--slurm-no-account",
+            "--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs"]
+
+
+@pytest.fixture(scope="module")
+def slurm_up():
+    up = shutil.which("sinfo") and subprocess.run(
+        ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30).stdout.strip()
+    if not up or not re.search(r"idle|mix|alloc", up):
+        if REQUESTED:
+            pytest.fail("CNNREPRO_TEST_SLURM=1 but no SLURM cluster answers (run .ci/slurm up)")
+        pytest.skip("SLURM tests not requested: start a cluster (.ci/slurm up) and set "
+                    "CNNREPRO_TEST_SLURM=1")
+
+
+@pytest.fixture(scope="module")
+def slurm_run(slurm_up, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("slurm")
+    proc = snakemake(workdir, *slurm_args())
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    return workdir, proc
+
+
+def comparable(workdir, study: str) -> pd.DataFrame:
+    long = pd.read_csv(workdir / f"results/{study}/summary/metrics_long.csv")
+    return long[~long["metric"].str.match(TIMING)].reset_index(drop=True)
+
+
+def test_slurm_run_equals_local_run(slurm_run, quick_run):
+    workdir, _ = slurm_run
+    local, _ = quick_run
+    for study in ("vdk", "mnist", "lenet", "caltech"):
+        pd.testing.assert_frame_equal(comparable(workdir, study), comparable(local, study))
+    claims = [pd.read_csv(d / "results/vdk/summary/claims.csv") for d in (workdir, local)]
+    pd.testing.assert_frame_equal(*claims)
+
+
+def test_gpu_rules_are_submitted_with_a_gpu(slurm_run):
+    jobs = subprocess.run(["scontrol", "show", "job", "--oneliner"], capture_output=True,
+                          text=True, timeout=30).stdout.splitlines()
+    by_rule = {}
+    for line in jobs:
+        rule = re.search(r"Comment=rule_(\w+?)_wildcards", line) or re.search(
+            r"Comment=rule_(\w+)", line)
+        if rule:
+            by_rule.setdefault(rule.group(1), []).append(line)
+    assert by_rule.get("train_model"), f"no train_model job seen by scontrol: {list(by_rule)}"
+    assert all("gres/gpu" in l or "gpu:1" in l for l in by_rule["train_model"])
+    assert not any("gpu" in l for l in by_rule.get("prepare_dataset", []))
+
+
+def test_failing_job_fails_the_workflow_naming_the_rule(slurm_up, tmp_path):
+    bad = tmp_path / "cuda.yaml"
+    bad.write_text("device: cuda\n")  # no CUDA device on the test node: the job fails
+    target = "results/mnist/cnn/seed0/model.pt"
+    proc = snakemake(tmp_path, target, *slurm_args(),
+                     configfiles=(str(ROOT / "config/presets/quick.yaml"), str(bad)))
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Error in rule train_model" in output
+    assert not (tmp_path / target).exists()
+    assert not (tmp_path / "results/mnist/cnn/seed0/history.csv").exists()
