@@ -63,18 +63,29 @@ def test_slurm_run_equals_local_run(slurm_run, quick_run):
     pd.testing.assert_frame_equal(*claims)
 
 
-def test_gpu_rules_are_submitted_with_a_gpu(slurm_run):
-    jobs = subprocess.run(["scontrol", "show", "job", "--oneliner"], capture_output=True,
-                          text=True, timeout=30).stdout.splitlines()
-    by_rule = {}
-    for line in jobs:
-        rule = re.search(r"Comment=rule_(\w+?)_wildcards", line) or re.search(
-            r"Comment=rule_(\w+)", line)
+GPU_RULES = {"train_model", "explain_vdk", "attack_fgsm_vdk", "attack_blur_vdk"}
+CPU_RULES = {"prepare_dataset", "evaluate_model"}
+
+
+def submitted_jobs() -> dict[str, list[str]]:
+    """scontrol's record of each job (kept for MinJobAge after it ends), by rule."""
+    lines = subprocess.run(["scontrol", "show", "job", "--oneliner"], capture_output=True,
+                           text=True, timeout=30).stdout.splitlines()
+    by_rule: dict[str, list[str]] = {}
+    for line in lines:
+        rule = re.search(r"Comment=rule_(\w+?)_wildcards", line)
         if rule:
             by_rule.setdefault(rule.group(1), []).append(line)
-    assert by_rule.get("train_model"), f"no train_model job seen by scontrol: {list(by_rule)}"
-    assert all("gres/gpu" in l or "gpu:1" in l for l in by_rule["train_model"])
-    assert not any("gpu" in l for l in by_rule.get("prepare_dataset", []))
+    return by_rule
+
+
+def test_gpu_rules_are_submitted_with_a_gpu(slurm_run):
+    by_rule = submitted_jobs()
+    assert GPU_RULES <= set(by_rule), f"GPU rules missing from scontrol: {sorted(by_rule)}"
+    for rule in GPU_RULES:
+        assert all("TresPerJob=gres:gpu:1" in line for line in by_rule[rule]), rule
+    for rule in CPU_RULES & set(by_rule):
+        assert not any("gpu" in line for line in by_rule[rule]), rule
 
 
 def test_failing_job_fails_the_workflow_naming_the_rule(slurm_up, tmp_path):
