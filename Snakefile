@@ -17,7 +17,7 @@ include: "workflow/rules/vdk.smk"
 
 onstart:
     verify_inputs(config)
-    announce_cost(config)
+    announce(config)
 
 
 rule all:

@@ -9,7 +9,7 @@ from torch import nn
 
 from cnnrepro import attacks, attribution, blur
 from cnnrepro.claims import FAILS, HOLDS, INCONCLUSIVE, numeric_verdict, paired_verdict
-from cnnrepro.runtime import normalizer, standardizer
+from cnnrepro.runtime import Normalized, standardizer
 
 
 def data(trained, n):
@@ -22,7 +22,7 @@ def data(trained, n):
 def test_clean_fgsm_is_the_textbook_formula(trained_mnist):
     model, x01, y, mean, std = data(trained_mnist, 64)
     eps = 0.1
-    adv = attacks.fgsm_clean_perturb(model, x01, y, mean, std, eps)
+    adv = attacks.fgsm_clean_perturb(Normalized(model, mean, std).eval(), x01, y, eps)
     # independent computation: x + eps * sign(grad_x CE(model(normalise(x)), y)), clipped
     x = x01.clone().requires_grad_(True)
     loss = nn.functional.cross_entropy(model(standardizer(mean, std, x.device)(x)), y)

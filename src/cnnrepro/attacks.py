@@ -62,12 +62,11 @@ def fgsm_paper(model: nn.Module, images_norm: torch.Tensor, labels: torch.Tensor
     }
 
 
-def fgsm_clean_perturb(model: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
-                       mean: list[float], std: list[float], epsilon: float) -> torch.Tensor:
+def fgsm_clean_perturb(wrapped: Normalized, images01: torch.Tensor, labels: torch.Tensor,
+                       epsilon: float) -> torch.Tensor:
     """torchattacks FGSM on [0, 1] images through a normalising wrapper."""
     import torchattacks
 
-    wrapped = Normalized(model, mean, std).to(images01.device).eval()
     return torchattacks.FGSM(wrapped, eps=epsilon)(images01, labels).detach()
 
 
@@ -83,7 +82,7 @@ def fgsm_clean(model: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
         preds = []
         for start in range(0, len(labels), batch_size):
             x, y = images01[start:start + batch_size], labels[start:start + batch_size]
-            adv = fgsm_clean_perturb(model, x, y, mean, std, eps) if eps > 0 else x
+            adv = fgsm_clean_perturb(wrapped, x, y, eps) if eps > 0 else x
             with torch.no_grad():
                 preds.append(wrapped(adv).argmax(1).cpu())
         pred = torch.cat(preds).numpy()

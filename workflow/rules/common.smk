@@ -53,10 +53,6 @@ def final_targets(wildcards):
     return data + summaries + studies
 
 
-def announce_cost(config):
-    announce(config)
-
-
 def verify_inputs(config):
     if MIRROR is not None:
         verify_mirror(MIRROR, cfg.needed_datasets(config))
