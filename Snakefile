@@ -1,5 +1,5 @@
 # Reproduction pipeline of five CNN studies: a table of contents.
-# Stages: data -> train -> evaluate -> aggregate -> study analyses (vdk so far).
+# Stages: data -> train -> evaluate -> aggregate -> study analyses (vdk, mnist) -> report.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -8,11 +8,16 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/vdk.smk"
+include: "workflow/rules/mnist.smk"
+include: "workflow/rules/report.smk"
 
 
 onstart:

@@ -106,3 +106,20 @@ def test_quick_preset_runs_the_vdk_analyses(quick_run):
             "vdk.tab1.vdk_cnnet.clean", "vdk.cost"} <= set(claims["claim_id"])
     assert set(claims["verdict"]) <= {"holds", "does not hold", "inconclusive"}
     assert claims["rule"].str.len().min() > 10
+
+
+def test_quick_preset_runs_the_mnist_lab(quick_run):
+    workdir, _ = quick_run
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for model in base["studies"]["mnist"]["models"]:
+        lab = np.load(workdir / f"results/mnist/{model}/seed0/lab/lab.npz")
+        assert lab["fool_images"].shape == (10, 1, 28, 28)
+        assert lab["noise"].shape == (10, 1, 28, 28) and lab["occ_drop"].shape[0] == 10
+    claims = pd.read_csv(workdir / "results/mnist/summary/claims.csv").set_index("claim_id")
+    assert {"mnist.acc.cnn", "mnist.acc.cnn_bn", "mnist.time", "mnist.parameters",
+            "mnist.neurons", "mnist.fool.cnn", "mnist.targeted.cnn", "mnist.noise.cnn"
+            } <= set(claims.index)
+    assert claims.loc["mnist.parameters", "reproduced_mean"] == 799_078
+    assert claims.loc["mnist.parameters", "verdict"] == "holds"
+    structure = pd.read_csv(workdir / "results/mnist/summary/structure.csv")
+    assert set(structure["model"]) == {"cnn", "cnn_bn"}

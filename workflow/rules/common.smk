@@ -1,5 +1,8 @@
 # Helpers shared by the rules: config validation and the paths each rule needs.
+import shutil
+
 from cnnrepro import config as cfg
+from cnnrepro import figures
 from cnnrepro.datasets import SPECS, resolve_mirror, verify_mirror
 from cnnrepro.estimate import announce
 
@@ -7,7 +10,8 @@ cfg.validate(config)  # fails naming the key, before any job is built
 MIRROR = resolve_mirror(config["data"]["mirror"])
 STUDIES = cfg.enabled_studies(config)
 SEEDS = config["seeds"]
-CLAIMS = ("vdk",)  # studies whose analysis stages are built (the others: open issues)
+CLAIMS = ("vdk", "mnist")  # studies whose analysis stages are built (the others: open issues)
+HAVE_TEX = shutil.which("latexmk") is not None  # the PDF is built where TeX is installed
 
 
 def res(stage, key):
@@ -34,6 +38,10 @@ def seed_dir(wildcards):
     return f"results/{wildcards.study}/{wildcards.model}/seed{wildcards.seed}"
 
 
+def study_models(study):
+    return list(config["studies"][study]["models"])
+
+
 def study_runs(study, pattern):
     return [
         pattern.format(study=study, model=model, seed=seed)
@@ -50,7 +58,27 @@ def final_targets(wildcards):
     ]
     summaries = [f"results/{study}/summary/metrics_summary.csv" for study in STUDIES]
     studies = [f"results/{study}/summary/claims.csv" for study in STUDIES if study in CLAIMS]
-    return data + summaries + studies
+    pages = ["results/report/index.html"] + (["results/report/paper.pdf"] if HAVE_TEX else [])
+    return data + summaries + studies + pages
+
+
+def report_figures(kind):
+    return [
+        f"results/report/{study}/{name}.{kind}"
+        for study in STUDIES
+        for name in figures.figures_for(study)
+    ]
+
+
+def report_inputs(wildcards):
+    """Every file the report shows: figures, study summaries, claims, data provenance."""
+    data = {config["studies"][study]["dataset"] for study in STUDIES}
+    return (
+        report_figures("png")
+        + [f"results/{study}/summary/metrics_summary.csv" for study in STUDIES]
+        + [f"results/{study}/summary/claims.csv" for study in STUDIES if study in CLAIMS]
+        + [f"results/data/{name}/{split}.json" for name in data for split in SPECS[name].splits]
+    )
 
 
 def verify_inputs(config):

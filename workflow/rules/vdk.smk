@@ -1,5 +1,5 @@
 # Study vdk after training: attribution, FGSM and blur per (model, seed), then the claims.
-# The three per-model stages share one adapter (workflow/scripts/vdk_stage.py) and differ
+# The three per-model stages share one adapter (workflow/scripts/analysis_stage.py) and differ
 # in the function of cnnrepro.vdk they call and the config block they pass it.
 
 
@@ -13,6 +13,7 @@ rule explain_vdk:
     params:
         spec=lambda w: cfg.training_spec(config, "vdk", w.model),
         settings=config["studies"].get("vdk", {}).get("attribution"),
+        module="vdk",
         stage="explain_stage",
     wildcard_constraints:
         seed=r"\d+",
@@ -28,7 +29,7 @@ rule explain_vdk:
     conda:
         "../../envs/pipeline.yaml"
     script:
-        "../scripts/vdk_stage.py"
+        "../scripts/analysis_stage.py"
 
 
 use rule explain_vdk as attack_fgsm_vdk with:
@@ -38,6 +39,7 @@ use rule explain_vdk as attack_fgsm_vdk with:
     params:
         spec=lambda w: cfg.training_spec(config, "vdk", w.model),
         settings=config["studies"].get("vdk", {}).get("fgsm"),
+        module="vdk",
         stage="fgsm_stage",
     log:
         "results/logs/attack_fgsm_vdk/{model}/seed{seed}.log",
@@ -52,6 +54,7 @@ use rule explain_vdk as attack_blur_vdk with:
     params:
         spec=lambda w: cfg.training_spec(config, "vdk", w.model),
         settings=config["studies"].get("vdk", {}).get("blur"),
+        module="vdk",
         stage="blur_stage",
     log:
         "results/logs/attack_blur_vdk/{model}/seed{seed}.log",

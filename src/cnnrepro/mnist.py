@@ -1,0 +1,256 @@
+"""Study ``mnist``: the lab's probes of a trained CNN, and the study's claims table.
+
+The probes work in pixel space ([0, 1] images; the model wrapped with its normalisation):
+predictions on random test images, filters, activations, occlusion (Captum), non-targeted
+"fooling" images, targeted images and learned class noises. The procedures follow the
+assignment the lab answers (see ../shared/STUDIES.md): gradient *ascent* on a logit with a
+fixed step, no clipping to the image range (the assignment has none; the report says so).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from captum.attr import Occlusion
+from torch import nn
+
+from .claims import claim_row, numeric_verdict, threshold_verdict
+from .io import read_json, write_csv, write_json, write_npz
+from .provenance import stamp
+from .runtime import Normalized
+from .train import open_trained
+
+PAPER = {"acc": {"cnn": 98.94, "cnn_bn": 99.18}, "time_ratio": 1391 / 786,
+         "parameters": 799_078, "fc_param_share": 98.80, "neurons": 31_870,
+         "conv_neuron_share": 98.40}
+
+
+def activations(model: nn.Module, x: torch.Tensor, n_layers: int = 2) -> list[torch.Tensor]:
+    """Outputs of the first ``n_layers`` ReLUs of the conv stack (conv → [BN] → ReLU)."""
+    relus = [m for m in model.features if isinstance(m, nn.ReLU)][:n_layers]
+    found: list[torch.Tensor] = []
+    hooks = [r.register_forward_hook(lambda _m, _i, out: found.append(out.detach()))
+             for r in relus]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return found
+
+
+def occlusion_maps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, patch: int,
+                   stride: int, grey: float) -> torch.Tensor:
+    """Drop of the true-class probability when a grey patch covers each pixel (Captum's
+    Occlusion, batched; each pixel averages the windows that cover it)."""
+    prob = lambda x: torch.softmax(model(x), 1)  # noqa: E731 - Captum wants a callable
+    return Occlusion(prob).attribute(images, sliding_window_shapes=(1, patch, patch),
+                                     strides=(1, stride, stride), baselines=grey,
+                                     target=labels, perturbations_per_eval=64)
+
+
+def ascend(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, step: float, iterations: int,
+           threshold: float | None = None, source: torch.Tensor | None = None,
+           beta: float = 0.0) -> dict[str, Any]:
+    """Gradient ascent on C = logit[target] − β·MSE(x, source), one image per target.
+
+    Images whose target probability reaches ``threshold`` stop moving. Returns the final
+    images, per-iteration cost and target probability, and the iteration each one stopped.
+    """
+    x = x.clone()
+    rows = torch.arange(len(targets))
+    active = torch.ones(len(targets), dtype=torch.bool, device=x.device)
+    stopped = torch.full((len(targets),), iterations, dtype=torch.long)
+    costs, probs = [], []
+    for it in range(iterations):
+        x.requires_grad_(True)
+        logits = model(x)
+        cost = logits[rows, targets]
+        if source is not None:
+            cost = cost - beta * ((x - source) ** 2).flatten(1).mean(1)
+        grad, = torch.autograd.grad(cost.sum(), x)  # images are independent in eval mode
+        p = torch.softmax(logits.detach(), 1)[rows, targets]
+        costs.append(cost.detach().cpu())
+        probs.append(p.cpu())
+        if threshold is not None:
+            done = active & (p >= threshold)
+            stopped[done.cpu()] = it
+            active &= ~done
+            if not active.any():
+                break
+        with torch.no_grad():
+            x = x.detach() + step * grad * active.view(-1, 1, 1, 1)
+    with torch.no_grad():
+        final = torch.softmax(model(x), 1)
+    return {"images": x.detach(), "cost": torch.stack(costs, 1), "prob": torch.stack(probs, 1),
+            "stopped": stopped, "final_probs": final}
+
+
+def learn_noise(model: nn.Module, images: torch.Tensor, target: int, step: float,
+                iterations: int) -> torch.Tensor:
+    """One noise N (zeros at start) ascending the mean logit[target] of ``images`` + N."""
+    noise = torch.zeros_like(images[:1], requires_grad=True)
+    for _ in range(iterations):
+        cost = model(images + noise)[:, target].mean()
+        grad, = torch.autograd.grad(cost, noise)
+        with torch.no_grad():
+            noise += step * grad
+    return noise.detach()
+
+
+def lab_stage(spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
+              settings: dict[str, Any], out_npz: str, out_json: str,
+              threads: int | None = None) -> None:
+    """Every probe of the lab on one trained (model, seed); data files only."""
+    net, splits, device = open_trained(spec, weights, data, threads)
+    model = Normalized(net, spec["normalize"]["mean"], spec["normalize"]["std"]).to(device).eval()
+    test = splits["test"]
+    x01 = test.images.float() / 255
+    labels = test.labels
+    n_classes = len(test.classes)
+    gen = torch.Generator().manual_seed(seed)
+    pick = lambda n: torch.randperm(len(labels), generator=gen)[:n].to(device)  # noqa: E731
+
+    shown = pick(settings["prediction_images"])
+    with torch.no_grad():
+        shown_pred = model(x01[shown]).argmax(1)
+    probe = x01[shown[:1]]
+    act1, act2 = activations(net, (probe - model.mean) / model.std)
+    convs = [m for m in net.features if isinstance(m, nn.Conv2d)]
+
+    occ = settings["occlusion"]
+    occluded = pick(occ["images"])
+    with torch.no_grad():
+        p_true = torch.softmax(model(x01[occluded]), 1)[torch.arange(len(occluded)),
+                                                        labels[occluded]]
+    drop = occlusion_maps(model, x01[occluded], labels[occluded], occ["patch"], occ["stride"],
+                          occ["grey"])
+
+    fool = settings["fooling"]
+    targets = torch.arange(n_classes, device=device)
+    start = (fool["mean"] + fool["std"] * torch.randn(n_classes, *x01.shape[1:],
+                                                      generator=gen)).to(device)
+    fooled = ascend(model, start, targets, fool["step"], fool["iterations"], fool["threshold"])
+
+    tg = settings["targeted"]
+    sources = torch.stack([torch.nonzero(labels == c)[0, 0] for c in range(tg["sources"])])
+    src = x01[sources].repeat_interleave(n_classes, 0)
+    pair_targets = targets.repeat(tg["sources"])
+    targeted = ascend(model, src, pair_targets, tg["step"], tg["iterations"], tg["threshold"],
+                      source=src, beta=tg["beta"])
+    targeted_mse = ((targeted["images"] - src) ** 2).flatten(1).mean(1)
+
+    nz = settings["noise"]
+    fixed = pick(nz["images"])
+    noises = torch.cat([learn_noise(model, x01[fixed], t, nz["step"], nz["iterations"])
+                        for t in range(n_classes)])
+    controls = torch.randn(noises.shape, generator=gen).to(device)
+    controls *= noises.flatten(1).norm(dim=1).view(-1, 1, 1, 1) / controls.flatten(1).norm(
+        dim=1).view(-1, 1, 1, 1)
+    with torch.no_grad():
+        noisy_pred = torch.stack([model(x01[fixed] + n).argmax(1) for n in noises])
+        control_pred = torch.stack([model(x01[fixed] + n).argmax(1) for n in controls])
+    to_target = (noisy_pred == targets.view(-1, 1)).float().mean().item()
+    control_to_target = (control_pred == targets.view(-1, 1)).float().mean().item()
+
+    cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
+    write_npz(out_npz, classes=np.asarray(test.classes),
+              shown_images=cpu(x01[shown]), shown_labels=cpu(labels[shown]),
+              shown_pred=cpu(shown_pred), conv1=cpu(convs[0].weight), conv2=cpu(convs[1].weight),
+              probe_image=cpu(probe[0]), act1=cpu(act1[0]), act2=cpu(act2[0]),
+              occ_images=cpu(x01[occluded]), occ_labels=cpu(labels[occluded]),
+              occ_p_true=cpu(p_true), occ_drop=cpu(drop),
+              fool_images=cpu(fooled["images"]), fool_cost=cpu(fooled["cost"]),
+              fool_prob=cpu(fooled["prob"]), fool_stopped=cpu(fooled["stopped"]),
+              fool_final=cpu(fooled["final_probs"]),
+              targeted_sources=cpu(x01[sources]), targeted_source_labels=cpu(labels[sources]),
+              targeted_images=cpu(targeted["images"]), targeted_targets=cpu(pair_targets),
+              targeted_probs=cpu(targeted["final_probs"]), targeted_mse=cpu(targeted_mse),
+              noise=cpu(noises), noise_images=cpu(x01[fixed]), noise_labels=cpu(labels[fixed]),
+              noise_pred=cpu(noisy_pred), control_pred=cpu(control_pred))
+    fool_p = fooled["final_probs"][targets, targets]
+    targeted_hit = targeted["final_probs"].argmax(1) == pair_targets
+    write_json(out_json, {
+        "model": spec["model"], "seed": seed,
+        "fooling": {"threshold": fool["threshold"],
+                    "reached": float((fool_p >= fool["threshold"]).float().mean()),
+                    "mean_target_probability": float(fool_p.mean()),
+                    "iterations": cpu(fooled["stopped"]).tolist()},
+        "targeted": {"beta": tg["beta"], "pairs": int(len(pair_targets)),
+                     "hit_rate": float(targeted_hit.float().mean()),
+                     "mean_mse": float(targeted_mse.mean())},
+        "noise": {"to_target": to_target, "control_to_target": control_to_target},
+        "provenance": stamp(spec, seed, device)})
+
+
+# --------------------------------------------------------------------------- claims
+
+def structure_table(layers_csv: str | Path) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The layer table with its totals and conv vs FC shares of parameters and neurons."""
+    layers = pd.read_csv(layers_csv)
+    by_kind = layers.groupby("kind")[["parameters", "neurons"]].sum()
+    total = layers[["parameters", "neurons"]].sum()
+    shares = {"parameters": int(total["parameters"]), "neurons": int(total["neurons"]),
+              "fc_param_share": 100 * by_kind.loc["fc", "parameters"] / total["parameters"],
+              "conv_neuron_share": 100 * by_kind.loc["conv", "neurons"] / total["neurons"]}
+    return layers, shares
+
+
+def claims_stage(models: list[str], seeds: list[int], results: str | Path,
+                 tolerances: dict[str, float], out_claims: str, out_structure: str) -> None:
+    root = Path(results)
+    rows = []
+    run = lambda m, s, rel: root / m / f"seed{s}" / rel  # noqa: E731
+
+    def numeric(cid, text, paper, values, tol, unit=""):
+        verdict, rule = numeric_verdict(paper, values, tol)
+        rows.append(claim_row(cid, text, "paper", paper, values, seeds, verdict, rule, unit))
+
+    for model in [m for m in ("cnn", "cnn_bn") if m in models]:
+        acc = [100 * read_json(run(model, s, "eval/metrics.json"))["splits"]["test"]["accuracy"]
+               for s in seeds]
+        numeric(f"mnist.acc.{model}", f"{model} test accuracy", PAPER["acc"][model], acc,
+                tolerances["accuracy_pp"], "%")
+    if {"cnn", "cnn_bn"} <= set(models):
+        secs = {m: [read_json(run(m, s, "train.json"))["train_seconds"] for s in seeds]
+                for m in ("cnn", "cnn_bn")}
+        ratio = [b / a for a, b in zip(secs["cnn"], secs["cnn_bn"])]
+        numeric("mnist.time", "batch norm slows training (time ratio cnn_bn / cnn; paper "
+                "1391 s / 786 s)", PAPER["time_ratio"], ratio, tolerances["time_ratio"], "x")
+    tables = []
+    for model in models:
+        layers, shares = structure_table(run(model, seeds[0], "eval/layers.csv"))
+        tables.append(layers.assign(model=model))
+        if model == "cnn":  # the document counts the plain CNN
+            for key, text in (("parameters", "learnable parameters"),
+                              ("fc_param_share", "FC share of the parameters"),
+                              ("neurons", "neurons (conv outputs before pooling + FC outputs)"),
+                              ("conv_neuron_share", "conv share of the neurons")):
+                unit = "%" if key.endswith("share") else ""
+                numeric(f"mnist.{key}", f"cnn {text}", PAPER[key], [shares[key]] * len(seeds),
+                        tolerances["count"], unit)
+    write_csv(out_structure, pd.concat(tables, ignore_index=True))
+    for model in models:
+        lab = [read_json(run(model, s, "lab/lab.json")) for s in seeds]
+        threshold = lab[0]["fooling"]["threshold"]
+        reached = [r["fooling"]["reached"] for r in lab]
+        verdict, rule = threshold_verdict(reached, tolerances["most"], below=False)
+        rows.append(claim_row(f"mnist.fool.{model}", f"fooling images reach p(target) >= "
+                              f"{threshold:g} (share of the 10 classes)", "paper",
+                              "~100 % target probability", reached, seeds, verdict, rule))
+        hits = [r["targeted"]["hit_rate"] for r in lab]
+        verdict, rule = threshold_verdict(hits, tolerances["most"], below=False)
+        rows.append(claim_row(f"mnist.targeted.{model}", "targeted images are classified as "
+                              "the target (share of source × target pairs)", "paper",
+                              "classified as target", hits, seeds, verdict, rule))
+        gap = [r["noise"]["to_target"] - r["noise"]["control_to_target"] for r in lab]
+        verdict, rule = threshold_verdict(gap, tolerances["noise_gap"], below=False)
+        rows.append(claim_row(f"mnist.noise.{model}", "learned noises steer predictions to "
+                              "their class more than same-norm Gaussian noise (difference "
+                              "of shares)", "clean", "-", gap, seeds, verdict, rule))
+    write_csv(out_claims, pd.DataFrame(rows))

@@ -1,0 +1,178 @@
+"""The report: the quick preset's HTML site, LaTeX/PDF paper and Snakemake report.
+
+The artifacts come from the session's quick run (real pipeline output, small); the browser
+check uses Debian's headless Chromium, the PDF check poppler's pdftotext (.ci/run installs
+both: a missing tool fails here, it is not skipped).
+"""
+
+from __future__ import annotations
+
+import html.parser
+import re
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pandas as pd
+import pytest
+
+from cnnrepro import config as cfg
+from cnnrepro.figures import figures_for
+from cnnrepro.report import ReportError, collect, mean_std_n, render_html
+from conftest import QUICK, ROOT, snakemake
+
+pytestmark = pytest.mark.e2e
+NUMBER = r"-?[\d.]+(e[-+]\d+)?"
+MEAN_STD_N = re.compile(rf"^{NUMBER} ± ({NUMBER}|–)( \S+|%)? \(n=\d+\)$")
+
+
+class Links(html.parser.HTMLParser):
+    """Image sources, link targets and claim rows of one page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images, self.links, self.claim_rows, self.cells = [], [], [], []
+        self._row: str | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs["src"])
+        elif tag == "a":
+            self.links.append(attrs["href"])
+        elif tag == "tr" and attrs.get("id"):
+            self.claim_rows.append(attrs["id"])
+            self._row = attrs["id"]
+        elif tag == "td" and self._row:
+            self._cell = []
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell is not None:
+            self.cells.append((self._row, " ".join("".join(self._cell).split())))
+            self._cell = None
+        elif tag == "tr":
+            self._row = None
+
+
+def parse(page: Path) -> Links:
+    parser = Links()
+    parser.feed(page.read_text())
+    return parser
+
+
+def enabled(workdir: Path) -> list[str]:
+    return cfg.enabled_studies(cfg.load(ROOT / "config.yaml", [QUICK]))
+
+
+def test_every_page_image_and_link_resolves(quick_run):
+    workdir, _ = quick_run
+    site = workdir / "results/report"
+    pages = [site / "index.html"] + [site / f"{s}.html" for s in enabled(workdir)]
+    for page in pages:
+        found = parse(page)
+        for target in found.images + found.links:
+            url = urlparse(target)
+            assert not url.scheme and not url.netloc, f"{page.name}: non-local link {target}"
+            if url.path:
+                assert (site / url.path).is_file(), f"{page.name}: broken link {target}"
+    vdk = parse(site / "vdk.html")
+    assert sorted(Path(i).stem for i in vdk.images) == sorted(figures_for("vdk"))
+
+
+def test_claims_table_has_every_claim_as_mean_std_n(quick_run):
+    workdir, _ = quick_run
+    claims = pd.read_csv(workdir / "results/vdk/summary/claims.csv")
+    page = parse(workdir / "results/report/vdk.html")
+    assert page.claim_rows == claims["claim_id"].tolist()
+    reproduced = [text.split(" per seed")[0] for row, text in page.cells
+                  if MEAN_STD_N.match(text.split(" per seed")[0])]
+    assert len(reproduced) == len(claims), page.cells[:8]
+
+
+def test_number_format():
+    assert mean_std_n(72.5, 0.31, 3, "%") == "72.5 ± 0.31% (n=3)"
+    assert mean_std_n(0.1435, float("nan"), 1) == "0.1435 ± – (n=1)"
+    assert MEAN_STD_N.match(mean_std_n(1.5, 0.2, 2, "pp"))
+
+
+def test_disabled_study_is_absent_and_missing_artifact_is_named(quick_run, tmp_path):
+    workdir, _ = quick_run
+    results = workdir / "results"
+    config = cfg.load(ROOT / "config.yaml", [QUICK])
+    for study in ("mnist", "lenet", "caltech"):
+        config["studies"][study]["enabled"] = False
+    content = collect(config, results, ["vdk"], ROOT)
+    render_html(content, tmp_path / "site", results)
+    assert {p.name for p in (tmp_path / "site").glob("*.html")} == {"index.html", "vdk.html"}
+    assert "mnist.html" not in (tmp_path / "site/index.html").read_text()
+
+    copy = tmp_path / "results"
+    shutil.copytree(results / "vdk/summary", copy / "vdk/summary")
+    shutil.copytree(results / "report/vdk", copy / "report/vdk")
+    shutil.copytree(results / "data/cifar10", copy / "data/cifar10",
+                    ignore=shutil.ignore_patterns("*.npz"))
+    collect(config, copy, ["vdk"], ROOT)  # complete: renders
+    (copy / "report/vdk/vdk_immune.png").unlink()
+    with pytest.raises(ReportError, match="vdk_immune.png"):
+        collect(config, copy, ["vdk"], ROOT)
+
+
+def test_chromium_loads_every_page_without_failed_images(quick_run):
+    workdir, _ = quick_run
+    site = workdir / "results/report"
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "Debian's chromium is part of the test environment (.ci/run installs it)"
+    # A probe copy of each page (same folder, so the same relative paths) counts the images
+    # the browser failed to decode once the page has loaded.
+    probe = ("<script>window.addEventListener('load', () => { const bad = [...document.images]"
+             ".filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src); "
+             "document.body.setAttribute('data-images', document.images.length); "
+             "document.body.setAttribute('data-failed', bad.join(' ') || 'none'); });</script>")
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    for name in ["index"] + enabled(workdir):
+        page = site / f".probe-{name}.html"
+        page.write_text((site / f"{name}.html").read_text().replace("</body>", probe + "</body>"))
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                 "--virtual-time-budget=10000"]
+        dom = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True,
+                             text=True, timeout=120).stdout
+        page.unlink()
+        failed = re.search(r'data-failed="([^"]*)"', dom)
+        assert failed, f"{name}: the page did not finish loading in Chromium"
+        assert failed.group(1) == "none", f"{name}: images failed to load: {failed.group(1)}"
+        if name != "index":
+            count = int(re.search(r'data-images="(\d+)"', dom).group(1))
+            assert count == len(figures_for(name))
+        subprocess.run([browser, *flags, "--window-size=1280,2000",
+                        f"--screenshot={artifacts / f'report-{name}.png'}",
+                        (site / f"{name}.html").as_uri()], capture_output=True, timeout=120)
+        assert (artifacts / f"report-{name}.png").stat().st_size > 10_000
+
+
+def test_latex_paper_compiles_with_every_figure(quick_run):
+    workdir, _ = quick_run
+    pdf = workdir / "results/report/paper.pdf"
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    expected = sum(len(figures_for(s)) for s in enabled(workdir))
+    assert len(re.findall(r"^Figure \d+:", text, flags=re.M)) == expected
+    assert "vdk.acc.vdk_cnnet" in text  # the claims table made it in
+    tex = (workdir / "results/report/paper.tex").read_text()
+    assert tex.count("\\includegraphics") == expected and "\\toprule" in tex
+
+
+def test_snakemake_builtin_report(quick_run):
+    workdir, _ = quick_run
+    proc = snakemake(workdir, "--report", "results/report/snakemake-report.zip")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with zipfile.ZipFile(workdir / "results/report/snakemake-report.zip") as archive:
+        pngs = [n for n in archive.namelist() if n.endswith(".png")]
+    assert len(pngs) >= sum(len(figures_for(s)) for s in enabled(workdir))
