@@ -1,5 +1,5 @@
 # Reproduction pipeline of five CNN studies: a table of contents.
-# Stages: data -> train -> evaluate -> aggregate -> study analyses (vdk, mnist) -> report.
+# Stages: data -> train -> evaluate -> aggregate -> study analyses (vdk, mnist, lenet) -> report.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -17,6 +17,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/vdk.smk"
 include: "workflow/rules/mnist.smk"
+include: "workflow/rules/lenet.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from cnnrepro import config as cfg
-from cnnrepro.figures import figures_for
+from cnnrepro.figures import ANIMATIONS, figures_for
 from cnnrepro.report import ReportError, collect, mean_std_n, render_html
 from conftest import QUICK, ROOT, snakemake
 
@@ -150,7 +150,7 @@ def test_chromium_loads_every_page_without_failed_images(quick_run):
         assert failed.group(1) == "none", f"{name}: images failed to load: {failed.group(1)}"
         if name != "index":
             count = int(re.search(r'data-images="(\d+)"', dom).group(1))
-            assert count == len(figures_for(name))
+            assert count == len(figures_for(name)) + len(ANIMATIONS.get(name, {}))
         subprocess.run([browser, *flags, "--window-size=1280,2000",
                         f"--screenshot={artifacts / f'report-{name}.png'}",
                         (site / f"{name}.html").as_uri()], capture_output=True, timeout=120)

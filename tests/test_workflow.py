@@ -45,7 +45,7 @@ def test_quick_preset_produces_every_backbone_artifact(quick_run):
         summary = pd.read_csv(workdir / f"results/{study}/summary/metrics_summary.csv")
         assert set(summary["model"]) == set(sspec["models"])
     lenet_snaps = sorted(p.name for p in (workdir / "results/lenet/cnn/seed0/snapshots").glob("epoch_*.pt"))
-    assert lenet_snaps == ["epoch_000.pt", "epoch_001.pt"]
+    assert lenet_snaps == ["epoch_000.pt", "epoch_001.pt", "epoch_002.pt"]
 
 
 def test_quick_preset_learns(quick_run):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import jsonschema
+import numpy as np
 import yaml
 
 from .models import ModelError, check_spec
@@ -139,6 +140,29 @@ def training_spec(config: dict[str, Any], study: str, model: str) -> dict[str, A
         "device": config["device"],
         "deterministic": config["deterministic"],
     }
+
+
+def logspace(spec: dict[str, Any]) -> list[float]:
+    return [float(v) for v in np.logspace(spec["start"], spec["stop"], spec["num"])]
+
+
+def grid_points(config: dict[str, Any], study: str = "lenet") -> list[tuple[int, int]]:
+    """(lr index, weight-decay index) of every grid point, row-major."""
+    grid = config["studies"][study]["grid"]
+    return [(i, j) for i in range(grid["lr"]["num"]) for j in range(grid["weight_decay"]["num"])]
+
+
+def grid_spec(config: dict[str, Any], model: str, lr_index: int, wd_index: int,
+              study: str = "lenet") -> dict[str, Any]:
+    """One grid point's training spec: fresh weights, the grid's epochs, hold-out and subset."""
+    grid = config["studies"][study]["grid"]
+    spec = training_spec(config, study, model)
+    spec["training"].update(lr=logspace(grid["lr"])[lr_index],
+                            weight_decay=logspace(grid["weight_decay"])[wd_index],
+                            epochs=grid["epochs"], snapshot_epochs=[])
+    spec["holdout_fraction"] = grid["holdout_fraction"]
+    spec["subset"] = {**spec["subset"], "train": grid["train_subset"] or spec["subset"].get("train")}
+    return spec
 
 
 def evaluation_spec(config: dict[str, Any], study: str, model: str) -> dict[str, Any]:

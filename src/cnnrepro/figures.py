@@ -385,7 +385,120 @@ def mnist_noise(root: Path, models: list[str], seeds: list[int]):
     return fig
 
 
+# --------------------------------------------------------------------------- lenet
+
+def lenet_samples(root: Path, models: list[str], seeds: list[int]):
+    data = np.load(root / "probe" / "data.npz")
+    samples, classes = data["samples"], data["classes"]
+    fig, axes = plt.subplots(len(classes), samples.shape[1],
+                             figsize=(samples.shape[1] * 0.9, len(classes) * 0.95), squeeze=False)
+    for row, images, cls in zip(axes, samples, classes):
+        for ax, image in zip(row, images):
+            ax.imshow(image.transpose(1, 2, 0))
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].set_ylabel(cls, fontsize=8, rotation=0, ha="right", va="center")
+    fig.suptitle("Random training images of each class")
+    return fig
+
+
+def lenet_covariance(root: Path, models: list[str], seeds: list[int]):
+    data = np.load(root / "probe" / "data.npz")
+    cov = data["covariance"]
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    bound = np.abs(cov).max()
+    image = ax.imshow(cov, cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
+    block = cov.shape[0] // 3
+    for edge in (block, 2 * block):
+        ax.axhline(edge, color="k", lw=0.6)
+        ax.axvline(edge, color="k", lw=0.6)
+    ax.set_xticks([block / 2, 1.5 * block, 2.5 * block], ["R", "G", "B"])
+    ax.set_yticks([block / 2, 1.5 * block, 2.5 * block], ["R", "G", "B"])
+    fig.colorbar(image, ax=ax, label="covariance (pixel values in [0, 1])")
+    ax.set_title(f"Covariance of {int(data['n_images'])} flattened training images "
+                 f"({cov.shape[0]}x{cov.shape[1]}; channel blocks marked)")
+    return fig
+
+
+def lenet_grid(root: Path, models: list[str], seeds: list[int]):
+    fig, axes = plt.subplots(len(models), 2, figsize=(11, 4.6 * len(models)), squeeze=False)
+    for row, model in zip(axes, models):
+        grid = pd.read_csv(root / "grid" / model / "grid.csv")
+        pick = read_json(root / "grid" / model / "selection.json")
+        for ax, column, title in zip(row, ("val_acc", "test_acc"),
+                                     ("validation (clean pick)", "test (paper pick)")):
+            table = grid.pivot(index="lr", columns="weight_decay", values=column)
+            image = ax.imshow(100 * table.to_numpy(), cmap="viridis", vmin=0, origin="lower")
+            ax.set_xticks(range(table.shape[1]), [f"{v:.1e}" for v in table.columns],
+                          rotation=60, fontsize=7)
+            ax.set_yticks(range(table.shape[0]), [f"{v:.1e}" for v in table.index], fontsize=7)
+            for (i, j), value in np.ndenumerate(100 * table.to_numpy()):
+                ax.text(j, i, "nan" if np.isnan(value) else f"{value:.0f}", ha="center",
+                        va="center", fontsize=6, color="w")
+            for protocol, marker in (("clean", "s"), ("paper", "o")):
+                p = pick[protocol]
+                ax.plot(p["wd_index"], p["lr_index"], marker, mfc="none", mec="red", ms=16,
+                        mew=2, label=f"{protocol} pick")
+            ax.set(xlabel="weight decay", ylabel="learning rate", title=f"{model}: {title}")
+            fig.colorbar(image, ax=ax, label="accuracy after the grid's epochs (%)")
+        row[0].legend(fontsize=7, loc="upper right", markerscale=0.4)
+    fig.suptitle("Grid search (Adam): final-epoch accuracy of every point, fresh weights each")
+    fig.tight_layout()
+    return fig
+
+
+def _evolution(root: Path, seeds: list[int]):
+    from .lenet import CNN
+    return np.load(root / CNN / f"seed{seeds[0]}" / "probe" / "evolution.npz")
+
+
+def lenet_kernels(root: Path, models: list[str], seeds: list[int]):
+    evo = _evolution(root, seeds)
+    kernels, epochs = evo["kernels"], evo["epochs"]
+    fig, axes = plt.subplots(3, len(epochs), figsize=(0.9 * len(epochs) + 1, 3.2), squeeze=False)
+    bound = np.abs(kernels).max()
+    for c, (row, name) in enumerate(zip(axes, ("R", "G", "B"))):
+        for ax, kernel, epoch in zip(row, kernels, epochs):
+            image = ax.imshow(kernel[c], cmap="RdBu_r", vmin=-bound, vmax=bound)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_title(f"ep {epoch}", fontsize=7)
+        row[0].set_ylabel(name)
+    fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, label="weight")
+    fig.suptitle(f"One conv1 kernel, each colour channel, by epoch (seed {seeds[0]})")
+    return fig
+
+
+def lenet_feature_maps(root: Path, models: list[str], seeds: list[int]):
+    evo = _evolution(root, seeds)
+    epochs = evo["epochs"]
+    fig, axes = plt.subplots(3, len(epochs) + 1, figsize=(0.95 * (len(epochs) + 1), 3.3),
+                             squeeze=False)
+    axes[0, 0].imshow(evo["image"].transpose(1, 2, 0))
+    axes[0, 0].set_title("image", fontsize=7)
+    for r, name in enumerate(("fmap", "relu", "pool")):
+        axes[r, 0].set_ylabel({"fmap": "conv1", "relu": "ReLU", "pool": "max-pool"}[name],
+                              fontsize=8)
+        for ax, value, epoch in zip(axes[r, 1:], evo[name], epochs):
+            ax.imshow(value, cmap="gray")
+            if r == 0:
+                ax.set_title(f"ep {epoch}", fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[1:, 0]:
+        ax.set_frame_on(False)  # keeps the row label
+    fig.suptitle(f"The followed kernel's feature map, ReLU and max-pool output on the peacock "
+                 f"(seed {seeds[0]}); animated in the HTML report")
+    return fig
+
+
 # --------------------------------------------------------------------------- registry
+
+def _always(_study_spec: dict) -> bool:
+    return True
+
 
 @dataclass(frozen=True)
 class Figure:
@@ -393,6 +506,7 @@ class Figure:
     caption: str
     reproduces: str
     inputs: tuple[str, ...]  # relative to results/<study>; {model} and {seed} are expanded
+    when: Callable[[dict], bool] = _always  # drawn only if true of the study's config
 
 
 EVERY = {
@@ -410,7 +524,28 @@ EVERY = {
 }
 
 LAB = ("{model}/seed{seed}/lab/lab.npz",)
+EVOLUTION = ("cnn/seed{seed}/probe/evolution.npz",)  # lenet.CNN
 STUDY_FIGURES: dict[str, dict[str, Figure]] = {
+    "lenet": {
+        "lenet_samples": Figure(lenet_samples, "Random training images of each class.",
+                                "lenet.samples", ("probe/data.npz",)),
+        "lenet_covariance": Figure(
+            lenet_covariance, "Covariance matrix of flattened training images (3072 = 3 "
+            "channels x 32 x 32 pixels; channel blocks marked).", "lenet.cov",
+            ("probe/data.npz",)),
+        "lenet_grid": Figure(
+            lenet_grid, "Grid search over Adam's learning rate and weight decay: accuracy after "
+            "the grid's epochs on the validation split (clean pick, square) and on the test set "
+            "(paper pick, circle, as the original).", "lenet.grid",
+            ("grid/{model}/grid.csv", "grid/{model}/selection.json"),
+            when=lambda sspec: sspec["grid"]["enabled"]),
+        "lenet_kernels": Figure(
+            lenet_kernels, "One conv1 kernel (each colour channel) every few epochs, from the "
+            "initial weights (epoch 0) on.", "lenet.kernels", EVOLUTION),
+        "lenet_feature_maps": Figure(
+            lenet_feature_maps, "The matching feature map, ReLU output and max-pool output of the "
+            "peacock image (official training index 6) by epoch.", "lenet.maps", EVOLUTION),
+    },
     "mnist": {
         "mnist_predictions": Figure(
             mnist_predictions, "Random test images with their true and predicted class.",
@@ -472,20 +607,22 @@ STUDY_FIGURES: dict[str, dict[str, Figure]] = {
 }
 
 
-def figures_for(study: str) -> dict[str, Figure]:
-    """Every figure the report shows for ``study``, in reading order."""
-    return {**EVERY, **STUDY_FIGURES.get(study, {})}
+# Animations written beside the figures (results/report/<study>/<name>.gif), HTML only.
+ANIMATIONS = {"lenet": {"lenet_feature_maps": "The feature map, ReLU and max-pool output of "
+                        "the peacock, one frame per shown epoch (left to right)."}}
+
+
+def figures_for(study: str, study_spec: dict | None = None) -> dict[str, Figure]:
+    """Every figure the report shows for ``study`` (with its config: those that apply)."""
+    found = {**EVERY, **STUDY_FIGURES.get(study, {})}
+    return {n: f for n, f in found.items() if study_spec is None or f.when(study_spec)}
 
 
 def figure_inputs(study: str, name: str, models: list[str], seeds: list[int],
                   results: str | Path = "results") -> list[str]:
-    paths: list[str] = []
-    for template in figures_for(study)[name].inputs:
-        if "{model}" in template:
-            paths += [template.format(model=m, seed=s) for m in models for s in seeds]
-        else:
-            paths.append(template)
-    return [str(Path(results) / study / p) for p in paths]
+    paths = [template.format(model=m, seed=s) for template in figures_for(study)[name].inputs
+             for m in models for s in seeds]
+    return [str(Path(results) / study / p) for p in dict.fromkeys(paths)]
 
 
 def render(study: str, name: str, models: list[str], seeds: list[int], out_png: str | Path,

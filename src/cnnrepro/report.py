@@ -22,12 +22,14 @@ import pandas as pd
 import yaml
 
 from . import config as cfg
-from .figures import figures_for
+from .figures import ANIMATIONS, figures_for
 from .io import atomic_path, read_json
 from .provenance import git_commit, versions
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "report" / "templates"
 SUMMARY_TABLES = {  # per study: (file in results/<study>/summary, caption)
+    "lenet": [("grid.csv", "Every grid point of both models: learning rate, weight decay, "
+               "validation and test accuracy after the grid's epochs (lenet.grid).")],
     "mnist": [("structure.csv", "Every layer of both models: input and output shape, learnable "
                "parameters, neurons (conv outputs before pooling, FC outputs) and kind "
                "(mnist.shapes, mnist.params, mnist.neurons); totals and shares are claims.")],
@@ -78,6 +80,7 @@ class StudyPage:
     config_yaml: str
     datasets: list[dict[str, Any]]
     figures: list[dict[str, str]] = field(default_factory=list)
+    animations: list[dict[str, str]] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     claims: list[dict[str, Any]] = field(default_factory=list)
 
@@ -144,11 +147,14 @@ def study_page(config: dict[str, Any], study: str, results: Path, has_claims: bo
         models={m: s.get("description", "") for m, s in sspec["models"].items()}, seeds=seeds,
         config_yaml=yaml.safe_dump({"seeds": seeds, study: sspec}, sort_keys=False),
         datasets=_datasets(results, sspec["dataset"]))
-    for name, figure in figures_for(study).items():
+    for name, figure in figures_for(study, sspec).items():
         _need(results / "report" / study / f"{name}.png")
         page.figures.append({"name": name, "caption": figure.caption,
                              "reproduces": figure.reproduces,
                              "png": f"{study}/{name}.png", "pdf": f"{study}/{name}.pdf"})
+    for name, caption in ANIMATIONS.get(study, {}).items():
+        _need(results / "report" / study / f"{name}.gif")
+        page.animations.append({"name": name, "caption": caption, "gif": f"{study}/{name}.gif"})
     page.tables.append(_metrics_table(pd.read_csv(_need(root / "summary" /
                                                         "metrics_summary.csv")), models, study))
     for file, caption in SUMMARY_TABLES.get(study, []) if has_claims else []:

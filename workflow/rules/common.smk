@@ -10,7 +10,7 @@ cfg.validate(config)  # fails naming the key, before any job is built
 MIRROR = resolve_mirror(config["data"]["mirror"])
 STUDIES = cfg.enabled_studies(config)
 SEEDS = config["seeds"]
-CLAIMS = ("vdk", "mnist")  # studies whose analysis stages are built (the others: open issues)
+CLAIMS = ("vdk", "mnist", "lenet")  # studies with analysis stages (caltech: an open issue)
 HAVE_TEX = shutil.which("latexmk") is not None  # the PDF is built where TeX is installed
 
 
@@ -32,6 +32,19 @@ def data_paths(study):
 
 def study_data(wildcards):
     return data_paths(wildcards.study)
+
+
+def grid_selection(study):
+    """The lenet grid's pick that final training uses (clean or paper); None: no grid."""
+    grid = config["studies"][study].get("grid")
+    return grid["selection"] if grid and grid["enabled"] else None
+
+
+def train_inputs(wildcards):
+    inputs = data_paths(wildcards.study)
+    if grid_selection(wildcards.study):
+        inputs["selection"] = f"results/{wildcards.study}/grid/{wildcards.model}/selection.json"
+    return inputs
 
 
 def seed_dir(wildcards):
@@ -62,12 +75,17 @@ def final_targets(wildcards):
     return data + summaries + studies + pages
 
 
+def study_figures(study):
+    return figures.figures_for(study, config["studies"][study])
+
+
 def report_figures(kind):
     return [
-        f"results/report/{study}/{name}.{kind}"
-        for study in STUDIES
-        for name in figures.figures_for(study)
-    ]
+        f"results/report/{study}/{name}.{kind}" for study in STUDIES for name in study_figures(study)
+    ] + (
+        [f"results/report/{study}/{name}.gif" for study in STUDIES
+         for name in figures.ANIMATIONS.get(study, {})] if kind == "png" else []
+    )
 
 
 def report_inputs(wildcards):

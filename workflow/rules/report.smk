@@ -16,8 +16,8 @@ rule figure:
     params:
         models=lambda w: study_models(w.study),
         seeds=SEEDS,
-        caption=lambda w: figures.figures_for(w.study)[w.figure].caption,
-        reproduces=lambda w: figures.figures_for(w.study)[w.figure].reproduces,
+        caption=lambda w: study_figures(w.study)[w.figure].caption,
+        reproduces=lambda w: study_figures(w.study)[w.figure].reproduces,
     wildcard_constraints:
         study="|".join(STUDIES),
         figure=r"[a-z0-9_]+",

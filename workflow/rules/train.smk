@@ -3,7 +3,7 @@
 
 rule train_model:
     input:
-        unpack(study_data),
+        unpack(train_inputs),
     output:
         weights="results/{study}/{model}/seed{seed}/model.pt",
         history="results/{study}/{model}/seed{seed}/history.csv",
@@ -11,6 +11,7 @@ rule train_model:
         snapshots=directory("results/{study}/{model}/seed{seed}/snapshots"),
     params:
         spec=lambda w: cfg.training_spec(config, w.study, w.model),
+        selection=lambda w: grid_selection(w.study),
     wildcard_constraints:
         seed=r"\d+",
     log:

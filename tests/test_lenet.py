@@ -1,0 +1,102 @@
+"""The lenet study: model sizes, the data probe, the GIF, the grid's fan-out and its pick."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnrepro import config as cfg
+from cnnrepro.io import write_npz
+from cnnrepro.lenet import animation_frames, data_stage, select, write_gif
+from cnnrepro.models import build_model
+from conftest import ROOT, snakemake
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_parameter_counts_by_hand():
+    cnn = build_model("lenet_cnn", {"channels": [32, 64], "kernel": 5}, 10, 3, 32)
+    assert n_params(cnn) == (3 * 25 + 1) * 32 + (32 * 25 + 1) * 64 + (64 * 8 * 8 + 1) * 10
+    ffnn = build_model("ffnn", {"hidden": [100]}, 10, 3, 32)
+    assert n_params(ffnn) == (3 * 32 * 32 + 1) * 100 + (100 + 1) * 10
+
+
+def test_covariance_is_numpy_cov_of_the_first_images(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 3, 4, 4), dtype=np.uint8)
+    labels = np.repeat(np.arange(2), 20)
+    write_npz(tmp_path / "train.npz", images=images, labels=labels,
+              classes=np.asarray(["a", "b"]))
+    data_stage(str(tmp_path / "train.npz"), {"samples_per_class": 3, "covariance_images": 25},
+               0, str(tmp_path / "probe.npz"))
+    probe = np.load(tmp_path / "probe.npz")
+    expected = np.cov(images[:25].reshape(25, -1) / 255, rowvar=False)
+    assert probe["covariance"].shape == (48, 48)
+    np.testing.assert_allclose(probe["covariance"], expected, rtol=1e-5, atol=1e-7)
+    assert probe["samples"].shape == (2, 3, 3, 4, 4)
+
+
+def test_gif_has_one_frame_per_shown_snapshot_in_epoch_order(tmp_path):
+    rng = np.random.default_rng(1)
+    epochs = np.array([0, 2, 4, 6])
+    evo = {"epochs": epochs, "fmap": rng.normal(size=(4, 32, 32)),
+           "relu": rng.random((4, 32, 32)), "pool": rng.random((4, 16, 16))}
+    evo["fmap"][np.arange(4), 0, 0] = epochs * 10.0  # a marker that grows with the epoch
+    write_npz(tmp_path / "evolution.npz", **evo)
+    write_gif(tmp_path / "evolution.npz", tmp_path / "maps.gif")
+    expected = animation_frames(np.load(tmp_path / "evolution.npz"))
+    gif = Image.open(tmp_path / "maps.gif")
+    assert gif.n_frames == len(epochs)
+    markers = []
+    for k in range(gif.n_frames):
+        gif.seek(k)
+        frame = np.asarray(gif.convert("L"))
+        np.testing.assert_array_equal(frame, expected[k])
+        markers.append(frame[0, 0])
+    assert markers == sorted(markers) and len(set(markers)) == len(markers)
+
+
+def test_selection_picks_by_validation_and_by_test(tmp_path):
+    histories = {}
+    accs = {(0, 0): (0.3, 0.5), (0, 1): (0.6, 0.4), (1, 0): (float("nan"), float("nan")),
+            (1, 1): (0.5, 0.45)}
+    for (i, j), (val, test) in accs.items():
+        path = tmp_path / f"{i}{j}.csv"
+        path.write_text(f"epoch,train_loss,val_acc,test_acc\n1,1.0,{val},{test}\n")
+        histories[(i, j)] = path
+    select(histories, [1e-4, 1e-2], [1e-3, 1e-1], "cnn", str(tmp_path / "grid.csv"),
+           str(tmp_path / "sel.json"))
+    pick = json.loads((tmp_path / "sel.json").read_text())
+    assert (pick["clean"]["lr_index"], pick["clean"]["wd_index"]) == (0, 1)
+    assert (pick["paper"]["lr_index"], pick["paper"]["wd_index"]) == (0, 0)
+    assert pick["clean"]["weight_decay"] == 1e-1
+
+
+def test_full_config_plans_64_grid_jobs_per_model(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules", configfiles=())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout + proc.stderr, flags=re.M))
+    models = cfg.load(ROOT / "config.yaml")["studies"]["lenet"]["models"]
+    assert int(counts["grid_point_lenet"]) == 64 * len(models)
+    assert int(counts["select_lenet"]) == len(models)
+
+
+@pytest.mark.e2e
+def test_quick_grid_runs_picks_a_point_and_final_training_uses_it(quick_run):
+    workdir, _ = quick_run
+    quick = cfg.load(ROOT / "config.yaml", [ROOT / "config/presets/quick.yaml"])
+    grid = quick["studies"]["lenet"]["grid"]
+    for model in quick["studies"]["lenet"]["models"]:
+        pick = json.loads((workdir / f"results/lenet/grid/{model}/selection.json").read_text())
+        assert pick["clean"]["lr"] in cfg.logspace(grid["lr"])
+        meta = json.loads((workdir / f"results/lenet/{model}/seed0/train.json").read_text())
+        assert meta["provenance"]["config"]["training"]["lr"] == pick[grid["selection"]]["lr"]
+    evo = np.load(workdir / "results/lenet/cnn/seed0/probe/evolution.npz")
+    assert evo["epochs"].tolist() == [0, 2] and evo["kernels"].shape == (2, 3, 5, 5)
+    assert (workdir / "results/report/lenet/lenet_feature_maps.gif").is_file()

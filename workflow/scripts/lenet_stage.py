@@ -1,0 +1,32 @@
+"""Snakemake adapter: the lenet study's rules, one call each (see cnnrepro.lenet)."""
+from pathlib import Path
+
+from cnnrepro.logs import log_to
+
+with log_to(snakemake.log[0]):
+    import pandas as pd
+
+    from cnnrepro import lenet
+    from cnnrepro.io import write_csv
+
+    rule, p = snakemake.rule, snakemake.params
+    if rule == "select_lenet":
+        lenet.select(dict(zip(map(tuple, p.points), snakemake.input)), p.lrs, p.wds,
+                     snakemake.wildcards.model, snakemake.output.grid, snakemake.output.selection)
+    elif rule == "data_probe_lenet":
+        lenet.data_stage(snakemake.input.train, p.settings, p.seed, snakemake.output[0])
+    elif rule == "evolution_lenet":
+        data = {k: v for k, v in snakemake.input.items() if k in ("train", "test")}
+        lenet.evolution_stage(p.spec, int(snakemake.wildcards.seed), snakemake.input.snapshots,
+                              data, p.settings, snakemake.output[0])
+    elif rule == "animate_lenet":
+        lenet.write_gif(snakemake.input[0], snakemake.output[0])
+    elif rule == "claims_lenet":
+        results = Path(snakemake.input.metrics[0]).parents[3]  # results/lenet
+        lenet.claims_stage(p.models, p.seeds, results, p.rules, p.grid_seed,
+                           snakemake.output.claims)
+        grids = [pd.read_csv(f) for f in snakemake.input.grids]
+        write_csv(snakemake.output.grid, pd.concat(grids) if grids else
+                  pd.DataFrame({"note": ["grid search disabled (studies.lenet.grid.enabled)"]}))
+    else:
+        raise ValueError(f"lenet_stage.py has no step for rule {rule}")
