@@ -51,7 +51,9 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     """Validate ``config`` in place (defaults filled) and return it."""
     schema = load_schema()
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    # An error inside a study's allOf also makes its keys "unevaluated": report the inner one.
+    errors = sorted(validator.iter_errors(config), key=lambda e: (
+        e.validator == "unevaluatedProperties", [str(p) for p in e.absolute_path]))
     if errors:
         err = errors[0]
         key = _key(err.absolute_path)

@@ -48,15 +48,21 @@ def study_cost(config: dict[str, Any], study: str) -> float:
     n_train = min(n_train, sspec["subset"]["train"] or n_train)
     n_eval = min(n_eval, sspec["subset"]["test"] or n_eval)
     total = 0.0
+    grid = sspec.get("grid", {})
     for model in sspec["models"]:
         spec = training_spec(config, study, model)
         epochs = spec["training"]["epochs"]
         # a frozen backbone needs no backward pass: one forward per training image
         frozen = spec["arch"] == "vgg19_transfer" and not spec["options"].get("train_features")
         passes = 1 if frozen else 3
-        total += forward_flops(spec, shape) * epochs * (passes * n_train + n_eval
-                                                        + n_train / epochs)
-    return total * len(config["seeds"])
+        flops = forward_flops(spec, shape)
+        total += flops * epochs * (passes * n_train + n_eval + n_train / epochs) * len(
+            config["seeds"])
+        if grid.get("enabled"):  # one run per grid point, once (not per seed)
+            points = grid["lr"]["num"] * grid["weight_decay"]["num"]
+            n_grid = min(n_train, grid["train_subset"] or n_train)
+            total += points * flops * grid["epochs"] * (3 * n_grid + 2 * n_eval)
+    return total
 
 
 def human(seconds: float) -> str:
