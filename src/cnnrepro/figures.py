@@ -3,8 +3,9 @@ that a stage did not already write.
 
 A figure's name is its function's name, its file name (``results/report/<study>/<name>.png``
 and ``.pdf``) and its entry in the report, so a reader goes from the report to this code in
-one step. :data:`FIGURES` says which studies draw which figure, with its caption, the
-source-document artifact it reproduces, and the data files it reads.
+one step. :data:`EVERY` (all studies) and :data:`STUDY_FIGURES` say which studies draw which
+figure, with its caption, the source-document artifact it reproduces, the data files it
+reads, and when it applies; :func:`figures_for` combines them.
 """
 
 from __future__ import annotations
