@@ -127,6 +127,8 @@ def test_every_method_runs_on_every_vdk_architecture():
 def test_verdict_rules():
     assert numeric_verdict(72.59, [72.0, 73.0, 72.5], 2.0)[0] == HOLDS
     assert numeric_verdict(72.59, [60.0, 61.0, 60.5], 2.0)[0] == FAILS
+    # the mnist time ratios of a contended run: any value "within 2 std" is no evidence
+    assert numeric_verdict(1.77, [7.94, 0.40, 12.89], 0.3)[0] == INCONCLUSIVE
     assert paired_verdict([70, 71, 72], [60, 61.5, 61], 0.05)[0] == HOLDS
     assert paired_verdict([60, 61.5, 61], [70, 71, 72], 0.05)[0] == FAILS
     assert paired_verdict([70], [60], 0.05)[0] == INCONCLUSIVE

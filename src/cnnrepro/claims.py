@@ -24,13 +24,20 @@ def describe(values: Sequence[float]) -> dict[str, Any]:
 
 
 def numeric_verdict(paper: float, values: Sequence[float], abs_tol: float) -> tuple[str, str]:
-    """The paper's number reproduces if it lies within mean ± max(2·std, abs_tol)."""
+    """The paper's number reproduces if it lies within mean ± max(2·std, abs_tol).
+
+    Seeds that scatter wider than the tolerance itself (2·std > 2·abs_tol) cannot tell a
+    reproduction from a failure: inconclusive, not a vacuous "holds".
+    """
     d = describe(values)
-    rule = (f"holds if |mean - paper| <= max(2 std, {abs_tol:g}); needs n >= 1")
+    rule = (f"holds if |mean - paper| <= max(2 std, {abs_tol:g}); needs n >= 1; "
+            f"inconclusive if 2 std > {2 * abs_tol:g} (seeds too scattered)")
     if d["n"] == 0:
         return INCONCLUSIVE, rule
-    tol = max(2 * d["std"] if d["n"] > 1 else 0.0, abs_tol)
-    return (HOLDS if abs(d["reproduced_mean"] - paper) <= tol else FAILS), rule
+    spread = 2 * d["std"] if d["n"] > 1 else 0.0
+    if spread > 2 * abs_tol:
+        return INCONCLUSIVE, rule
+    return (HOLDS if abs(d["reproduced_mean"] - paper) <= max(spread, abs_tol) else FAILS), rule
 
 
 def paired_verdict(better: Sequence[float], worse: Sequence[float], alpha: float = 0.05,
