@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .io import read_json, write_csv, write_json, write_npz
 from .provenance import stamp
-from .runtime import normalizer, predict_logits
+from .runtime import forward_with_hooks, normalizer, predict_logits
 from .train import open_trained
 
 NEURON_LAYERS = (nn.Conv2d, nn.Linear)
@@ -47,14 +47,8 @@ def layer_table(model: nn.Module, example: torch.Tensor) -> pd.DataFrame:
                      "fc" if isinstance(module, nn.Linear) else "other"),
         })
 
-    leaves = [m for m in model.modules() if not list(m.children())]
-    handles = [m.register_forward_hook(hook) for m in leaves]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
+    forward_with_hooks(model, example, [m for m in model.modules() if not list(m.children())],
+                       hook)
     return pd.DataFrame(rows)
 
 

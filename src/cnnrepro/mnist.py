@@ -21,7 +21,7 @@ from torch import nn
 from .claims import claim_row, numeric_verdict, threshold_verdict
 from .io import read_json, write_csv, write_json, write_npz
 from .provenance import stamp
-from .runtime import Normalized
+from .runtime import Normalized, forward_with_hooks
 from .train import open_trained
 
 PAPER = {"acc": {"cnn": 98.94, "cnn_bn": 99.18}, "time_ratio": 1391 / 786,
@@ -33,14 +33,7 @@ def activations(model: nn.Module, x: torch.Tensor, n_layers: int = 2) -> list[to
     """Outputs of the first ``n_layers`` ReLUs of the conv stack (conv → [BN] → ReLU)."""
     relus = [m for m in model.features if isinstance(m, nn.ReLU)][:n_layers]
     found: list[torch.Tensor] = []
-    hooks = [r.register_forward_hook(lambda _m, _i, out: found.append(out.detach()))
-             for r in relus]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    forward_with_hooks(model, x, relus, lambda _m, _i, out: found.append(out.detach()))
     return found
 
 

@@ -90,6 +90,18 @@ class Normalized(torch.nn.Module):
         return self.model((x - self.mean) / self.std)
 
 
+def forward_with_hooks(model: torch.nn.Module, x: torch.Tensor,
+                       modules: list[torch.nn.Module], hook: Callable) -> None:
+    """One no-grad forward pass with ``hook`` on ``modules``; the hooks are always removed."""
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def batches(n: int, batch_size: int, order: torch.Tensor | None = None
             ) -> Iterator[torch.Tensor | slice]:
     """Index batches by slicing (a permutation's slices, or plain ranges)."""
