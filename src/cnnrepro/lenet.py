@@ -140,9 +140,11 @@ def write_gif(evolution_npz: str | Path, out_gif: str | Path, ms_per_frame: int 
 # --------------------------------------------------------------------------- claims
 
 def claims_stage(models: list[str], seeds: list[int], results: str | Path,
-                 tolerances: dict[str, Any], grid_seed: int | None, out_claims: str) -> None:
+                 tolerances: dict[str, Any], grid_seed: int | None, out_claims: str,
+                 out_grid: str) -> None:
     """Table 2, the confusion counts, the AUC ranking, the plateau and (``grid_seed`` not
-    None: the grid ran) the grid's picks against the original's winners."""
+    None: the grid ran) the grid's picks against the original's winners; ``out_grid`` is
+    the grid of every model in one table for the report."""
     root = Path(results)
     rows = []
     run = lambda m, s, rel: root / m / f"seed{s}" / rel  # noqa: E731
@@ -193,6 +195,9 @@ def claims_stage(models: list[str], seeds: list[int], results: str | Path,
         rows.append(claim_row("lenet.fig7.plateau", f"CNN test accuracy plateaus after epoch "
                               f"{after}: best later gain (fraction)", "paper",
                               f"plateau after ~{after}", gains, seeds, verdict, rule))
+    grids = [pd.read_csv(root / "grid" / m / "grid.csv") for m in models] if grid_seed is not None else []
+    write_csv(out_grid, pd.concat(grids) if grids else pd.DataFrame(
+        {"note": ["grid search disabled (studies.lenet.grid.enabled)"]}))
     if grid_seed is not None:
         for model in models:
             pick = read_json(root / "grid" / model / "selection.json")

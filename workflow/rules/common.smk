@@ -82,10 +82,15 @@ def study_figures(study):
 def report_figures(kind):
     return [
         f"results/report/{study}/{name}.{kind}" for study in STUDIES for name in study_figures(study)
-    ] + (
-        [f"results/report/{study}/{name}.gif" for study in STUDIES
-         for name in figures.ANIMATIONS.get(study, {})] if kind == "png" else []
-    )
+    ]
+
+
+def report_animations():
+    return [
+        f"results/report/{study}/{name}.gif"
+        for study in STUDIES
+        for name in figures.ANIMATIONS.get(study, {})
+    ]
 
 
 def report_inputs(wildcards):
@@ -93,6 +98,7 @@ def report_inputs(wildcards):
     data = {config["studies"][study]["dataset"] for study in STUDIES}
     return (
         report_figures("png")
+        + report_animations()
         + [f"results/{study}/summary/metrics_summary.csv" for study in STUDIES]
         + [f"results/{study}/summary/claims.csv" for study in STUDIES if study in CLAIMS]
         + [f"results/data/{name}/{split}.json" for name in data for split in SPECS[name].splits]

@@ -4,10 +4,7 @@ from pathlib import Path
 from cnnrepro.logs import log_to
 
 with log_to(snakemake.log[0]):
-    import pandas as pd
-
     from cnnrepro import lenet
-    from cnnrepro.io import write_csv
 
     rule, p = snakemake.rule, snakemake.params
     if rule == "select_lenet":
@@ -24,9 +21,6 @@ with log_to(snakemake.log[0]):
     elif rule == "claims_lenet":
         results = Path(snakemake.input.metrics[0]).parents[3]  # results/lenet
         lenet.claims_stage(p.models, p.seeds, results, p.rules, p.grid_seed,
-                           snakemake.output.claims)
-        grids = [pd.read_csv(f) for f in snakemake.input.grids]
-        write_csv(snakemake.output.grid, pd.concat(grids) if grids else
-                  pd.DataFrame({"note": ["grid search disabled (studies.lenet.grid.enabled)"]}))
+                           snakemake.output.claims, snakemake.output.grid)
     else:
         raise ValueError(f"lenet_stage.py has no step for rule {rule}")
