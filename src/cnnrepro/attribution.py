@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from .runtime import warn_only_determinism
 
@@ -91,12 +92,13 @@ def random_attributions(shape: torch.Size, seed: int) -> torch.Tensor:
 
 def explain(model: nn.Module, x: torch.Tensor, target: torch.Tensor, settings: dict[str, Any],
             seed: int) -> dict[str, torch.Tensor]:
-    """All methods on a batch, one image at a time for the heavy NoiseTunnel."""
+    """All methods on a batch, one image at a time for the heavy NoiseTunnel (minutes per
+    model on a CPU, hence the progress bar in the job's log)."""
     out = {}
     for method in METHODS:
         parts = [attribute(model, x[i:i + 1], target[i:i + 1], method,
                            settings["nt_samples"], settings["nt_stdev"], settings["ig_steps"],
                            seed + i)
-                 for i in range(len(x))]
+                 for i in tqdm(range(len(x)), desc=method, unit="image", mininterval=5)]
         out[method] = torch.cat(parts)
     return out
