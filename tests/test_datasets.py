@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import gzip
+import multiprocessing
 import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from cnnrepro.datasets import (DataError, caltech_split_indices, holdout_split, load_split,
-                               per_class_subset, prepare_split, resolve_mirror, verify_mirror)
+from cnnrepro.datasets import (DataError, caltech_split_indices, download_lock, holdout_split,
+                               load_split, per_class_subset, prepare_split, resolve_mirror,
+                               verify_mirror)
 
 
 def copy_mnist_mirror(mirror, dest):
@@ -33,6 +36,45 @@ def test_prepared_mnist_matches_the_idx_files(mnist_data, mirror):
     with gzip.open(mirror / "mnist" / "t10k-images-idx3-ubyte.gz") as handle:
         first = np.frombuffer(handle.read()[16:16 + 784], dtype=np.uint8).reshape(28, 28)
     assert np.array_equal(load_split(mnist_data["test"]).images[0, 0].numpy(), first)
+
+
+def _hold_lock(root, ready, release):
+    with download_lock(root, "mnist"):
+        ready.set()
+        release.wait(300)
+
+
+def test_download_lock_excludes_another_process(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(tmp_path, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(300)
+        with open(tmp_path / ".mnist.lock", "w") as handle:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        release.set()
+        holder.join(60)
+    with download_lock(tmp_path, "mnist"):  # free again once the holder let go
+        pass
+
+
+def _prepare_mnist(args):
+    split, mirror, out = args
+    prepare_split("mnist", split, out / f"{split}.npz", out / f"{split}.json", mirror,
+                  out / "downloads")
+    return split
+
+
+def test_train_and_test_of_one_dataset_prepare_concurrently(mirror, tmp_path):
+    # Both jobs extract torchvision's raw files into one folder (the race CI once hit).
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        done = pool.map(_prepare_mnist, [("train", mirror, tmp_path), ("test", mirror, tmp_path)])
+    assert done == ["train", "test"]
+    assert len(load_split(tmp_path / "train.npz").labels) == 60000
+    assert len(load_split(tmp_path / "test.npz").labels) == 10000
 
 
 def test_corrupt_mirror_file_fails_with_checksum_and_no_output(mirror, tmp_path):

@@ -16,6 +16,8 @@ Two sources:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import os
@@ -25,13 +27,13 @@ import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .io import write_json, write_npz
+from .io import atomic_path, write_json, write_npz
 from .provenance import stamp
 
 MIRROR_ENV = "CNNREPRO_DATA_MIRROR"
@@ -192,17 +194,37 @@ def _idx_download(name: str, split: str, download_root: Path) -> Arrays:
     return (ds.data.numpy()[:, None], ds.targets.numpy().astype(np.int64), list(ds.classes))
 
 
+@contextlib.contextmanager
+def download_lock(download_root: Path, name: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``name``'s files under ``download_root``.
+
+    The train and test jobs of one dataset run at the same time and torchvision downloads
+    and extracts every split's files into one shared folder, non-atomically: without the
+    lock one job reads a file the other is still writing. torchvision has no lock of its
+    own, hence this one (``flock``; released when the process dies).
+    """
+    download_root.mkdir(parents=True, exist_ok=True)
+    with open(download_root / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _idx_mirror(name: str, mirror: Path, split: str, download_root: Path) -> Arrays:
     # The mirror holds the official gzip files: place them where torchvision looks, and
     # torchvision's own md5 check and extraction run without any network access.
     cls = _idx_dataset(name)
     raw = download_root / cls.__name__ / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for rel in SPECS[name].mirror_files:
-        target = raw / Path(rel).name
-        if not target.exists():
-            shutil.copyfile(mirror / rel, target)
-    return _idx_download(name, split, download_root)
+    with download_lock(download_root, name):
+        raw.mkdir(parents=True, exist_ok=True)
+        for rel in SPECS[name].mirror_files:
+            target = raw / Path(rel).name
+            if not target.exists():
+                with atomic_path(target) as tmp:  # a killed copy leaves no partial file
+                    shutil.copyfile(mirror / rel, tmp)
+        return _idx_download(name, split, download_root)
 
 
 def caltech_split_indices(labels: np.ndarray, ratios: dict[str, float], seed: int
@@ -291,7 +313,8 @@ def prepare_split(name: str, split: str, out_npz: str | Path, out_json: str | Pa
         if name == "cifar10":
             source["note"] = CIFAR10_MIRROR_NOTE
     else:
-        images, labels, classes = DOWNLOAD_READERS[name](split, download_root, options)
+        with download_lock(download_root, name):
+            images, labels, classes = DOWNLOAD_READERS[name](split, download_root, options)
         source = {"kind": "torchvision download (md5-checked by torchvision)",
                   "folder": str(download_root)}
     if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
