@@ -6,10 +6,12 @@ import json
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from cnnrepro import config as cfg
+from cnnrepro import lenet
 from cnnrepro.io import write_npz
 from cnnrepro.lenet import animation_frames, data_stage, select, write_gif
 from cnnrepro.models import build_model
@@ -97,6 +99,13 @@ def test_quick_grid_runs_picks_a_point_and_final_training_uses_it(quick_run):
         assert pick["clean"]["lr"] in cfg.logspace(grid["lr"])
         meta = json.loads((workdir / f"results/lenet/{model}/seed0/train.json").read_text())
         assert meta["provenance"]["config"]["training"]["lr"] == pick[grid["selection"]]["lr"]
+    # The quick grid does not contain the original's winners: "not picked" is inconclusive.
+    claims = pd.read_csv(workdir / "results/lenet/summary/claims.csv").set_index("claim_id")
+    for model, winner in lenet.PAPER_WINNERS.items():
+        assert not (np.isclose(cfg.logspace(grid["lr"]), winner["lr"], rtol=0.01).any()
+                    and np.isclose(cfg.logspace(grid["weight_decay"]), winner["weight_decay"],
+                                   rtol=0.01).any())
+        assert claims.loc[f"lenet.grid.{model}.clean", "verdict"] == "inconclusive"
     evo = np.load(workdir / "results/lenet/cnn/seed0/probe/evolution.npz")
     assert evo["epochs"].tolist() == [0, 2] and evo["kernels"].shape == (2, 3, 5, 5)
     assert (workdir / "results/report/lenet/lenet_feature_maps.gif").is_file()
