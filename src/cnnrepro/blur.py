@@ -27,6 +27,14 @@ SIGMA_RANGE = (0.1, 2.0)  # torchvision.transforms.GaussianBlur's default sigma 
 IMMUNE = 0  # marker in result arrays: no kernel size / sigma flipped the prediction
 
 
+def search_batch_size(device: torch.device) -> int:
+    """Images per forward pass of the blur searches. On 2 CPU cores VDK CNNet's forward
+    costs 0.68 ms/image in batches of 100 but 0.87 ms in batches of 1,000 (cache), and a
+    1,000-image paper search (benchmarks/blur_search.py) took 23 s vs 28 s; a GPU wants
+    the large batch."""
+    return 1000 if device.type == "cuda" else 100
+
+
 def paper_kernel_sizes(arg_min: int = 1, arg_max: int = 31, arg_step: int = 2) -> list[int]:
     """The kernel sizes Captum's linear search visits (``arg_max`` excluded)."""
     return list(range(arg_min, arg_max, arg_step))
@@ -61,7 +69,7 @@ def blur_per_image(images: torch.Tensor, kernel_size: int, sigmas: torch.Tensor)
 
 @torch.no_grad()
 def min_blur_paper(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                   sigmas: torch.Tensor, kernel_sizes: list[int], batch_size: int = 1000,
+                   sigmas: torch.Tensor, kernel_sizes: list[int], batch_size: int | None = None,
                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """First kernel size (per image) whose blurred normalised image is misclassified.
 
@@ -69,6 +77,7 @@ def min_blur_paper(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     [len(kernel_sizes), attempts, N]. Returns kernel sizes, ``IMMUNE`` (0) where none.
     """
     model.eval()
+    batch_size = batch_size or search_batch_size(images.device)
     result = torch.full((len(labels),), IMMUNE, dtype=torch.long)
     unresolved = torch.arange(len(labels))
     for ki, k in enumerate(kernel_sizes):
@@ -121,11 +130,12 @@ def kernel_for_sigma(sigma: float, truncate: float = 3.0) -> int:
 @torch.no_grad()
 def min_blur_clean(model: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
                    normalize: Callable[[torch.Tensor], torch.Tensor], sigma_grid: list[float],
-                   batch_size: int = 1000) -> np.ndarray:
+                   batch_size: int | None = None) -> np.ndarray:
     """Smallest sigma of the grid (ascending) whose pixel-space blur flips a correct
     prediction; ``nan`` for immune images. ``images01`` are in [0, 1]; call it only with
     images the model classifies correctly."""
     model.eval()
+    batch_size = batch_size or search_batch_size(images01.device)
     result = np.full(len(labels), np.nan)
     unresolved = torch.arange(len(labels))
     for sigma in sorted(sigma_grid):
