@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from cnnrepro import figures
 from conftest import MIRROR, QUICK, ROOT, SNAKEMAKE, snakemake
 
 pytestmark = pytest.mark.e2e
@@ -106,6 +107,11 @@ def test_quick_preset_runs_the_vdk_analyses(quick_run):
             "vdk.tab1.vdk_cnnet.clean", "vdk.cost"} <= set(claims["claim_id"])
     assert set(claims["verdict"]) <= {"holds", "does not hold", "inconclusive"}
     assert claims["rule"].str.len().min() > 10
+    # the immune figure draws Table 1's values on the bars' numeric axis
+    fig = figures.vdk_immune(workdir / "results/vdk", ["vdk_cnnet", "baseline_cnn"], [0])
+    paper_lines = sorted(line.get_ydata()[0] for line in fig.axes[0].lines
+                         if line.get_linestyle() == "--")
+    assert paper_lines == [15.91, 24.29]
 
 
 def test_quick_preset_runs_the_mnist_lab(quick_run):

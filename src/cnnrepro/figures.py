@@ -168,11 +168,14 @@ def vdk_fgsm_epsilon(root: Path, models: list[str], seeds: list[int]):
         ax.errorbar(mean.index, mean, yerr=std, marker="o", ms=3, capsize=2, label=model)
     for eps, name in ((2 / 255, "2/255"), (8 / 255, "8/255"), (0.16, "0.16 (paper)")):
         ax.axvline(eps, color="grey", ls=":", lw=0.8)
-        ax.text(eps, 101, name, rotation=90, fontsize=7, va="bottom", ha="center")
-    ax.set(xlabel="FGSM epsilon (pixel scale [0, 1])", ylabel="test accuracy (%)",
+        ax.text(eps, 97, name, rotation=90, fontsize=7, va="top", ha="right")
+    # symlog: the curve falls within a few /255 and the sweep reaches 0.3
+    ax.set_xscale("symlog", linthresh=1 / 255, linscale=0.5)
+    ax.set_xlim(left=0)
+    ax.set(xlabel="FGSM epsilon (pixel scale [0, 1], symlog)", ylabel="test accuracy (%)",
            ylim=(0, 100))
     ax.legend(fontsize=8)
-    ax.set_title("Clean protocol: accuracy against true labels vs epsilon", pad=28)
+    ax.set_title("Clean protocol: accuracy against true labels vs epsilon")
     fig.tight_layout()
     return fig
 
@@ -235,7 +238,10 @@ def vdk_immune(root: Path, models: list[str], seeds: list[int]):
     for i, model in enumerate(models):
         cid = f"vdk.tab1.{model}.paper"
         if cid in claims.index:
-            ax.plot([i - width / 2, i + 1.5 * width], [claims.loc[cid, "paper_value"]] * 2,
+            # paper_value is a text column (some claims are qualitative): as text, matplotlib
+            # would draw the line on a categorical axis at the bottom of the plot
+            paper = float(claims.loc[cid, "paper_value"])
+            ax.plot([i - width / 2, i + 1.5 * width], [paper] * 2,
                     "k--", lw=1.2, label="paper" if i == 0 else None)
     ax.set_xticks(np.arange(len(models)) + width / 2, models)
     ax.set(ylabel="immune images (%)", title="Blur-immune test images (Table 1), mean ± std")
