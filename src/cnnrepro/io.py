@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,26 +19,18 @@ import pandas as pd
 import torch
 
 
-def _umask() -> int:
-    # reading the umask means setting it; restored at once
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+    # not mkstemp: its 0600 would stay on the artifact (writers reopen the name), and a
+    # report on shared storage must be readable; 0666 lets the umask decide, as for any
+    # new file, and O_EXCL keeps the name ours
+    os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp_path
-        # mkstemp creates 0600 and writers that reopen the name keep it; an artifact gets
-        # the mode any new file would (a report on shared storage must be readable)
-        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
