@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from cnnrepro import blur
+from cnnrepro.studies.vdk import blur
 from cnnrepro.datasets import load_split
 from cnnrepro.models import build_model
 from cnnrepro.runtime import normalizer
@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.model:
-        payload = torch.load(args.model, map_location="cpu", weights_only=False)
+        payload = torch.load(args.model, map_location="cpu", weights_only=True)
         spec = payload["spec"]
         model = build_model(spec["arch"], spec["options"], 10, 3, 32)
         model.load_state_dict(payload["state_dict"])

@@ -83,3 +83,12 @@ def trained_mnist(mnist_data, full_config, tmp_path_factory):
     train(spec, 0, mnist_data, out, threads=2)
     model, splits, _ = open_trained(spec, out / "model.pt", mnist_data)
     return model, splits, spec
+
+
+def sample_images(trained, n: int):
+    """The first ``n`` test images of a trained fixture in [0, 1], their labels, and the
+    model with its normalisation constants."""
+    model, splits, spec = trained
+    test = splits["test"]
+    mean, std = spec["normalize"]["mean"], spec["normalize"]["std"]
+    return model, test.images[:n].float() / 255, test.labels[:n], mean, std

@@ -19,8 +19,9 @@ import pandas as pd
 import pytest
 
 from cnnrepro import config as cfg
-from cnnrepro.figures import ANIMATIONS, figures_for
+from cnnrepro import studies
 from cnnrepro.report import ReportError, collect, mean_std_n, render_html
+from cnnrepro.studies import figures_for
 from conftest import QUICK, ROOT, snakemake
 
 pytestmark = pytest.mark.e2e
@@ -104,24 +105,22 @@ def test_number_format():
 
 def test_disabled_study_is_absent_and_missing_artifact_is_named(quick_run, tmp_path):
     workdir, _ = quick_run
-    results = workdir / "results"
     config = cfg.load(ROOT / "config.yaml", [QUICK])
     for study in ("mnist", "lenet", "caltech"):
         config["studies"][study]["enabled"] = False
-    content = collect(config, results, ["vdk"], ROOT)
-    render_html(content, tmp_path / "site", results)
-    assert {p.name for p in (tmp_path / "site").glob("*.html")} == {"index.html", "vdk.html"}
-    assert "mnist.html" not in (tmp_path / "site/index.html").read_text()
-
-    copy = tmp_path / "results"
-    shutil.copytree(results / "vdk/summary", copy / "vdk/summary")
-    shutil.copytree(results / "report/vdk", copy / "report/vdk")
-    shutil.copytree(results / "data/cifar10", copy / "data/cifar10",
+    copy = tmp_path / "results"  # the vdk study's summaries, figures and data provenance
+    shutil.copytree(workdir / "results/vdk", copy / "vdk",
+                    ignore=shutil.ignore_patterns("*.pt", "*.npz", "snapshots"))
+    shutil.copytree(workdir / "results/report/vdk", copy / "report/vdk")
+    shutil.copytree(workdir / "results/data/cifar10", copy / "data/cifar10",
                     ignore=shutil.ignore_patterns("*.npz"))
-    collect(config, copy, ["vdk"], ROOT)  # complete: renders
-    (copy / "report/vdk/vdk_immune.png").unlink()
+    render_html(collect(config, tmp_path, ROOT), tmp_path)  # complete: renders
+    site = copy / "report"
+    assert {p.name for p in site.glob("*.html")} == {"index.html", "vdk.html"}
+    assert "mnist.html" not in (site / "index.html").read_text()
+    (site / "vdk/vdk_immune.png").unlink()
     with pytest.raises(ReportError, match="vdk_immune.png"):
-        collect(config, copy, ["vdk"], ROOT)
+        collect(config, tmp_path, ROOT)
 
 
 def test_chromium_loads_every_page_without_failed_images(quick_run):
@@ -150,7 +149,7 @@ def test_chromium_loads_every_page_without_failed_images(quick_run):
         assert failed.group(1) == "none", f"{name}: images failed to load: {failed.group(1)}"
         if name != "index":
             count = int(re.search(r'data-images="(\d+)"', dom).group(1))
-            assert count == len(figures_for(name)) + len(ANIMATIONS.get(name, {}))
+            assert count == len(figures_for(name)) + len(studies.get(name).animations)
         subprocess.run([browser, *flags, "--window-size=1280,2000",
                         f"--screenshot={artifacts / f'report-{name}.png'}",
                         (site / f"{name}.html").as_uri()], capture_output=True, timeout=120)

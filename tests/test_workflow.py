@@ -16,7 +16,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from cnnrepro import figures
+from cnnrepro import config as cfg
+from cnnrepro import studies
+from cnnrepro.studies.vdk.figures import vdk_immune
 from conftest import MIRROR, QUICK, ROOT, SNAKEMAKE, snakemake
 
 pytestmark = pytest.mark.e2e
@@ -108,7 +110,8 @@ def test_quick_preset_runs_the_vdk_analyses(quick_run):
     assert set(claims["verdict"]) <= {"holds", "does not hold", "inconclusive"}
     assert claims["rule"].str.len().min() > 10
     # the immune figure draws Table 1's values on the bars' numeric axis
-    fig = figures.vdk_immune(workdir / "results/vdk", ["vdk_cnnet", "baseline_cnn"], [0])
+    quick = cfg.load(ROOT / "config.yaml", [QUICK])
+    fig = vdk_immune(studies.get("vdk").study_files(quick, str(workdir)))
     paper_lines = sorted(line.get_ydata()[0] for line in fig.axes[0].lines
                          if line.get_linestyle() == "--")
     assert paper_lines == [15.91, 24.29]

@@ -40,16 +40,17 @@ def summarise(long: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-def aggregate(metrics_files: list[str | Path], history_files: list[str | Path],
+def aggregate(metrics_files: list[str | Path], histories: dict[tuple[str, int], str | Path],
               out_long: str | Path, out_summary: str | Path, out_history: str | Path) -> None:
+    """Per-seed metrics, their summary, and every run's history in one table
+    (``histories``: ``{(model, seed): history.csv}``)."""
     long = pd.DataFrame([row for path in metrics_files for row in metric_rows(read_json(path))])
-    histories = []
-    for path in history_files:
-        seed_dir = Path(path).parent
+    frames = []
+    for (model, seed), path in histories.items():
         frame = pd.read_csv(path)
-        frame.insert(0, "seed", int(seed_dir.name.removeprefix("seed")))
-        frame.insert(0, "model", seed_dir.parent.name)
-        histories.append(frame)
+        frame.insert(0, "seed", seed)
+        frame.insert(0, "model", model)
+        frames.append(frame)
     write_csv(out_long, long)
     write_csv(out_summary, summarise(long))
-    write_csv(out_history, pd.concat(histories, ignore_index=True))
+    write_csv(out_history, pd.concat(frames, ignore_index=True))

@@ -1,4 +1,5 @@
-"""FGSM, both protocols of the vdk study.
+"""FGSM: untargeted and targeted in pixel space (torchattacks), and the vdk study's
+``paper`` protocol (Captum).
 
 ``paper`` (what the original notebook did): Captum's ``captum.robust.FGSM`` with bounds
 [0, 1] and its default loss −log(output[target]) taken on raw logits, applied to the
@@ -8,12 +9,14 @@ the attack and compares the new prediction with the clean one.
 
 ``clean``: torchattacks' FGSM (cross-entropy) on a model that normalises inside
 (:class:`cnnrepro.runtime.Normalized`), accuracy against the true labels over an epsilon
-sweep.
+sweep. :data:`ATTACKS` names the pixel-space attacks every study may use:
+``fgsm`` (x' = clip(x + eps * sign(grad CE(x, y)))) and ``fgsm_targeted``
+(x' = clip(x - eps * sign(grad CE(x, target)))).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -62,12 +65,23 @@ def fgsm_paper(model: nn.Module, images_norm: torch.Tensor, labels: torch.Tensor
     }
 
 
-def fgsm_clean_perturb(wrapped: Normalized, images01: torch.Tensor, labels: torch.Tensor,
-                       epsilon: float) -> torch.Tensor:
-    """torchattacks FGSM on [0, 1] images through a normalising wrapper."""
+def fgsm_perturb(wrapped: Normalized, images01: torch.Tensor, labels: torch.Tensor,
+                 epsilon: float, targeted: bool = False) -> torch.Tensor:
+    """torchattacks FGSM on [0, 1] images through a normalising wrapper; with ``targeted``
+    ``labels`` are the targets and the step descends their cross-entropy."""
     import torchattacks
 
-    return torchattacks.FGSM(wrapped, eps=epsilon)(images01, labels).detach()
+    attack = torchattacks.FGSM(wrapped, eps=epsilon)
+    if targeted:
+        attack.set_mode_targeted_by_label(quiet=True)
+    return attack(images01, labels).detach()
+
+
+ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
+    "fgsm": fgsm_perturb,
+    "fgsm_targeted": lambda wrapped, x, targets, eps: fgsm_perturb(wrapped, x, targets, eps,
+                                                                    targeted=True),
+}
 
 
 def fgsm_clean(model: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
@@ -82,7 +96,7 @@ def fgsm_clean(model: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
         preds = []
         for start in range(0, len(labels), batch_size):
             x, y = images01[start:start + batch_size], labels[start:start + batch_size]
-            adv = fgsm_clean_perturb(wrapped, x, y, eps) if eps > 0 else x
+            adv = fgsm_perturb(wrapped, x, y, eps) if eps > 0 else x
             with torch.no_grad():
                 preds.append(wrapped(adv).argmax(1).cpu())
         pred = torch.cat(preds).numpy()

@@ -1,9 +1,12 @@
-"""Input attribution with Captum, and its faithfulness by deletion and insertion.
+"""Input attribution with Captum (a registry of methods by name), and its faithfulness by
+deletion and insertion.
 
-The four methods of the VDK paper, with the original notebook's settings: Saliency
+:data:`METHODS` maps a name to a function ``(model, x, target, **settings)``. The VDK
+paper's four (:data:`PAPER_METHODS`) run with the original notebook's settings: Saliency
 (absolute gradient), IntegratedGradients with a zero baseline,
 NoiseTunnel(IntegratedGradients, smoothgrad_sq, 100 samples, stdev 0.2), DeepLift with a
-zero baseline; always on the normalised input, target = the true class.
+zero baseline; always on the normalised input, target = the true class. Guided
+backpropagation and Grad-CAM serve the other studies.
 
 Faithfulness (beyond the paper): pixels are removed (deletion: set to the baseline) or
 inserted (insertion: copied into the baseline) in decreasing order of attribution
@@ -15,7 +18,7 @@ ordering is the reference. Hand-written because Captum has no deletion/insertion
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -24,34 +27,79 @@ from tqdm import tqdm
 
 from .runtime import warn_only_determinism
 
-METHODS = ("saliency", "integrated_gradients", "ig_smoothgrad_sq", "deeplift")
+
+def _prepare(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    return x.detach().clone().requires_grad_(True)
+
+
+def saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor, **_: Any) -> torch.Tensor:
+    """Absolute input gradient (Captum ``Saliency``)."""
+    from captum.attr import Saliency
+    return Saliency(model).attribute(_prepare(model, x), target=target, abs=True)
+
+
+def integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
+                         ig_steps: int = 50, **_: Any) -> torch.Tensor:
+    """Integrated Gradients from a zero baseline (the dataset mean after normalisation)."""
+    from captum.attr import IntegratedGradients
+    x = _prepare(model, x)
+    return IntegratedGradients(model).attribute(x, baselines=torch.zeros_like(x),
+                                                target=target, n_steps=ig_steps)
+
+
+def ig_smoothgrad_sq(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
+                     nt_samples: int = 100, nt_stdev: float = 0.2, ig_steps: int = 50,
+                     seed: int = 0, **_: Any) -> torch.Tensor:
+    """NoiseTunnel(IntegratedGradients, SmoothGrad²), as the VDK notebook called it."""
+    from captum.attr import IntegratedGradients, NoiseTunnel
+    x = _prepare(model, x)
+    torch.manual_seed(seed)  # NoiseTunnel draws its noise from torch's global RNG
+    return NoiseTunnel(IntegratedGradients(model)).attribute(
+        x, baselines=torch.zeros_like(x), target=target, nt_type="smoothgrad_sq",
+        nt_samples=nt_samples, stdevs=nt_stdev, n_steps=ig_steps,
+        nt_samples_batch_size=max(1, 500 // ig_steps))
+
+
+def deeplift(model: nn.Module, x: torch.Tensor, target: torch.Tensor, **_: Any) -> torch.Tensor:
+    """DeepLift from a zero baseline."""
+    from captum.attr import DeepLift
+    x = _prepare(model, x)
+    with warn_only_determinism():
+        return DeepLift(model).attribute(x, baselines=torch.zeros_like(x), target=target)
+
+
+def guided_backprop(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+                    **_: Any) -> torch.Tensor:
+    """Guided backpropagation (Captum ``GuidedBackprop``: ReLU gradients clipped at 0)."""
+    from captum.attr import GuidedBackprop
+    return GuidedBackprop(model).attribute(_prepare(model, x), target=target)
+
+
+def grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, layer: nn.Module,
+             **_: Any) -> torch.Tensor:
+    """Grad-CAM of ``layer`` (Captum ``LayerGradCam``, ReLU applied), upsampled to the
+    input's size; one channel."""
+    from captum.attr import LayerAttribution, LayerGradCam
+    cam = LayerGradCam(model, layer).attribute(_prepare(model, x), target=target,
+                                               relu_attributions=True)
+    return LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+
+
+# Every method by name: (model, x, target, **settings) -> attributions. Settings a method
+# does not use are ignored, so one settings block serves a list of methods.
+METHODS: dict[str, Callable[..., torch.Tensor]] = {
+    f.__name__: f for f in (saliency, integrated_gradients, ig_smoothgrad_sq, deeplift,
+                            guided_backprop, grad_cam)}
+PAPER_METHODS = ("saliency", "integrated_gradients", "ig_smoothgrad_sq", "deeplift")  # VDK Fig. 7
 
 
 def attribute(model: nn.Module, x: torch.Tensor, target: torch.Tensor, method: str,
-              nt_samples: int = 100, nt_stdev: float = 0.2, ig_steps: int = 50,
-              seed: int = 0) -> torch.Tensor:
-    """Attributions of ``x`` (normalised, [N, C, H, W]) for ``target`` by ``method``."""
-    from captum.attr import DeepLift, IntegratedGradients, NoiseTunnel, Saliency
-
-    model.eval()
-    x = x.detach().clone().requires_grad_(True)
-    zero = torch.zeros_like(x)
-    if method == "saliency":
-        out = Saliency(model).attribute(x, target=target, abs=True)
-    elif method == "integrated_gradients":
-        out = IntegratedGradients(model).attribute(x, baselines=zero, target=target,
-                                                   n_steps=ig_steps)
-    elif method == "ig_smoothgrad_sq":
-        torch.manual_seed(seed)  # NoiseTunnel draws its noise from torch's global RNG
-        out = NoiseTunnel(IntegratedGradients(model)).attribute(
-            x, baselines=zero, target=target, nt_type="smoothgrad_sq", nt_samples=nt_samples,
-            stdevs=nt_stdev, n_steps=ig_steps, nt_samples_batch_size=max(1, 500 // ig_steps))
-    elif method == "deeplift":
-        with warn_only_determinism():
-            out = DeepLift(model).attribute(x, baselines=zero, target=target)
-    else:
-        raise ValueError(f"unknown attribution method {method!r}; known: {METHODS}")
-    return out.detach()
+              **settings: Any) -> torch.Tensor:
+    """Attributions of ``x`` (the model's input space, [N, C, H, W]) for ``target``."""
+    if method not in METHODS:
+        raise ValueError(f"unknown attribution method {method!r}; known: {sorted(METHODS)}")
+    return METHODS[method](model, x, target, **settings).detach()
 
 
 @torch.no_grad()
@@ -91,14 +139,14 @@ def random_attributions(shape: torch.Size, seed: int) -> torch.Tensor:
 
 
 def explain(model: nn.Module, x: torch.Tensor, target: torch.Tensor, settings: dict[str, Any],
-            seed: int) -> dict[str, torch.Tensor]:
-    """All methods on a batch, one image at a time for the heavy NoiseTunnel (minutes per
-    model on a CPU, hence the progress bar in the job's log)."""
+            seed: int, methods: tuple[str, ...] = PAPER_METHODS) -> dict[str, torch.Tensor]:
+    """Every method on a batch, one image at a time (NoiseTunnel is minutes per model on a
+    CPU, hence the progress bar in the job's log). Image ``i`` uses seed ``seed + i``."""
+    keys = ("nt_samples", "nt_stdev", "ig_steps")
+    options = {k: settings[k] for k in keys if k in settings}
     out = {}
-    for method in METHODS:
-        parts = [attribute(model, x[i:i + 1], target[i:i + 1], method,
-                           settings["nt_samples"], settings["nt_stdev"], settings["ig_steps"],
-                           seed + i)
+    for method in methods:
+        parts = [attribute(model, x[i:i + 1], target[i:i + 1], method, seed=seed + i, **options)
                  for i in tqdm(range(len(x)), desc=method, unit="image", mininterval=5)]
         out[method] = torch.cat(parts)
     return out

@@ -1,8 +1,8 @@
 """Claims: a reported number or statement, what we measured, and a verdict by a stated rule.
 
-Every study writes one table of these rows (``claims.csv``) for the report. The verdict
-rules are functions here, each returning (verdict, rule sentence), so the rule printed
-next to a verdict is the one that produced it.
+Every study writes one table of these rows (``claims.csv``) for the report, through a
+:class:`ClaimTable`. The verdict rules are functions here, each returning (verdict, rule
+sentence), so the rule printed next to a verdict is the one that produced it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
@@ -90,3 +91,60 @@ def claim_row(claim_id: str, statement: str, protocol: str, paper_value: Any,
             "paper_value": paper_value, "unit": unit, **describe(values),
             "per_seed": ";".join(f"{s}:{v:.6g}" for s, v in zip(seeds, values)),
             "verdict": verdict, "rule": rule}
+
+
+class ClaimTable:
+    """The rows of one study's claims table. Each method applies one verdict rule and
+    appends one row; ``values`` are per seed (``seeds`` overrides the table's seeds for a
+    claim measured once, e.g. on the grid's own seed).
+
+    Every claim says what its value depends on: ``depends_on`` names config keys of the
+    study block (``"training"``, ``"subset.test"``, ``"fgsm"``) whose departure from the
+    full settings can move the number, and ``deterministic`` marks a value that does not
+    depend on training (parameter counts, output sizes, formula checks). ``departures``
+    maps the study's departing keys to a phrase (``"10 instead of 374"``).
+    """
+
+    def __init__(self, seeds: Sequence[int], alpha: float = 0.05,
+                 departures: dict[str, str] | None = None, preset: str = "full"):
+        self.seeds = list(seeds)
+        self.alpha = alpha
+        self.departures = dict(departures or {})
+        self.preset = preset
+        self.rows: list[dict[str, Any]] = []
+        self.tests: list[dict[str, Any]] = []  # the paired t-tests behind paired claims
+
+    def add(self, claim_id: str, statement: str, protocol: str, paper_value: Any,
+            values: Sequence[float], verdict: str, rule: str, unit: str = "",
+            seeds: Sequence[int] | None = None, depends_on: Sequence[str] = (),
+            deterministic: bool = False) -> None:
+        row = claim_row(claim_id, statement, protocol, paper_value, values,
+                        self.seeds if seeds is None else seeds, verdict, rule, unit)
+        row["depends_on"] = ";".join(depends_on)
+        row["deterministic"] = deterministic
+        self.rows.append(row)
+
+    def numeric(self, claim_id: str, statement: str, protocol: str, paper: float,
+                values: Sequence[float], abs_tol: float, unit: str = "", **claim: Any) -> None:
+        verdict, rule = numeric_verdict(paper, values, abs_tol)
+        self.add(claim_id, statement, protocol, paper, values, verdict, rule, unit, **claim)
+
+    def threshold(self, claim_id: str, statement: str, protocol: str, paper_value: Any,
+                  values: Sequence[float], threshold: float, below: bool = True,
+                  unit: str = "", **claim: Any) -> None:
+        verdict, rule = threshold_verdict(values, threshold, below)
+        self.add(claim_id, statement, protocol, paper_value, values, verdict, rule, unit,
+                 **claim)
+
+    def paired(self, claim_id: str, statement: str, protocol: str, better: Sequence[float],
+               worse: Sequence[float], paper_value: Any = "-", lower_is_better: bool = False,
+               unit: str = "", **claim: Any) -> None:
+        """'A beats B' over paired seeds; the row's values are the per-seed differences."""
+        verdict, rule, result = paired_verdict(better, worse, self.alpha, lower_is_better)
+        self.add(claim_id, statement, protocol, paper_value,
+                 np.asarray(better, float) - np.asarray(worse, float), verdict, rule, unit,
+                 **claim)
+        self.tests.append({"claim_id": claim_id, **result})
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)

@@ -1,8 +1,10 @@
 """Configuration: schema validation with defaults, semantic checks, and config slices.
 
-The JSON schema (``workflow/schemas/config.schema.yaml``) describes every key and gives
-its default; :func:`validate` fills the defaults and turns the first violation into one
-sentence that names the key path, so a typo fails before Snakemake builds any job.
+The JSON schema describes every key and gives its default: the common keys in
+``workflow/schemas/config.schema.yaml``, each study's own keys in its folder
+(``src/cnnrepro/studies/<study>/schema.yaml``), merged by :func:`load_schema`.
+:func:`validate` fills the defaults and turns the first violation into one sentence that
+names the key path, so a typo fails before Snakemake builds any job.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import jsonschema
-import numpy as np
 import yaml
 
 from .models import ModelError, check_spec
@@ -26,7 +27,20 @@ class ConfigError(ValueError):
 
 
 def load_schema() -> dict[str, Any]:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The common schema with every registered study's block: the common study keys
+    (``$defs/study``) and the study's own (its ``schema.yaml``)."""
+    from .studies import REGISTRY
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    studies = schema["properties"]["studies"].setdefault("properties", {})
+    for name, study in REGISTRY.items():
+        parts: list[dict[str, Any]] = [{"$ref": "#/$defs/study"}]
+        if study.schema is not None:
+            own = yaml.safe_load(study.schema.read_text())
+            schema["$defs"].update(own.pop("$defs", {}))
+            parts.append(own)
+        studies[name] = {"allOf": parts, "unevaluatedProperties": False}
+    return schema
 
 
 def _with_defaults(validator_class: type) -> type:
@@ -71,7 +85,8 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_semantics(config: dict[str, Any]) -> None:
-    from .datasets import SPECS
+    from .datasets import SPECS, check_options
+    from .studies import REGISTRY
     for study, spec in config["studies"].items():
         where = f"studies.{study}"
         if spec["dataset"] not in config["data"]["datasets"]:
@@ -86,13 +101,12 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 check_spec(mspec["arch"], mspec.get("options", {}), f"{where}.models.{model}")
             except ModelError as err:
                 raise ConfigError(f"config key {err}") from None
-    vdk = config["studies"].get("vdk")
-    if vdk and vdk["claims"]["robust_epsilon"] not in vdk["fgsm"]["epsilons"]:
-        raise ConfigError("config key studies.vdk.claims.robust_epsilon: "
-                          f"{vdk['claims']['robust_epsilon']} is not in studies.vdk.fgsm.epsilons")
-    ratios = config["data"]["caltech"]["split"]
-    if abs(sum(ratios.values()) - 1.0) > 1e-6:
-        raise ConfigError(f"config key data.caltech.split: ratios must sum to 1, got {ratios}")
+        check = REGISTRY[study].check_config
+        if check is not None:
+            check(spec, config)
+    for name in config["data"]["datasets"]:
+        for problem in check_options(name, config):
+            raise ConfigError(f"config key {problem}")
 
 
 def load(path: str | Path, overlays: list[str | Path] = ()) -> dict[str, Any]:
@@ -142,29 +156,6 @@ def training_spec(config: dict[str, Any], study: str, model: str) -> dict[str, A
         "device": config["device"],
         "deterministic": config["deterministic"],
     }
-
-
-def logspace(spec: dict[str, Any]) -> list[float]:
-    return [float(v) for v in np.logspace(spec["start"], spec["stop"], spec["num"])]
-
-
-def grid_points(config: dict[str, Any], study: str = "lenet") -> list[tuple[int, int]]:
-    """(lr index, weight-decay index) of every grid point, row-major."""
-    grid = config["studies"][study]["grid"]
-    return [(i, j) for i in range(grid["lr"]["num"]) for j in range(grid["weight_decay"]["num"])]
-
-
-def grid_spec(config: dict[str, Any], model: str, lr_index: int, wd_index: int,
-              study: str = "lenet") -> dict[str, Any]:
-    """One grid point's training spec: fresh weights, the grid's epochs, hold-out and subset."""
-    grid = config["studies"][study]["grid"]
-    spec = training_spec(config, study, model)
-    spec["training"].update(lr=logspace(grid["lr"])[lr_index],
-                            weight_decay=logspace(grid["weight_decay"])[wd_index],
-                            epochs=grid["epochs"], snapshot_epochs=[])
-    spec["holdout_fraction"] = grid["holdout_fraction"]
-    spec["subset"] = {**spec["subset"], "train": grid["train_subset"] or spec["subset"].get("train")}
-    return spec
 
 
 def evaluation_spec(config: dict[str, Any], study: str, model: str) -> dict[str, Any]:

@@ -54,21 +54,50 @@ class DatasetSpec:
     name: str
     splits: tuple[str, ...]
     mirror_files: tuple[str, ...]  # paths inside the mirror, as listed in SHA256SUMS
+    channels: int
+    image_size: int | None          # None: set by the dataset's options (``image_size``)
+    num_classes: int | None         # None: the options' ``classes``
+    full_sizes: tuple[int, int]     # (train, test) images, for the cost estimate
+    config_key: str | None = None   # its options block under ``data:`` in config.yaml
 
 
+_IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 SPECS: dict[str, DatasetSpec] = {
-    "cifar10": DatasetSpec("cifar10", ("train", "test"), ("cifar10-jpeg.tar.gz",)),
-    "mnist": DatasetSpec("mnist", ("train", "test"), tuple(
-        f"mnist/{f}" for f in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"))),
-    "fashion_mnist": DatasetSpec("fashion_mnist", ("train", "test"), tuple(
-        f"fashion-mnist/{f}" for f in ("train-images-idx3-ubyte.gz",
-                                       "train-labels-idx1-ubyte.gz",
-                                       "t10k-images-idx3-ubyte.gz",
-                                       "t10k-labels-idx1-ubyte.gz"))),
+    "cifar10": DatasetSpec("cifar10", ("train", "test"), ("cifar10-jpeg.tar.gz",), 3, 32, 10,
+                           (50000, 10000)),
+    "mnist": DatasetSpec("mnist", ("train", "test"), tuple(f"mnist/{f}" for f in _IDX_FILES),
+                         1, 28, 10, (60000, 10000)),
+    "fashion_mnist": DatasetSpec("fashion_mnist", ("train", "test"),
+                                 tuple(f"fashion-mnist/{f}" for f in _IDX_FILES), 1, 28, 10,
+                                 (60000, 10000)),
     "caltech101_3": DatasetSpec("caltech101_3", ("train", "val", "test"),
-                                ("caltech101-3class.tar.gz",)),
+                                ("caltech101-3class.tar.gz",), 3, None, None, (262, 262),
+                                config_key="caltech"),
 }
+
+
+def options(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """The dataset's preparation options from ``config['data']`` (empty if it has none)."""
+    key = SPECS[name].config_key
+    return dict(config["data"][key]) if key else {}
+
+
+def input_shape(config: dict[str, Any], name: str) -> tuple[int, int, int]:
+    """(channels, image size, classes) of the prepared dataset."""
+    spec, opts = SPECS[name], options(config, name)
+    return (spec.channels, spec.image_size or opts["image_size"],
+            spec.num_classes or len(opts["classes"]))
+
+
+def check_options(name: str, config: dict[str, Any]) -> list[str]:
+    """Problems with a dataset's options, each naming its config key."""
+    problems = []
+    if SPECS[name].config_key == "caltech":
+        ratios = config["data"]["caltech"]["split"]
+        if abs(sum(ratios.values()) - 1.0) > 1e-6:
+            problems.append(f"data.caltech.split: ratios must sum to 1, got {ratios}")
+    return problems
 
 
 # --------------------------------------------------------------------------- mirror

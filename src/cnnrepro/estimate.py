@@ -1,9 +1,10 @@
 """The cost of a configuration, said before any work starts.
 
-Training FLOPs = 3 × forward FLOPs (forward + backward; 1 × for a frozen backbone) × training images × epochs per
-seed, plus one forward per epoch over the test/validation images. Forward FLOPs are
-counted on the real architectures with ``torch.utils.flop_counter`` on the meta device
-(no memory, no weights), and divided by the sustained GFLOP/s set in ``estimate``.
+Training FLOPs = 3 × forward FLOPs (forward + backward; 1 × for a frozen backbone) ×
+training images × epochs per seed, plus one forward per epoch over the validation and
+test images. Forward FLOPs are counted on the real architectures with
+``torch.utils.flop_counter`` on the meta device (no memory, no weights), and divided by
+the sustained GFLOP/s set in ``estimate``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import training_spec
+from .datasets import SPECS, input_shape
 from .models import build_model
-
-SHAPES = {"cifar10": (3, 32, 10), "mnist": (1, 28, 10), "fashion_mnist": (1, 28, 10)}
-FULL_SIZES = {"cifar10": (50000, 10000), "mnist": (60000, 10000),
-              "fashion_mnist": (60000, 10000), "caltech101_3": (262, 262)}
+from .studies import get as get_study
 
 
 def forward_flops(spec: dict[str, Any], shape: tuple[int, int, int]) -> int:
@@ -35,33 +34,32 @@ def forward_flops(spec: dict[str, Any], shape: tuple[int, int, int]) -> int:
     return int(counter.get_total_flops())
 
 
+def run_cost(spec: dict[str, Any], shape: tuple[int, int, int], sizes: tuple[int, int]
+             ) -> float:
+    """FLOPs of one training run: each epoch trains on the (subset of the) training split
+    and scores the validation and test images; one last pass over the training images."""
+    n_train, n_test = sizes
+    n_train = min(n_train, spec["subset"].get("train") or n_train)
+    n_test = min(n_test, spec["subset"].get("test") or n_test)
+    n_val = round(spec.get("holdout_fraction", 0) * n_train)
+    epochs = spec["training"]["epochs"]
+    # a frozen backbone needs no backward pass: one forward per training image
+    frozen = spec["arch"] == "vgg19_transfer" and not spec["options"].get("train_features")
+    passes = 1 if frozen else 3
+    return forward_flops(spec, shape) * (
+        epochs * (passes * (n_train - n_val) + n_val + n_test) + n_train)
+
+
 def study_cost(config: dict[str, Any], study: str) -> float:
-    """Total FLOPs of training every model × seed of one study."""
-    sspec = config["studies"][study]
-    dataset = sspec["dataset"]
-    if dataset == "caltech101_3":
-        c = config["data"]["caltech"]
-        shape = (3, c["image_size"], len(c["classes"]))
-    else:
-        shape = SHAPES[dataset]
-    n_train, n_eval = FULL_SIZES[dataset]
-    n_train = min(n_train, sspec["subset"]["train"] or n_train)
-    n_eval = min(n_eval, sspec["subset"]["test"] or n_eval)
-    total = 0.0
-    grid = sspec.get("grid", {})
-    for model in sspec["models"]:
-        spec = training_spec(config, study, model)
-        epochs = spec["training"]["epochs"]
-        # a frozen backbone needs no backward pass: one forward per training image
-        frozen = spec["arch"] == "vgg19_transfer" and not spec["options"].get("train_features")
-        passes = 1 if frozen else 3
-        flops = forward_flops(spec, shape)
-        total += flops * epochs * (passes * n_train + n_eval + n_train / epochs) * len(
-            config["seeds"])
-        if grid.get("enabled"):  # one run per grid point, once (not per seed)
-            points = grid["lr"]["num"] * grid["weight_decay"]["num"]
-            n_grid = min(n_train, grid["train_subset"] or n_train)
-            total += points * flops * grid["epochs"] * (3 * n_grid + 2 * n_eval)
+    """Total FLOPs of training every model × seed of one study, plus its extra runs (a
+    grid search's points: once each, not per seed)."""
+    dataset = config["studies"][study]["dataset"]
+    shape, sizes = input_shape(config, dataset), SPECS[dataset].full_sizes
+    total = sum(run_cost(training_spec(config, study, model), shape, sizes) * len(config["seeds"])
+                for model in config["studies"][study]["models"])
+    extra = get_study(study).extra_runs
+    if extra is not None:
+        total += sum(run_cost(spec, shape, sizes) for spec in extra(config))
     return total
 
 

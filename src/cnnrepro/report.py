@@ -3,8 +3,9 @@
 :func:`collect` gathers what the report shows for each enabled study (configuration used,
 data checksums, figures, tables, claims) and the run's provenance; :func:`render_html` and
 :func:`render_latex` fill the jinja2 templates in ``report/templates``. Nothing here
-computes a result: numbers come from the stages' CSV/JSON files, figures from
-:mod:`cnnrepro.figures`.
+computes a result: numbers come from the stages' CSV/JSON files, figures from each
+study's ``figures`` module (:mod:`cnnrepro.studies`). Paths come from :mod:`cnnrepro.paths`,
+relative to ``root`` (the workflow's working directory).
 """
 
 from __future__ import annotations
@@ -21,25 +22,13 @@ import jinja2
 import pandas as pd
 import yaml
 
-from . import config as cfg
-from .figures import ANIMATIONS, figures_for
+from . import paths
+from . import studies as registry
+from .datasets import SPECS
 from .io import atomic_path, read_json
 from .provenance import git_commit, versions
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "report" / "templates"
-SUMMARY_TABLES = {  # per study: (file in results/<study>/summary, caption)
-    "lenet": [("grid.csv", "Every grid point of both models: learning rate, weight decay, "
-               "validation and test accuracy after the grid's epochs (lenet.grid).")],
-    "mnist": [("structure.csv", "Every layer of both models: input and output shape, learnable "
-               "parameters, neurons (conv outputs before pooling, FC outputs) and kind "
-               "(mnist.shapes, mnist.params, mnist.neurons); totals and shares are claims.")],
-    "vdk": [("cost.csv", "Parameters, multiply-accumulates (MACs) and CPU inference latency "
-             "per image batch (vdk.cost; the paper claims a low computational burden)."),
-            ("paired_tests.csv", "Paired comparisons over seeds (one-sided t-test on per-seed "
-             "differences; p is empty when n < 2)."),
-            ("faithfulness.csv", "Deletion and insertion AUC per model and attribution method, "
-             "mean, std and count over seeds.")],
-}
 METRICS = ("accuracy", "precision", "recall", "f1")
 
 
@@ -125,49 +114,56 @@ def _claims(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _datasets(results: Path, dataset: str) -> list[dict[str, Any]]:
+def _datasets(root: Path, dataset: str) -> list[dict[str, Any]]:
     found = []
-    for meta in sorted((results / "data" / dataset).glob("*.json")):
-        prov = read_json(meta)
+    for split in SPECS[dataset].splits:
+        prov = read_json(_need(root / paths.data(dataset, split, "json")))
         found.append({"split": prov["split"], "count": prov["count"],
                       "source": prov["source"]["kind"],
                       "sha256": prov["source"].get("sha256", {}),
                       "note": prov["source"].get("note", "")})
-    if not found:
-        raise ReportError(f"missing artifact for the report: {results / 'data' / dataset}/*.json")
     return found
 
 
-def study_page(config: dict[str, Any], study: str, results: Path, has_claims: bool) -> StudyPage:
-    sspec = config["studies"][study]
+def study_page(config: dict[str, Any], study: registry.Study, root: Path) -> StudyPage:
+    sspec = config["studies"][study.name]
     models, seeds = list(sspec["models"]), list(config["seeds"])
-    root = results / study
+    files = study.study_files(config, str(root))
     page = StudyPage(
-        study=study, title=sspec.get("title") or study, document=sspec.get("document", ""),
+        study=study.name, title=sspec.get("title") or study.name,
+        document=sspec.get("document", ""),
         models={m: s.get("description", "") for m, s in sspec["models"].items()}, seeds=seeds,
-        config_yaml=yaml.safe_dump({"seeds": seeds, study: sspec}, sort_keys=False),
-        datasets=_datasets(results, sspec["dataset"]))
-    for name, figure in figures_for(study, sspec).items():
-        _need(results / "report" / study / f"{name}.png")
-        page.figures.append({"name": name, "caption": figure.caption,
+        config_yaml=yaml.safe_dump({"seeds": seeds, study.name: sspec}, sort_keys=False),
+        datasets=_datasets(root, sspec["dataset"]))
+    for name, figure in registry.figures_for(study.name, sspec).items():
+        _need(root / paths.figure(study.name, name))
+        page.figures.append({"name": name, "caption": figure.caption_for(sspec),
                              "reproduces": figure.reproduces,
-                             "png": f"{study}/{name}.png", "pdf": f"{study}/{name}.pdf"})
-    for name, caption in ANIMATIONS.get(study, {}).items():
-        _need(results / "report" / study / f"{name}.gif")
-        page.animations.append({"name": name, "caption": caption, "gif": f"{study}/{name}.gif"})
-    page.tables.append(_metrics_table(pd.read_csv(_need(root / "summary" /
-                                                        "metrics_summary.csv")), models, study))
-    for file, caption in SUMMARY_TABLES.get(study, []) if has_claims else []:
-        page.tables.append(_csv_table(_need(root / "summary" / file), study, caption))
-    if has_claims:
-        page.claims = _claims(_need(root / "summary" / "claims.csv"))
+                             "png": f"{study.name}/{name}.png", "pdf": f"{study.name}/{name}.pdf"})
+    for name, caption in study.animations.items():
+        _need(root / paths.figure(study.name, name, "gif"))
+        page.animations.append({"name": name, "caption": caption,
+                                "gif": f"{study.name}/{name}.gif"})
+    page.tables.append(_metrics_table(pd.read_csv(_need(files.file("metrics_summary"))),
+                                      models, study.name))
+    for table in study.tables:
+        page.tables.append(_csv_table(_need(files.file(table.file)), study.name, table.caption))
+    if study.has_claims:
+        page.claims = _claims(_need(files.file("claims")))
     return page
 
 
-def stage_times(results: Path) -> list[dict[str, Any]]:
+def page_csvs(config: dict[str, Any], study: registry.Study, root: Path) -> list[Path]:
+    """The study's tables linked from its page (copied beside it)."""
+    files = study.study_files(config, str(root))
+    names = ["metrics_summary", *[t.file for t in study.tables]]
+    return [files.file(n) for n in names + (["claims"] if study.has_claims else [])]
+
+
+def stage_times(root: Path) -> list[dict[str, Any]]:
     """Wall time per rule, summed over its jobs, from Snakemake's benchmark files."""
     rows = []
-    bench = results / "benchmarks"
+    bench = root / paths.benchmarks_dir()
     for rule_dir in sorted(p for p in bench.iterdir() if p.is_dir()) if bench.is_dir() else []:
         files = list(rule_dir.rglob("*.tsv"))
         seconds = sum(float(pd.read_csv(f, sep="\t")["s"].iloc[0]) for f in files)
@@ -177,29 +173,30 @@ def stage_times(results: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def run_provenance(config: dict[str, Any], results: Path, workflow_dir: Path) -> dict[str, Any]:
+def run_provenance(config: dict[str, Any], root: Path, workflow_dir: Path) -> dict[str, Any]:
     devices, train_versions = set(), None
-    for train_json in sorted(results.glob("*/*/seed*/train.json")):
-        prov = read_json(train_json)["provenance"]
-        devices.add(prov.get("device", "unknown"))
-        train_versions = train_versions or prov.get("versions")
+    for study in registry.enabled(config):
+        for train_json in study.study_files(config, str(root)).runs("train_meta").values():
+            prov = read_json(train_json)["provenance"]
+            devices.add(prov.get("device", "unknown"))
+            train_versions = train_versions or prov.get("versions")
     return {"git_commit": git_commit(workflow_dir), "versions": train_versions or versions(),
             "devices": sorted(devices), "preset": config.get("preset", "full"),
             "deviations": list(config.get("deviations", [])),
-            "stage_times": stage_times(results)}
+            "stage_times": stage_times(root)}
 
 
-def collect(config: dict[str, Any], results: str | Path, claim_studies: list[str],
-            workflow_dir: str | Path = ".", pdf: bool = True) -> dict[str, Any]:
+def collect(config: dict[str, Any], root: str | Path = ".", workflow_dir: str | Path = ".",
+            pdf: bool = True) -> dict[str, Any]:
     """Everything the templates show; raises :class:`ReportError` naming a missing artifact.
 
-    ``pdf`` says whether paper.pdf will be built beside the pages (TeX installed).
+    ``root`` holds ``results/``; ``pdf`` says whether paper.pdf will be built beside the
+    pages (TeX installed).
     """
-    results = Path(results)
-    pages = [study_page(config, s, results, s in claim_studies)
-             for s in cfg.enabled_studies(config)]
-    return {"pages": pages, "pdf": pdf,
-            "provenance": run_provenance(config, results, Path(workflow_dir))}
+    root = Path(root)
+    pages = [study_page(config, study, root) for study in registry.enabled(config)]
+    return {"pages": pages, "pdf": pdf, "config": config,
+            "provenance": run_provenance(config, root, Path(workflow_dir))}
 
 
 # --------------------------------------------------------------------------- rendering
@@ -233,17 +230,19 @@ def _write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def render_html(content: dict[str, Any], out_dir: str | Path, results: str | Path) -> list[Path]:
-    """index.html plus one page per study; the studies' summary CSVs are copied beside them."""
-    out_dir, results = Path(out_dir), Path(results)
+def render_html(content: dict[str, Any], root: str | Path = ".") -> list[Path]:
+    """index.html plus one page per study; the studies' tables are copied beside them."""
+    root = Path(root)
+    out_dir = root / paths.report_dir()
     env = _environment(latex=False)
-    written = [out_dir / "index.html"]
+    written = [root / paths.report_index()]
     _write_text(written[0], env.get_template("index.html.j2").render(**content, page=None))
     for page in content["pages"]:
-        for csv in (results / page.study / "summary").glob("*.csv"):
+        study = registry.get(page.study)
+        for csv in page_csvs(content["config"], study, root):
             with atomic_path(out_dir / page.study / "data" / csv.name) as tmp:
                 shutil.copyfile(csv, tmp)
-        path = out_dir / f"{page.study}.html"
+        path = root / paths.report_page(page.study)
         _write_text(path, env.get_template("study.html.j2").render(**content, page=page))
         written.append(path)
     return written

@@ -10,11 +10,13 @@ same device. Outputs appear only at the end, atomically.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,7 +26,8 @@ from torch import nn
 from tqdm import tqdm
 
 from .datasets import Split, holdout_split, load_split, per_class_subset
-from .io import write_csv, write_json, write_torch
+from .config import deep_update
+from .io import read_json, write_csv, write_json, write_torch
 from .models import build_model
 from .provenance import stamp
 from .runtime import (batches, normalizer, predict_logits, seed_everything, select_device,
@@ -94,11 +97,95 @@ def _restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _load_checkpoint(path: Path, digest: str) -> dict[str, Any] | None:
+def apply_overrides(spec: dict[str, Any], overrides: str | Path | None) -> dict[str, Any]:
+    """The spec with a training-overrides file merged in (a partial spec, e.g. the lenet
+    grid's pick of learning rate and weight decay); ``None`` leaves it as it is."""
+    if overrides is None:
+        return spec
+    return deep_update(copy.deepcopy(spec), read_json(overrides))
+
+
+@dataclass
+class Run:
+    """Everything one training run works with, built by :func:`setup`."""
+
+    spec: dict[str, Any]
+    seed: int
+    device: torch.device
+    splits: dict[str, Split]
+    normalize: Callable[[torch.Tensor], torch.Tensor]
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # the data order
+    digest: str
+
+
+def setup(spec: dict[str, Any], seed: int, data: dict[str, str | Path],
+          threads: int | None = None) -> Run:
+    """Seeded model, optimizer and data order; the splits on the device."""
+    if threads:
+        torch.set_num_threads(threads)
+    set_determinism(spec["deterministic"])
+    device = select_device(spec["device"])
+    splits = {k: v.to(device) for k, v in load_study_splits(spec, data).items()}
+    normalize = normalizer(spec["normalize"]["mean"], spec["normalize"]["std"], device)
+    generator = seed_everything(seed)
+    model = make_model(spec, splits["train"]).to(device)
+    return Run(spec, seed, device, splits, normalize, model,
+               make_optimizer(model, spec["training"]), generator, spec_digest(spec, seed))
+
+
+def train_one_epoch(run: Run, loss_fn: nn.Module) -> dict[str, float]:
+    """One pass over the training split in a seeded order; loss, accuracy and seconds."""
+    model, split, device = run.model, run.splits["train"], run.device
+    model.train()
+    tic = time.perf_counter()
+    n = len(split)
+    order = torch.randperm(n, generator=run.generator).to(device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for index in batches(n, run.spec["training"]["batch_size"], order):
+        x, y = run.normalize(split.images[index]), split.labels[index]
+        run.optimizer.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        loss.backward()
+        run.optimizer.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return {"train_loss": loss_sum.item() / n, "train_acc": correct.item() / n,
+            "seconds": time.perf_counter() - tic}
+
+
+def score_splits(run: Run) -> dict[str, float]:
+    """Loss and accuracy on the validation and test splits, and the seconds it took."""
+    tic = time.perf_counter()
+    row = {}
+    for name in ("val", "test"):
+        if name in run.splits:
+            row[f"{name}_loss"], row[f"{name}_acc"] = _score(
+                run.model, run.splits[name], run.normalize,
+                max(run.spec["training"]["batch_size"], 500))
+    row["eval_seconds"] = time.perf_counter() - tic
+    return row
+
+
+def save_checkpoint(path: Path, run: Run, epoch: int, history: list[dict[str, float]]) -> None:
+    """Everything a resumed run needs to end bit-identical: model, optimizer, epoch, the
+    data-order and torch RNG states, the history so far."""
+    write_torch(path, {"digest": run.digest, "epoch": epoch, "model": run.model.state_dict(),
+                       "optimizer": run.optimizer.state_dict(),
+                       "rng": _rng_state(run.generator), "history": history})
+
+
+def load_checkpoint(path: Path, digest: str) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` if it was made for this spec and seed, else None."""
     if not path.exists():
         return None
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a torn file is impossible (atomic writes) but a foreign one is not
         log.warning("ignoring unreadable checkpoint %s (%s); training from scratch", path, err)
         return None
@@ -109,96 +196,28 @@ def _load_checkpoint(path: Path, digest: str) -> dict[str, Any] | None:
     return ckpt
 
 
-def train(spec: dict[str, Any], seed: int, data: dict[str, str | Path], out_dir: str | Path,
-          threads: int | None = None,
-          on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
-    """Train one model; write ``model.pt``, ``history.csv``, ``train.json``, ``snapshots/``.
+def resume(run: Run, ckpt: dict[str, Any]) -> tuple[list[dict[str, float]], int]:
+    """Restore a run from its checkpoint; return the history and the next epoch."""
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    _restore_rng(ckpt["rng"], run.generator)
+    return ckpt["history"], ckpt["epoch"]
 
-    ``data`` maps split names (train, test, optionally val) to prepared ``.npz`` files.
-    ``on_epoch_end(epoch, row)`` runs after each epoch's checkpoint is on disk.
-    """
-    out_dir = Path(out_dir)
+
+def write_outputs(run: Run, history: list[dict[str, float]], start_epoch: int,
+                  out_dir: Path) -> dict[str, Any]:
+    """``history.csv``, ``snapshots/``, ``model.pt`` and ``train.json`` (last: the rule's
+    completion marker), each atomic; then the work folder goes."""
+    spec, seed, model, training = run.spec, run.seed, run.model, run.spec["training"]
     work = out_dir / "work"
-    if threads:
-        torch.set_num_threads(threads)
-    set_determinism(spec["deterministic"])
-    device = select_device(spec["device"])
-    training = spec["training"]
-    digest = spec_digest(spec, seed)
-
-    splits = {k: v.to(device) for k, v in load_study_splits(spec, data).items()}
-    train_split = splits["train"]
-    normalize = normalizer(spec["normalize"]["mean"], spec["normalize"]["std"], device)
-
-    generator = seed_everything(seed)
-    model = make_model(spec, train_split).to(device)
-    optimizer = make_optimizer(model, training)
-    loss_fn = nn.CrossEntropyLoss()
-    snapshot_epochs = set(training.get("snapshot_epochs", []))
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-
-    ckpt = _load_checkpoint(work / "checkpoint.pt", digest)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        _restore_rng(ckpt["rng"], generator)
-        history, start_epoch = ckpt["history"], ckpt["epoch"]
-        log.info("resuming %s/%s seed %d from epoch %d", spec["study"], spec["model"], seed,
-                 start_epoch)
-    elif 0 in snapshot_epochs:
-        write_torch(work / "snapshots" / "epoch_000.pt", model.state_dict())
-
-    n, batch_size = len(train_split), training["batch_size"]
-    bar = tqdm(range(start_epoch, training["epochs"]), initial=start_epoch,
-               total=training["epochs"], desc=f"{spec['study']}/{spec['model']}/seed{seed}",
-               unit="epoch", mininterval=5)
-    for epoch in bar:
-        model.train()
-        tic = time.perf_counter()
-        order = torch.randperm(n, generator=generator).to(device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        for index in batches(n, batch_size, order):
-            x, y = normalize(train_split.images[index]), train_split.labels[index]
-            optimizer.zero_grad(set_to_none=True)
-            logits = model(x)
-            loss = loss_fn(logits, y)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        train_seconds = time.perf_counter() - tic
-        row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / n,
-               "train_acc": correct.item() / n, "seconds": train_seconds}
-        tic = time.perf_counter()
-        for name in ("val", "test"):
-            if name in splits:
-                row[f"{name}_loss"], row[f"{name}_acc"] = _score(
-                    model, splits[name], normalize, max(batch_size, 500))
-        row["eval_seconds"] = time.perf_counter() - tic
-        history.append(row)
-        if epoch + 1 in snapshot_epochs:
-            write_torch(work / "snapshots" / f"epoch_{epoch + 1:03d}.pt", model.state_dict())
-        write_torch(work / "checkpoint.pt", {
-            "digest": digest, "epoch": epoch + 1, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "rng": _rng_state(generator),
-            "history": history})
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}",
-                        test=f"{row.get('test_acc', float('nan')):.3f}")
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, row)
-    bar.close()
-
     frame = pd.DataFrame(history)
     train_seconds = float(frame["seconds"].sum())
+    n = len(run.splits["train"])
     meta = {
         "study": spec["study"], "model": spec["model"], "seed": seed,
         "epochs": training["epochs"], "resumed_from_epoch": start_epoch,
-        "train_images": n, "classes": train_split.classes,
-        "splits": {k: len(v) for k, v in splits.items()},
+        "train_images": n, "classes": run.splits["train"].classes,
+        "splits": {k: len(v) for k, v in run.splits.items()},
         "parameters": sum(p.numel() for p in model.parameters()),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "weights_used": getattr(model, "weights_used", None),
@@ -206,7 +225,7 @@ def train(spec: dict[str, Any], seed: int, data: dict[str, str | Path], out_dir:
         "eval_seconds": float(frame["eval_seconds"].sum()),
         "train_images_per_second": n * len(frame) / train_seconds if train_seconds else None,
         "final": {k: v for k, v in history[-1].items() if k.endswith(("_acc", "_loss"))},
-        "provenance": stamp(spec, seed, device),
+        "provenance": stamp(spec, seed, run.device),
     }
     snapshots = out_dir / "snapshots"
     shutil.rmtree(snapshots, ignore_errors=True)
@@ -215,11 +234,53 @@ def train(spec: dict[str, Any], seed: int, data: dict[str, str | Path], out_dir:
         shutil.copyfile(path, snapshots / path.name)
     write_csv(out_dir / "history.csv", frame)
     write_torch(out_dir / "model.pt", {"state_dict": model.state_dict(), "spec": spec,
-                                       "seed": seed, "digest": digest,
+                                       "seed": seed, "digest": run.digest,
                                        "epochs": training["epochs"]})
     write_json(out_dir / "train.json", meta)
     shutil.rmtree(work, ignore_errors=True)  # finished: the checkpoint has served its purpose
     return meta
+
+
+def train(spec: dict[str, Any], seed: int, data: dict[str, str | Path], out_dir: str | Path,
+          threads: int | None = None, overrides: str | Path | None = None,
+          on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """Train one model; write ``model.pt``, ``history.csv``, ``train.json``, ``snapshots/``.
+
+    ``data`` maps split names (train, test, optionally val) to prepared ``.npz`` files;
+    ``overrides`` is an optional training-overrides file (:func:`apply_overrides`).
+    ``on_epoch_end(epoch, row)`` runs after each epoch's checkpoint is on disk.
+    """
+    out_dir = Path(out_dir)
+    work = out_dir / "work"
+    run = setup(apply_overrides(spec, overrides), seed, data, threads)
+    training = run.spec["training"]
+    snapshot_epochs = set(training.get("snapshot_epochs", []))
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    ckpt = load_checkpoint(work / "checkpoint.pt", run.digest)
+    if ckpt is not None:
+        history, start_epoch = resume(run, ckpt)
+        log.info("resuming %s/%s seed %d from epoch %d", run.spec["study"], run.spec["model"],
+                 seed, start_epoch)
+    elif 0 in snapshot_epochs:
+        write_torch(work / "snapshots" / "epoch_000.pt", run.model.state_dict())
+
+    loss_fn = nn.CrossEntropyLoss()
+    bar = tqdm(range(start_epoch, training["epochs"]), initial=start_epoch,
+               total=training["epochs"], desc=f"{run.spec['study']}/{run.spec['model']}/seed{seed}",
+               unit="epoch", mininterval=5)
+    for epoch in bar:
+        row = {"epoch": epoch + 1, **train_one_epoch(run, loss_fn), **score_splits(run)}
+        history.append(row)
+        if epoch + 1 in snapshot_epochs:
+            write_torch(work / "snapshots" / f"epoch_{epoch + 1:03d}.pt", run.model.state_dict())
+        save_checkpoint(work / "checkpoint.pt", run, epoch + 1, history)
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}",
+                        test=f"{row.get('test_acc', float('nan')):.3f}")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, row)
+    bar.close()
+    return write_outputs(run, history, start_epoch, out_dir)
 
 
 def load_trained(path: str | Path, spec: dict[str, Any], split: Split,
@@ -229,7 +290,7 @@ def load_trained(path: str | Path, spec: dict[str, Any], split: Split,
     if not path.is_file():
         raise CheckpointError(f"{path}: trained weights are missing (run the train_model rule)")
     try:
-        payload = torch.load(path, map_location=device, weights_only=False)
+        payload = torch.load(path, map_location=device, weights_only=True)
         state = payload["state_dict"]
     except Exception as err:
         raise CheckpointError(f"{path}: not a readable cnnrepro weights file ({err})") from err
@@ -244,7 +305,6 @@ def load_trained(path: str | Path, spec: dict[str, Any], split: Split,
                               f"({err})") from err
     model.eval()
     return model
-
 
 
 def open_trained(spec: dict[str, Any], weights: str | Path, data: dict[str, str | Path],

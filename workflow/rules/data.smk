@@ -3,23 +3,23 @@
 
 rule prepare_dataset:
     output:
-        data="results/data/{dataset}/{split}.npz",
-        provenance="results/data/{dataset}/{split}.json",
+        data=paths.data(),
+        provenance=paths.data(ext="json"),
     params:
         mirror=MIRROR,
         download_root=config["data"]["download_root"],
-        options=dataset_options,
+        options=lambda w: dataset_options(config, w.dataset),
     wildcard_constraints:
         dataset="|".join(SPECS),
         split="train|val|test",
     log:
-        "results/logs/prepare_dataset/{dataset}/{split}.log",
+        paths.log("prepare_dataset", "{dataset}", "{split}"),
     benchmark:
-        "results/benchmarks/prepare_dataset/{dataset}/{split}.tsv"
-    threads: res("prepare", "threads")
+        paths.benchmark("prepare_dataset", "{dataset}", "{split}")
+    threads: resources_of("prepare", "threads")
     resources:
-        mem_mb=res("prepare", "mem_mb"),
-        runtime=res("prepare", "runtime"),
+        mem_mb=resources_of("prepare", "mem_mb"),
+        runtime=resources_of("prepare", "runtime"),
     conda:
         "../../envs/pipeline.yaml"
     script:

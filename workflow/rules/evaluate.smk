@@ -3,28 +3,28 @@
 
 rule evaluate_model:
     input:
-        unpack(study_data),
-        weights="results/{study}/{model}/seed{seed}/model.pt",
-        meta="results/{study}/{model}/seed{seed}/train.json",
+        unpack(lambda w: data_paths(w.study)),
+        weights=paths.run_file("weights"),
+        meta=paths.run_file("train_meta"),
     output:
-        metrics="results/{study}/{model}/seed{seed}/eval/metrics.json",
-        predictions="results/{study}/{model}/seed{seed}/eval/predictions.npz",
-        confusion="results/{study}/{model}/seed{seed}/eval/confusion.csv",
-        roc="results/{study}/{model}/seed{seed}/eval/roc.csv",
-        layers="results/{study}/{model}/seed{seed}/eval/layers.csv",
+        metrics=paths.run_file("metrics"),
+        predictions=paths.run_file("predictions"),
+        confusion=paths.run_file("confusion"),
+        roc=paths.run_file("roc"),
+        layers=paths.run_file("layers"),
     params:
         spec=lambda w: cfg.evaluation_spec(config, w.study, w.model),
     wildcard_constraints:
         seed=r"\d+",
     log:
-        "results/logs/evaluate_model/{study}/{model}/seed{seed}.log",
+        paths.log("evaluate_model", "{study}", "{model}", "seed{seed}"),
     benchmark:
-        "results/benchmarks/evaluate_model/{study}/{model}/seed{seed}.tsv"
-    threads: res("evaluate", "threads")
+        paths.benchmark("evaluate_model", "{study}", "{model}", "seed{seed}")
+    threads: resources_of("evaluate", "threads")
     resources:
-        mem_mb=res("evaluate", "mem_mb"),
-        runtime=res("evaluate", "runtime"),
-        gpu=res("evaluate", "gpu"),
+        mem_mb=resources_of("evaluate", "mem_mb"),
+        runtime=resources_of("evaluate", "runtime"),
+        gpu=resources_of("evaluate", "gpu"),
     conda:
         "../../envs/pipeline.yaml"
     script:
@@ -33,20 +33,18 @@ rule evaluate_model:
 
 rule aggregate_study:
     input:
-        metrics=lambda w: study_runs(
-            w.study, "results/{study}/{model}/seed{seed}/eval/metrics.json"
-        ),
-        histories=lambda w: study_runs(
-            w.study, "results/{study}/{model}/seed{seed}/history.csv"
-        ),
+        metrics=lambda w: study_files(w.study).paths(["metrics"]),
+        histories=lambda w: study_files(w.study).paths(["history"]),
     output:
-        long="results/{study}/summary/metrics_long.csv",
-        summary="results/{study}/summary/metrics_summary.csv",
-        history="results/{study}/summary/history.csv",
+        long=paths.study_file("metrics_long"),
+        summary=paths.study_file("metrics_summary"),
+        history=paths.study_file("histories"),
+    params:
+        runs=lambda w: list(study_files(w.study).runs("metrics")),
     log:
-        "results/logs/aggregate_study/{study}.log",
+        paths.log("aggregate_study", "{study}"),
     benchmark:
-        "results/benchmarks/aggregate_study/{study}.tsv"
+        paths.benchmark("aggregate_study", "{study}")
     localrule: True
     conda:
         "../../envs/pipeline.yaml"

@@ -1,135 +1,146 @@
-# Study lenet: the grid search (one job per point and model), its two picks, the data and
-# snapshot probes, the animation, and the claims. Final training (train_model) reads the pick.
+# Study lenet: the grid search (one training job per point and model), its two picks, the
+# data and snapshot probes, the animation, and the claims. Final training (train_model)
+# applies the pick through the study's training-overrides file.
+from cnnrepro.studies.lenet import grid as lenet_grid, probes as lenet_probes
+
+LENET = studies.get("lenet")
+GRID = config["studies"]["lenet"]["grid"]
 
 
 use rule train_model as grid_point_lenet with:
     input:
         unpack(lambda w: data_paths("lenet")),
     output:
-        weights=temp("results/lenet/grid/{model}/lr{i}_wd{j}/model.pt"),
-        history="results/lenet/grid/{model}/lr{i}_wd{j}/history.csv",
-        meta="results/lenet/grid/{model}/lr{i}_wd{j}/train.json",
+        weights=temp(LENET.file("grid_weights", i="{i}", j="{j}")),
+        history=LENET.file("grid_history", i="{i}", j="{j}"),
+        meta=LENET.file("grid_meta", i="{i}", j="{j}"),
     params:
-        spec=lambda w: cfg.grid_spec(config, w.model, int(w.i), int(w.j)),
-        seed=lambda w: config["studies"]["lenet"]["grid"]["seed"],
-        selection=None,  # a grid point uses its own lr and weight decay
+        spec=lambda w: lenet_grid.grid_spec(config, w.model, int(w.i), int(w.j)),
+        seed=GRID["seed"],
     wildcard_constraints:
         i=r"\d+",
         j=r"\d+",
     log:
-        "results/logs/grid_point_lenet/{model}/lr{i}_wd{j}.log",
+        paths.log("grid_point_lenet", "{model}", "lr{i}_wd{j}"),
     benchmark:
-        "results/benchmarks/grid_point_lenet/{model}/lr{i}_wd{j}.tsv"
+        paths.benchmark("grid_point_lenet", "{model}", "lr{i}_wd{j}")
 
 
 rule select_lenet:
     input:
-        lambda w: [
-            f"results/lenet/grid/{w.model}/lr{i}_wd{j}/history.csv"
-            for i, j in cfg.grid_points(config)
+        histories=lambda w: [
+            LENET.file("grid_history", model=w.model, i=i, j=j)
+            for i, j in lenet_grid.grid_points(GRID)
         ],
     output:
-        grid="results/lenet/grid/{model}/grid.csv",
-        selection="results/lenet/grid/{model}/selection.json",
+        grid_table=LENET.file("grid_table"),
+        selection=LENET.file("selection"),
+        overrides=LENET.file("overrides"),
     params:
-        points=lambda w: cfg.grid_points(config),
-        lrs=lambda w: cfg.logspace(config["studies"]["lenet"]["grid"]["lr"]),
-        wds=lambda w: cfg.logspace(config["studies"]["lenet"]["grid"]["weight_decay"]),
+        study="lenet",
+        stage="select",
+        grid=GRID,
+        model=lambda w: w.model,
     log:
-        "results/logs/select_lenet/{model}.log",
+        paths.log("select_lenet", "{model}"),
     benchmark:
-        "results/benchmarks/select_lenet/{model}.tsv"
+        paths.benchmark("select_lenet", "{model}")
     localrule: True
     conda:
         "../../envs/pipeline.yaml"
     script:
-        "../scripts/lenet_stage.py"
+        "../scripts/stage.py"
 
 
 rule data_probe_lenet:
     input:
         train=lambda w: data_paths("lenet")["train"],
     output:
-        "results/lenet/probe/data.npz",
+        data_probe=LENET.file("data_probe"),
     params:
-        settings=lambda w: config["studies"]["lenet"]["probe"],
-        seed=lambda w: SEEDS[0],
+        study="lenet",
+        stage="data_probe",
+        settings=config["studies"]["lenet"]["probe"],
+        seed=SEEDS[0],
     log:
-        "results/logs/data_probe_lenet.log",
+        paths.log("data_probe_lenet"),
     benchmark:
-        "results/benchmarks/data_probe_lenet.tsv"
-    threads: res("report", "threads")
+        paths.benchmark("data_probe_lenet")
+    threads: resources_of("report", "threads")
     resources:
-        mem_mb=res("report", "mem_mb"),
-        runtime=res("report", "runtime"),
+        mem_mb=resources_of("report", "mem_mb"),
+        runtime=resources_of("report", "runtime"),
     conda:
         "../../envs/pipeline.yaml"
     script:
-        "../scripts/lenet_stage.py"
+        "../scripts/stage.py"
 
 
 rule evolution_lenet:
     input:
         unpack(lambda w: data_paths("lenet")),
-        snapshots="results/lenet/{model}/seed{seed}/snapshots",
+        snapshots=LENET.run_file("snapshots"),
     output:
-        "results/lenet/{model}/seed{seed}/probe/evolution.npz",
+        evolution=LENET.run_file("evolution"),
     params:
+        study="lenet",
+        stage="evolution",
         spec=lambda w: cfg.training_spec(config, "lenet", w.model),
-        settings=lambda w: config["studies"]["lenet"]["probe"],
+        settings=config["studies"]["lenet"]["probe"],
     wildcard_constraints:
         seed=r"\d+",
     log:
-        "results/logs/evolution_lenet/{model}/seed{seed}.log",
+        paths.log("evolution_lenet", "{model}", "seed{seed}"),
     benchmark:
-        "results/benchmarks/evolution_lenet/{model}/seed{seed}.tsv"
-    threads: res("report", "threads")
+        paths.benchmark("evolution_lenet", "{model}", "seed{seed}")
+    threads: resources_of("report", "threads")
     resources:
-        mem_mb=res("report", "mem_mb"),
-        runtime=res("report", "runtime"),
+        mem_mb=resources_of("report", "mem_mb"),
+        runtime=resources_of("report", "runtime"),
     conda:
         "../../envs/pipeline.yaml"
     script:
-        "../scripts/lenet_stage.py"
+        "../scripts/stage.py"
 
 
 rule animate_lenet:
     input:
-        lambda w: f"results/lenet/cnn/seed{SEEDS[0]}/probe/evolution.npz",
+        evolution=LENET.run_file("evolution", lenet_probes.CNN, SEEDS[0]),
     output:
-        "results/report/lenet/lenet_feature_maps.gif",
+        gif=paths.figure("lenet", "lenet_feature_maps", "gif"),
+    params:
+        study="lenet",
+        stage="animate",
     log:
-        "results/logs/animate_lenet.log",
+        paths.log("animate_lenet"),
     localrule: True
     conda:
         "../../envs/pipeline.yaml"
     script:
-        "../scripts/lenet_stage.py"
+        "../scripts/stage.py"
 
 
 rule claims_lenet:
     input:
-        metrics=lambda w: study_runs("lenet", "results/{study}/{model}/seed{seed}/eval/metrics.json"),
-        histories=lambda w: study_runs("lenet", "results/{study}/{model}/seed{seed}/history.csv"),
-        grids=lambda w: [
-            f"results/lenet/grid/{model}/grid.csv" for model in study_models("lenet")
-        ]
-        if grid_selection("lenet")
-        else [],
+        study_files("lenet").paths(
+            ["metrics", "confusion", "history"]
+            + (["grid_table", "selection"] if GRID["enabled"] else [])
+        ),
     output:
-        claims="results/lenet/summary/claims.csv",
-        grid="results/lenet/summary/grid.csv",
+        claims=LENET.file("claims"),
+        grid_summary=LENET.file("grid_summary"),
     params:
-        models=lambda w: study_models("lenet"),
-        seeds=SEEDS,
-        rules=lambda w: config["studies"]["lenet"]["claims"],
-        grid_seed=lambda w: config["studies"]["lenet"]["grid"]["seed"] if grid_selection("lenet") else None,
+        study="lenet",
+        stage="claims",
+        files=study_files("lenet"),
+        settings=config["studies"]["lenet"]["claims"],
+        grid_seed=GRID["seed"] if GRID["enabled"] else None,
     log:
-        "results/logs/claims_lenet.log",
+        paths.log("claims_lenet"),
     benchmark:
-        "results/benchmarks/claims_lenet.tsv"
+        paths.benchmark("claims_lenet")
     localrule: True
     conda:
         "../../envs/pipeline.yaml"
     script:
-        "../scripts/lenet_stage.py"
+        "../scripts/stage.py"

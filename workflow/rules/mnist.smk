@@ -1,42 +1,55 @@
 # Study mnist after training: the lab's probes per (model, seed), then the claims.
+# Each rule calls one stage of cnnrepro.studies.mnist through the shared stage adapter.
+MNIST = studies.get("mnist")
 
 
-use rule explain_vdk as lab_mnist with:
+rule lab_mnist:
     input:
         unpack(lambda w: data_paths("mnist")),
-        weights="results/mnist/{model}/seed{seed}/model.pt",
+        weights=MNIST.run_file("weights"),
     output:
-        "results/mnist/{model}/seed{seed}/lab/lab.npz",
-        "results/mnist/{model}/seed{seed}/lab/lab.json",
+        lab=MNIST.run_file("lab"),
+        lab_summary=MNIST.run_file("lab_summary"),
     params:
+        study="mnist",
+        stage="lab",
         spec=lambda w: cfg.training_spec(config, "mnist", w.model),
-        settings=config["studies"].get("mnist", {}).get("lab"),
-        module="mnist",
-        stage="lab_stage",
+        seed=lambda w: int(w.seed),
+        settings=config["studies"]["mnist"]["lab"],
+    wildcard_constraints:
+        seed=r"\d+",
     log:
-        "results/logs/lab_mnist/{model}/seed{seed}.log",
+        paths.log("lab_mnist", "{model}", "seed{seed}"),
     benchmark:
-        "results/benchmarks/lab_mnist/{model}/seed{seed}.tsv"
+        paths.benchmark("lab_mnist", "{model}", "seed{seed}")
+    threads: resources_of("analyse", "threads")
+    resources:
+        mem_mb=resources_of("analyse", "mem_mb"),
+        runtime=resources_of("analyse", "runtime"),
+        gpu=resources_of("analyse", "gpu"),
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/stage.py"
 
 
 rule claims_mnist:
     input:
-        metrics=lambda w: study_runs("mnist", "results/{study}/{model}/seed{seed}/eval/metrics.json"),
-        layers=lambda w: study_runs("mnist", "results/{study}/{model}/seed{seed}/eval/layers.csv"),
-        lab=lambda w: study_runs("mnist", "results/{study}/{model}/seed{seed}/lab/lab.json"),
+        study_files("mnist").paths(["metrics", "train_meta", "layers", "lab_summary"]),
     output:
-        claims="results/mnist/summary/claims.csv",
-        structure="results/mnist/summary/structure.csv",
+        claims=MNIST.file("claims"),
+        structure=MNIST.file("structure"),
     params:
-        models=lambda w: study_models("mnist"),
-        seeds=SEEDS,
-        rules=lambda w: config["studies"]["mnist"]["claims"],
+        study="mnist",
+        stage="claims",
+        files=study_files("mnist"),
+        settings=config["studies"]["mnist"]["claims"],
     log:
-        "results/logs/claims_mnist.log",
+        paths.log("claims_mnist"),
     benchmark:
-        "results/benchmarks/claims_mnist.tsv"
+        paths.benchmark("claims_mnist")
     localrule: True
     conda:
         "../../envs/pipeline.yaml"
     script:
-        "../scripts/claims_mnist.py"
+        "../scripts/stage.py"

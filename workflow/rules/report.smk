@@ -4,32 +4,32 @@
 
 rule figure:
     input:
-        lambda w: figures.figure_inputs(w.study, w.figure, study_models(w.study), SEEDS),
+        lambda w: studies.figure_inputs(w.study, w.figure, config),
     output:
         png=report(
-            "results/report/{study}/{figure}.png",
+            paths.figure(),
             caption="../../report/figure_caption.rst",
             category="{study}",
             labels={"study": "{study}", "figure": "{figure}"},
         ),
-        pdf="results/report/{study}/{figure}.pdf",
+        pdf=paths.figure(ext="pdf"),
     params:
-        models=lambda w: study_models(w.study),
-        seeds=SEEDS,
-        caption=lambda w: study_figures(w.study)[w.figure].caption,
-        reproduces=lambda w: study_figures(w.study)[w.figure].reproduces,
+        caption=lambda w: studies.figures_for(w.study)[w.figure].caption_for(
+            config["studies"][w.study]
+        ),
+        reproduces=lambda w: studies.figures_for(w.study)[w.figure].reproduces,
     wildcard_constraints:
         study="|".join(STUDIES),
         figure=r"[a-z0-9_]+",
     log:
-        "results/logs/figure/{study}/{figure}.log",
+        paths.log("figure", "{study}", "{figure}"),
     benchmark:
-        "results/benchmarks/figure/{study}/{figure}.tsv"
-    threads: res("report", "threads")
+        paths.benchmark("figure", "{study}", "{figure}")
+    threads: resources_of("report", "threads")
     resources:
-        mem_mb=res("report", "mem_mb"),
-        runtime=res("report", "runtime"),
-        gpu=res("report", "gpu"),
+        mem_mb=resources_of("report", "mem_mb"),
+        runtime=resources_of("report", "runtime"),
+        gpu=resources_of("report", "gpu"),
     conda:
         "../../envs/pipeline.yaml"
     script:
@@ -40,21 +40,20 @@ rule render_report:
     input:
         report_inputs,
     output:
-        index="results/report/index.html",
-        pages=expand("results/report/{study}.html", study=STUDIES),
-        tex="results/report/paper.tex",
+        index=paths.report_index(),
+        pages=[paths.report_page(study) for study in STUDIES],
+        tex=paths.paper("tex"),
     params:
-        claim_studies=[s for s in STUDIES if s in CLAIMS],
         workflow_dir=workflow.basedir,
         pdf=HAVE_TEX,
     log:
-        "results/logs/report.log",
+        paths.log("report"),
     benchmark:
-        "results/benchmarks/report.tsv"
+        paths.benchmark("report")
     threads: 1
     resources:
-        mem_mb=res("report", "mem_mb"),
-        runtime=res("report", "runtime"),
+        mem_mb=resources_of("report", "mem_mb"),
+        runtime=resources_of("report", "runtime"),
     conda:
         "../../envs/pipeline.yaml"
     script:
@@ -63,18 +62,18 @@ rule render_report:
 
 rule report_pdf:
     input:
-        tex="results/report/paper.tex",
+        tex=paths.paper("tex"),
         figures=lambda w: report_figures("pdf"),
     output:
-        "results/report/paper.pdf",
+        paths.paper("pdf"),
     log:
-        "results/logs/report_pdf.log",
+        paths.log("report_pdf"),
     benchmark:
-        "results/benchmarks/report_pdf.tsv"
+        paths.benchmark("report_pdf")
     threads: 1
     resources:
-        mem_mb=res("report", "mem_mb"),
-        runtime=res("report", "runtime"),
+        mem_mb=resources_of("report", "mem_mb"),
+        runtime=resources_of("report", "runtime"),
     conda:
         "../../envs/pipeline.yaml"
     script:

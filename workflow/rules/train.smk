@@ -5,24 +5,24 @@ rule train_model:
     input:
         unpack(train_inputs),
     output:
-        weights="results/{study}/{model}/seed{seed}/model.pt",
-        history="results/{study}/{model}/seed{seed}/history.csv",
-        meta="results/{study}/{model}/seed{seed}/train.json",
-        snapshots=directory("results/{study}/{model}/seed{seed}/snapshots"),
+        weights=paths.run_file("weights"),
+        history=paths.run_file("history"),
+        meta=paths.run_file("train_meta"),
+        snapshots=directory(paths.run_file("snapshots")),
     params:
         spec=lambda w: cfg.training_spec(config, w.study, w.model),
-        selection=lambda w: grid_selection(w.study),
+        seed=lambda w: int(w.seed),
     wildcard_constraints:
         seed=r"\d+",
     log:
-        "results/logs/train_model/{study}/{model}/seed{seed}.log",
+        paths.log("train_model", "{study}", "{model}", "seed{seed}"),
     benchmark:
-        "results/benchmarks/train_model/{study}/{model}/seed{seed}.tsv"
-    threads: res("train", "threads")
+        paths.benchmark("train_model", "{study}", "{model}", "seed{seed}")
+    threads: resources_of("train", "threads")
     resources:
-        mem_mb=res("train", "mem_mb"),
-        runtime=res("train", "runtime"),
-        gpu=res("train", "gpu"),
+        mem_mb=resources_of("train", "mem_mb"),
+        runtime=resources_of("train", "runtime"),
+        gpu=resources_of("train", "gpu"),
     conda:
         "../../envs/pipeline.yaml"
     script:

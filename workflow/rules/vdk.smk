@@ -1,90 +1,91 @@
 # Study vdk after training: attribution, FGSM and blur per (model, seed), then the claims.
-# The three per-model stages share one adapter (workflow/scripts/analysis_stage.py) and differ
-# in the function of cnnrepro.vdk they call and the config block they pass it.
+# Each rule calls one stage of cnnrepro.studies.vdk (params.stage) through the shared
+# stage adapter, with its named inputs, outputs and params as keyword arguments.
+VDK = studies.get("vdk")
 
 
 rule explain_vdk:
     input:
         unpack(lambda w: data_paths("vdk")),
-        weights="results/vdk/{model}/seed{seed}/model.pt",
+        weights=VDK.run_file("weights"),
     output:
-        "results/vdk/{model}/seed{seed}/explain/attributions.npz",
-        "results/vdk/{model}/seed{seed}/explain/faithfulness.csv",
+        attributions=VDK.run_file("attributions"),
+        faithfulness=VDK.run_file("faithfulness"),
     params:
+        study="vdk",
+        stage="explain",
         spec=lambda w: cfg.training_spec(config, "vdk", w.model),
-        settings=config["studies"].get("vdk", {}).get("attribution"),
-        module="vdk",
-        stage="explain_stage",
+        seed=lambda w: int(w.seed),
+        settings=config["studies"]["vdk"]["attribution"],
     wildcard_constraints:
         seed=r"\d+",
     log:
-        "results/logs/explain_vdk/{model}/seed{seed}.log",
+        paths.log("explain_vdk", "{model}", "seed{seed}"),
     benchmark:
-        "results/benchmarks/explain_vdk/{model}/seed{seed}.tsv"
-    threads: res("analyse", "threads")
+        paths.benchmark("explain_vdk", "{model}", "seed{seed}")
+    threads: resources_of("analyse", "threads")
     resources:
-        mem_mb=res("analyse", "mem_mb"),
-        runtime=res("analyse", "runtime"),
-        gpu=res("analyse", "gpu"),
+        mem_mb=resources_of("analyse", "mem_mb"),
+        runtime=resources_of("analyse", "runtime"),
+        gpu=resources_of("analyse", "gpu"),
     conda:
         "../../envs/pipeline.yaml"
     script:
-        "../scripts/analysis_stage.py"
+        "../scripts/stage.py"
 
 
 use rule explain_vdk as attack_fgsm_vdk with:
     output:
-        "results/vdk/{model}/seed{seed}/attack/fgsm.json",
-        "results/vdk/{model}/seed{seed}/attack/fgsm_clean.csv",
+        fgsm=VDK.run_file("fgsm"),
+        fgsm_curve=VDK.run_file("fgsm_curve"),
     params:
+        study="vdk",
+        stage="fgsm",
         spec=lambda w: cfg.training_spec(config, "vdk", w.model),
-        settings=config["studies"].get("vdk", {}).get("fgsm"),
-        module="vdk",
-        stage="fgsm_stage",
+        seed=lambda w: int(w.seed),
+        settings=config["studies"]["vdk"]["fgsm"],
     log:
-        "results/logs/attack_fgsm_vdk/{model}/seed{seed}.log",
+        paths.log("attack_fgsm_vdk", "{model}", "seed{seed}"),
     benchmark:
-        "results/benchmarks/attack_fgsm_vdk/{model}/seed{seed}.tsv"
+        paths.benchmark("attack_fgsm_vdk", "{model}", "seed{seed}")
 
 
 use rule explain_vdk as attack_blur_vdk with:
     output:
-        "results/vdk/{model}/seed{seed}/attack/blur.npz",
-        "results/vdk/{model}/seed{seed}/attack/blur.json",
+        blur=VDK.run_file("blur"),
+        blur_summary=VDK.run_file("blur_summary"),
     params:
+        study="vdk",
+        stage="blur",
         spec=lambda w: cfg.training_spec(config, "vdk", w.model),
-        settings=config["studies"].get("vdk", {}).get("blur"),
-        module="vdk",
-        stage="blur_stage",
+        seed=lambda w: int(w.seed),
+        settings=config["studies"]["vdk"]["blur"],
     log:
-        "results/logs/attack_blur_vdk/{model}/seed{seed}.log",
+        paths.log("attack_blur_vdk", "{model}", "seed{seed}"),
     benchmark:
-        "results/benchmarks/attack_blur_vdk/{model}/seed{seed}.tsv"
+        paths.benchmark("attack_blur_vdk", "{model}", "seed{seed}")
 
 
 rule claims_vdk:
     input:
-        metrics=lambda w: study_runs("vdk", "results/{study}/{model}/seed{seed}/eval/metrics.json"),
-        fgsm=lambda w: study_runs("vdk", "results/{study}/{model}/seed{seed}/attack/fgsm.json"),
-        blur=lambda w: study_runs("vdk", "results/{study}/{model}/seed{seed}/attack/blur.json"),
-        faithfulness=lambda w: study_runs(
-            "vdk", "results/{study}/{model}/seed{seed}/explain/faithfulness.csv"
-        ),
+        study_files("vdk").paths(["metrics", "fgsm", "blur_summary", "faithfulness"]),
     output:
-        claims="results/vdk/summary/claims.csv",
-        paired="results/vdk/summary/paired_tests.csv",
-        faithfulness="results/vdk/summary/faithfulness.csv",
-        cost="results/vdk/summary/cost.csv",
+        claims=VDK.file("claims"),
+        paired=VDK.file("paired"),
+        faithfulness_summary=VDK.file("faithfulness_summary"),
+        cost=VDK.file("cost"),
     params:
-        models=lambda w: list(config["studies"]["vdk"]["models"]),
-        seeds=SEEDS,
-        rules=config["studies"].get("vdk", {}).get("claims"),
+        study="vdk",
+        stage="claims",
+        files=study_files("vdk"),
+        settings=config["studies"]["vdk"]["claims"],
+        fgsm_settings=config["studies"]["vdk"]["fgsm"],
     log:
-        "results/logs/claims_vdk.log",
+        paths.log("claims_vdk"),
     benchmark:
-        "results/benchmarks/claims_vdk.tsv"
+        paths.benchmark("claims_vdk")
     localrule: True
     conda:
         "../../envs/pipeline.yaml"
     script:
-        "../scripts/claims_vdk.py"
+        "../scripts/stage.py"

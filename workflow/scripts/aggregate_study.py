@@ -4,5 +4,6 @@ from cnnrepro.logs import log_to
 with log_to(snakemake.log[0]):
     from cnnrepro.aggregate import aggregate
 
-    aggregate(snakemake.input.metrics, snakemake.input.histories, snakemake.output.long,
-              snakemake.output.summary, snakemake.output.history)
+    runs = [tuple(r) for r in snakemake.params.runs]
+    aggregate(snakemake.input.metrics, dict(zip(runs, snakemake.input.histories)),
+              snakemake.output.long, snakemake.output.summary, snakemake.output.history)

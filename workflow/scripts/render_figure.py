@@ -1,11 +1,8 @@
-"""Snakemake adapter: draw one report figure (see cnnrepro.figures)."""
-from pathlib import Path
-
+"""Snakemake adapter: draw one report figure (see cnnrepro.studies.render)."""
 from cnnrepro.logs import log_to
 
 with log_to(snakemake.log[0]):
-    from cnnrepro.figures import render
+    from cnnrepro.studies import render
 
-    results = Path(snakemake.output.png).parents[2]  # results/report/<study>/x.png
-    render(snakemake.wildcards.study, snakemake.wildcards.figure, snakemake.params.models,
-           snakemake.params.seeds, snakemake.output.png, snakemake.output.pdf, results)
+    render(snakemake.wildcards.study, snakemake.wildcards.figure, snakemake.config,
+           snakemake.output.png, snakemake.output.pdf)

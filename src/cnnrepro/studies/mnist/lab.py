@@ -1,4 +1,4 @@
-"""Study ``mnist``: the lab's probes of a trained CNN, and the study's claims table.
+"""Study ``mnist``: the lab's probes of one trained CNN (the ``lab`` stage).
 
 The probes work in pixel space ([0, 1] images; the model wrapped with its normalisation):
 predictions on random test images, filters, activations, occlusion (Captum), non-targeted
@@ -9,7 +9,6 @@ fixed step, no clipping to the image range (the assignment has none; the report 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,15 +17,10 @@ import torch
 from captum.attr import Occlusion
 from torch import nn
 
-from .claims import claim_row, numeric_verdict, threshold_verdict
-from .io import read_json, write_csv, write_json, write_npz
-from .provenance import stamp
-from .runtime import Normalized, forward_with_hooks
-from .train import open_trained
-
-PAPER = {"acc": {"cnn": 98.94, "cnn_bn": 99.18}, "time_ratio": 1391 / 786,
-         "parameters": 799_078, "fc_param_share": 98.80, "neurons": 31_870,
-         "conv_neuron_share": 98.40}
+from ...io import write_json, write_npz
+from ...provenance import stamp
+from ...runtime import Normalized, forward_with_hooks
+from ...train import open_trained
 
 
 def activations(model: nn.Module, x: torch.Tensor, n_layers: int = 2) -> list[torch.Tensor]:
@@ -96,9 +90,9 @@ def learn_noise(model: nn.Module, images: torch.Tensor, target: int, step: float
     return noise.detach()
 
 
-def lab_stage(spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
-              settings: dict[str, Any], out_npz: str, out_json: str,
-              threads: int | None = None) -> None:
+def lab_probes(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
+               settings: dict[str, Any], lab: str, lab_summary: str,
+               threads: int | None = None) -> None:
     """Every probe of the lab on one trained (model, seed); data files only."""
     net, splits, device = open_trained(spec, weights, data, threads)
     model = Normalized(net, spec["normalize"]["mean"], spec["normalize"]["std"]).to(device).eval()
@@ -152,7 +146,7 @@ def lab_stage(spec: dict[str, Any], seed: int, weights: str, data: dict[str, str
     control_to_target = (control_pred == targets.view(-1, 1)).float().mean().item()
 
     cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
-    write_npz(out_npz, classes=np.asarray(test.classes),
+    write_npz(lab, classes=np.asarray(test.classes),
               shown_images=cpu(x01[shown]), shown_labels=cpu(labels[shown]),
               shown_pred=cpu(shown_pred), conv1=cpu(convs[0].weight), conv2=cpu(convs[1].weight),
               probe_image=cpu(probe[0]), act1=cpu(act1[0]), act2=cpu(act2[0]),
@@ -168,7 +162,7 @@ def lab_stage(spec: dict[str, Any], seed: int, weights: str, data: dict[str, str
               noise_pred=cpu(noisy_pred), control_pred=cpu(control_pred))
     fool_p = fooled["final_probs"][targets, targets]
     targeted_hit = targeted["final_probs"].argmax(1) == pair_targets
-    write_json(out_json, {
+    write_json(lab_summary, {
         "model": spec["model"], "seed": seed,
         "fooling": {"threshold": fool["threshold"],
                     "reached": float((fool_p >= fool["threshold"]).float().mean()),
@@ -179,71 +173,3 @@ def lab_stage(spec: dict[str, Any], seed: int, weights: str, data: dict[str, str
                      "mean_mse": float(targeted_mse.mean())},
         "noise": {"to_target": to_target, "control_to_target": control_to_target},
         "provenance": stamp(spec, seed, device)})
-
-
-# --------------------------------------------------------------------------- claims
-
-def structure_table(layers_csv: str | Path) -> tuple[pd.DataFrame, dict[str, float]]:
-    """The layer table with its totals and conv vs FC shares of parameters and neurons."""
-    layers = pd.read_csv(layers_csv)
-    by_kind = layers.groupby("kind")[["parameters", "neurons"]].sum()
-    total = layers[["parameters", "neurons"]].sum()
-    shares = {"parameters": int(total["parameters"]), "neurons": int(total["neurons"]),
-              "fc_param_share": 100 * by_kind.loc["fc", "parameters"] / total["parameters"],
-              "conv_neuron_share": 100 * by_kind.loc["conv", "neurons"] / total["neurons"]}
-    return layers, shares
-
-
-def claims_stage(models: list[str], seeds: list[int], results: str | Path,
-                 tolerances: dict[str, float], out_claims: str, out_structure: str) -> None:
-    root = Path(results)
-    rows = []
-    run = lambda m, s, rel: root / m / f"seed{s}" / rel  # noqa: E731
-
-    def numeric(cid, text, paper, values, tol, unit=""):
-        verdict, rule = numeric_verdict(paper, values, tol)
-        rows.append(claim_row(cid, text, "paper", paper, values, seeds, verdict, rule, unit))
-
-    for model in [m for m in ("cnn", "cnn_bn") if m in models]:
-        acc = [100 * read_json(run(model, s, "eval/metrics.json"))["splits"]["test"]["accuracy"]
-               for s in seeds]
-        numeric(f"mnist.acc.{model}", f"{model} test accuracy", PAPER["acc"][model], acc,
-                tolerances["accuracy_pp"], "%")
-    if {"cnn", "cnn_bn"} <= set(models):
-        secs = {m: [read_json(run(m, s, "train.json"))["train_seconds"] for s in seeds]
-                for m in ("cnn", "cnn_bn")}
-        ratio = [b / a for a, b in zip(secs["cnn"], secs["cnn_bn"])]
-        numeric("mnist.time", "batch norm slows training (time ratio cnn_bn / cnn; paper "
-                "1391 s / 786 s)", PAPER["time_ratio"], ratio, tolerances["time_ratio"], "x")
-    tables = []
-    for model in models:
-        layers, shares = structure_table(run(model, seeds[0], "eval/layers.csv"))
-        tables.append(layers.assign(model=model))
-        if model == "cnn":  # the document counts the plain CNN
-            for key, text in (("parameters", "learnable parameters"),
-                              ("fc_param_share", "FC share of the parameters"),
-                              ("neurons", "neurons (conv outputs before pooling + FC outputs)"),
-                              ("conv_neuron_share", "conv share of the neurons")):
-                unit = "%" if key.endswith("share") else ""
-                numeric(f"mnist.{key}", f"cnn {text}", PAPER[key], [shares[key]] * len(seeds),
-                        tolerances["count"], unit)
-    write_csv(out_structure, pd.concat(tables, ignore_index=True))
-    for model in models:
-        lab = [read_json(run(model, s, "lab/lab.json")) for s in seeds]
-        threshold = lab[0]["fooling"]["threshold"]
-        reached = [r["fooling"]["reached"] for r in lab]
-        verdict, rule = threshold_verdict(reached, tolerances["most"], below=False)
-        rows.append(claim_row(f"mnist.fool.{model}", f"fooling images reach p(target) >= "
-                              f"{threshold:g} (share of the 10 classes)", "paper",
-                              "~100 % target probability", reached, seeds, verdict, rule))
-        hits = [r["targeted"]["hit_rate"] for r in lab]
-        verdict, rule = threshold_verdict(hits, tolerances["most"], below=False)
-        rows.append(claim_row(f"mnist.targeted.{model}", "targeted images are classified as "
-                              "the target (share of source × target pairs)", "paper",
-                              "classified as target", hits, seeds, verdict, rule))
-        gap = [r["noise"]["to_target"] - r["noise"]["control_to_target"] for r in lab]
-        verdict, rule = threshold_verdict(gap, tolerances["noise_gap"], below=False)
-        rows.append(claim_row(f"mnist.noise.{model}", "learned noises steer predictions to "
-                              "their class more than same-norm Gaussian noise (difference "
-                              "of shares)", "clean", "-", gap, seeds, verdict, rule))
-    write_csv(out_claims, pd.DataFrame(rows))

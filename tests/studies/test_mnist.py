@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from cnnrepro.evaluate import layer_table
-from cnnrepro.mnist import activations, ascend, learn_noise, occlusion_maps, structure_table
+from cnnrepro.studies.mnist.claims import structure_table
+from cnnrepro.studies.mnist.lab import activations, ascend, learn_noise, occlusion_maps
 from cnnrepro.models import build_model
 from cnnrepro.runtime import Normalized
 

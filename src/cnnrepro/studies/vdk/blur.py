@@ -69,8 +69,8 @@ def blur_per_image(images: torch.Tensor, kernel_size: int, sigmas: torch.Tensor)
 
 @torch.no_grad()
 def min_blur_paper(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                   sigmas: torch.Tensor, kernel_sizes: list[int], batch_size: int | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                   sigmas: torch.Tensor, kernel_sizes: list[int], batch_size: int | None = None
+                   ) -> np.ndarray:
     """First kernel size (per image) whose blurred normalised image is misclassified.
 
     ``images`` are normalised (the original blurred the normalised tensor); ``sigmas`` is
@@ -94,8 +94,6 @@ def min_blur_paper(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             done = torch.cat(flipped)
             result[done] = k
             unresolved = unresolved[~torch.isin(unresolved, done)]
-        if progress is not None:
-            progress(ki + 1, len(kernel_sizes))
     return result.numpy()
 
 

@@ -11,10 +11,11 @@ import pytest
 from PIL import Image
 
 from cnnrepro import config as cfg
-from cnnrepro import lenet
 from cnnrepro.io import write_npz
-from cnnrepro.lenet import animation_frames, data_stage, select, write_gif
 from cnnrepro.models import build_model
+from cnnrepro.studies.lenet.claims import PAPER_WINNERS
+from cnnrepro.studies.lenet.grid import logspace, select
+from cnnrepro.studies.lenet.probes import animation_frames, probe_data, write_gif
 from conftest import ROOT, snakemake
 
 
@@ -35,8 +36,9 @@ def test_covariance_is_numpy_cov_of_the_first_images(tmp_path):
     labels = np.repeat(np.arange(2), 20)
     write_npz(tmp_path / "train.npz", images=images, labels=labels,
               classes=np.asarray(["a", "b"]))
-    data_stage(str(tmp_path / "train.npz"), {"samples_per_class": 3, "covariance_images": 25},
-               0, str(tmp_path / "probe.npz"))
+    probe_data(data={"train": str(tmp_path / "train.npz")},
+               settings={"samples_per_class": 3, "covariance_images": 25}, seed=0,
+               data_probe=str(tmp_path / "probe.npz"))
     probe = np.load(tmp_path / "probe.npz")
     expected = np.cov(images[:25].reshape(25, -1) / 255, rowvar=False)
     assert probe["covariance"].shape == (48, 48)
@@ -65,19 +67,24 @@ def test_gif_has_one_frame_per_shown_snapshot_in_epoch_order(tmp_path):
 
 
 def test_selection_picks_by_validation_and_by_test(tmp_path):
-    histories = {}
+    grid = {"lr": {"start": -4, "stop": -2, "num": 2},
+            "weight_decay": {"start": -3, "stop": -1, "num": 2}, "selection": "paper"}
     accs = {(0, 0): (0.3, 0.5), (0, 1): (0.6, 0.4), (1, 0): (float("nan"), float("nan")),
             (1, 1): (0.5, 0.45)}
-    for (i, j), (val, test) in accs.items():
+    histories = []
+    for (i, j), (val, test) in accs.items():  # grid_points order: row-major
         path = tmp_path / f"{i}{j}.csv"
         path.write_text(f"epoch,train_loss,val_acc,test_acc\n1,1.0,{val},{test}\n")
-        histories[(i, j)] = path
-    select(histories, [1e-4, 1e-2], [1e-3, 1e-1], "cnn", str(tmp_path / "grid.csv"),
-           str(tmp_path / "sel.json"))
+        histories.append(str(path))
+    select(histories=histories, grid=grid, model="cnn", grid_table=str(tmp_path / "grid.csv"),
+           selection=str(tmp_path / "sel.json"), overrides=str(tmp_path / "over.json"))
     pick = json.loads((tmp_path / "sel.json").read_text())
     assert (pick["clean"]["lr_index"], pick["clean"]["wd_index"]) == (0, 1)
     assert (pick["paper"]["lr_index"], pick["paper"]["wd_index"]) == (0, 0)
-    assert pick["clean"]["weight_decay"] == 1e-1
+    assert pick["clean"]["weight_decay"] == pytest.approx(1e-1)
+    overrides = json.loads((tmp_path / "over.json").read_text())  # the configured pick
+    assert overrides["training"] == {"lr": pytest.approx(1e-4), "weight_decay": pytest.approx(1e-3)}
+    assert "paper" in overrides["selected_by"]
 
 
 def test_full_config_plans_64_grid_jobs_per_model(tmp_path):
@@ -96,14 +103,14 @@ def test_quick_grid_runs_picks_a_point_and_final_training_uses_it(quick_run):
     grid = quick["studies"]["lenet"]["grid"]
     for model in quick["studies"]["lenet"]["models"]:
         pick = json.loads((workdir / f"results/lenet/grid/{model}/selection.json").read_text())
-        assert pick["clean"]["lr"] in cfg.logspace(grid["lr"])
+        assert pick["clean"]["lr"] in logspace(grid["lr"])
         meta = json.loads((workdir / f"results/lenet/{model}/seed0/train.json").read_text())
         assert meta["provenance"]["config"]["training"]["lr"] == pick[grid["selection"]]["lr"]
     # The quick grid does not contain the original's winners: "not picked" is inconclusive.
     claims = pd.read_csv(workdir / "results/lenet/summary/claims.csv").set_index("claim_id")
-    for model, winner in lenet.PAPER_WINNERS.items():
-        assert not (np.isclose(cfg.logspace(grid["lr"]), winner["lr"], rtol=0.01).any()
-                    and np.isclose(cfg.logspace(grid["weight_decay"]), winner["weight_decay"],
+    for model, winner in PAPER_WINNERS.items():
+        assert not (np.isclose(logspace(grid["lr"]), winner["lr"], rtol=0.01).any()
+                    and np.isclose(logspace(grid["weight_decay"]), winner["weight_decay"],
                                    rtol=0.01).any())
         assert claims.loc[f"lenet.grid.{model}.clean", "verdict"] == "inconclusive"
     evo = np.load(workdir / "results/lenet/cnn/seed0/probe/evolution.npz")

@@ -1,0 +1,156 @@
+"""The results tree: the one module that knows where every artifact lives.
+
+::
+
+    results/data/<dataset>/<split>.npz|.json          prepared datasets
+    results/<study>/<model>/seed<k>/                  one run: model.pt, history.csv, train.json,
+                                                      snapshots/, eval/…, and the study's own
+                                                      per-run files (its registry entry names them)
+    results/<study>/<file>                            the study's own files (summary/…, grid/…)
+    results/report/…                                  pages, figures, the paper
+    results/logs/<rule>/…, results/benchmarks/<rule>/…
+
+Rules and the package both ask this module; nothing else spells a path. Every function
+returns a string and takes Snakemake wildcards as defaults (``"{study}"``, ``"{model}"``,
+``"{seed}"``), so the same call gives a rule's pattern or one job's file.
+Studies name their own files (relative to a run or to ``results/<study>``) in their
+registry entry; :class:`StudyFiles` resolves those names for stages and figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+RESULTS = "results"
+STUDY, MODEL, SEED = "{study}", "{model}", "{seed}"
+
+# Every run of every study has these (training and evaluation).
+RUN_FILES = {
+    "weights": "model.pt",
+    "history": "history.csv",
+    "train_meta": "train.json",
+    "snapshots": "snapshots",
+    "checkpoint": "work/checkpoint.pt",
+    "metrics": "eval/metrics.json",
+    "predictions": "eval/predictions.npz",
+    "confusion": "eval/confusion.csv",
+    "roc": "eval/roc.csv",
+    "layers": "eval/layers.csv",
+}
+# Every study has these (aggregation over seeds, and the claims table where it has one).
+STUDY_FILES = {
+    "metrics_long": "summary/metrics_long.csv",
+    "metrics_summary": "summary/metrics_summary.csv",
+    "histories": "summary/history.csv",
+    "claims": "summary/claims.csv",
+}
+
+
+def data(dataset: str = "{dataset}", split: str = "{split}", ext: str = "npz") -> str:
+    return f"{RESULTS}/data/{dataset}/{split}.{ext}"
+
+
+def run_dir(study: str = STUDY, model: str = MODEL, seed: int | str = SEED) -> str:
+    return f"{RESULTS}/{study}/{model}/seed{seed}"
+
+
+def run_file(name: str, study: str = STUDY, model: str = MODEL, seed: int | str = SEED,
+             names: Mapping[str, str] = RUN_FILES) -> str:
+    """A run's artifact by name (``names``: the generic table, or a study's own)."""
+    return f"{run_dir(study, model, seed)}/{names[name]}"
+
+
+def study_file(name: str, study: str = STUDY, names: Mapping[str, str] = STUDY_FILES,
+               **fields: str | int) -> str:
+    """A study-level artifact by name; ``fields`` fill placeholders such as ``{model}``."""
+    return f"{RESULTS}/{study}/" + names[name].format(**({"model": MODEL} | fields))
+
+
+def report_dir() -> str:
+    return f"{RESULTS}/report"
+
+
+def report_index() -> str:
+    return f"{report_dir()}/index.html"
+
+
+def report_page(study: str = STUDY) -> str:
+    return f"{report_dir()}/{study}.html"
+
+
+def figure(study: str = STUDY, name: str = "{figure}", ext: str = "png") -> str:
+    return f"{report_dir()}/{study}/{name}.{ext}"
+
+
+def paper(ext: str = "tex") -> str:
+    return f"{report_dir()}/paper.{ext}"
+
+
+def log(rule: str, *keys: str) -> str:
+    return f"{RESULTS}/logs/{rule}" + ("/" + "/".join(keys) if keys else "") + ".log"
+
+
+def benchmark(rule: str, *keys: str) -> str:
+    return f"{RESULTS}/benchmarks/{rule}" + ("/" + "/".join(keys) if keys else "") + ".tsv"
+
+
+def benchmarks_dir() -> str:
+    return f"{RESULTS}/benchmarks"
+
+
+@dataclass(frozen=True)
+class StudyFiles:
+    """One study's artifacts by name, for a configuration's models and seeds.
+
+    Stages and figures read through this (``runs("metrics")`` is the
+    ``{(model, seed): path}`` mapping of every run), and the rules list the same files as
+    inputs (:meth:`paths`), so what a function reads is what its rule waits for.
+    """
+
+    study: str
+    models: tuple[str, ...]
+    seeds: tuple[int, ...]
+    run_names: Mapping[str, str] = field(default_factory=dict)    # the study's own run files
+    study_names: Mapping[str, str] = field(default_factory=dict)  # the study's own files
+    root: str = "."  # where results/ lies (the working directory of the workflow)
+
+    def _run_names(self) -> dict[str, str]:
+        return {**RUN_FILES, **self.run_names}
+
+    def _study_names(self) -> dict[str, str]:
+        return {**STUDY_FILES, **self.study_names}
+
+    def is_run_file(self, name: str) -> bool:
+        return name in self._run_names()
+
+    def run(self, name: str, model: str, seed: int) -> Path:
+        return Path(self.root) / run_file(name, self.study, model, seed, self._run_names())
+
+    def runs(self, name: str, models: Iterable[str] | None = None) -> dict[tuple[str, int], Path]:
+        """``{(model, seed): path}`` of a per-run artifact, models then seeds in order."""
+        return {(m, s): self.run(name, m, s) for m in (models or self.models) for s in self.seeds}
+
+    def by_model(self, name: str, models: Iterable[str] | None = None) -> dict[str, list[Path]]:
+        """``{model: [path per seed]}``."""
+        return {m: [self.run(name, m, s) for s in self.seeds] for m in (models or self.models)}
+
+    def file(self, name: str, **fields: str | int) -> Path:
+        return Path(self.root) / study_file(name, self.study, self._study_names(), **fields)
+
+    def paths(self, names: Iterable[str | tuple[str, str]]) -> list[str]:
+        """The files behind ``names`` as strings, for a rule's input: a run file for every
+        (model, seed); ``(name, model)`` for one model's runs; a study file once (a
+        ``{model}`` in its name is filled with every model)."""
+        found: list[str] = []
+        for entry in names:
+            name, only = (entry, None) if isinstance(entry, str) else entry
+            models = [only] if only else list(self.models)
+            if self.is_run_file(name):
+                found += [str(p) for p in self.runs(name, models).values()]
+            elif "{model}" in self._study_names()[name]:
+                found += [str(self.file(name, model=m)) for m in models]
+            else:
+                found.append(str(self.file(name)))
+        return list(dict.fromkeys(found))

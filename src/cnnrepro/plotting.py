@@ -1,0 +1,153 @@
+"""Plotting shared by every study: panel helpers, the three figures every study draws,
+and :func:`render`, which draws one figure from a study's data files.
+
+Helpers take and return ``(fig, ax)`` (as Captum's ``visualize_image_attr(plt_fig_axis=…)``
+does) instead of touching pyplot's global state, so a study's figure composes them on its
+own axes. Nothing is computed here that a stage did not already write.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a cluster node
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .io import atomic_path, read_json  # noqa: E402
+from .paths import StudyFiles  # noqa: E402
+from .study import Figures  # noqa: E402
+
+FigAx = tuple[plt.Figure, plt.Axes]
+
+
+def _fig_ax(fig_ax: FigAx | None, figsize: tuple[float, float] = (4.5, 4)) -> FigAx:
+    return fig_ax if fig_ax is not None else plt.subplots(figsize=figsize)
+
+
+def subplot_grid(n: int, ncols: int, size: float = 3.0, height: float | None = None
+                 ) -> tuple[plt.Figure, list[plt.Axes]]:
+    """A figure with ``n`` visible axes on a grid of ``ncols`` columns."""
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (height or size) * nrows),
+                             squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)
+
+
+def confusion_panel(counts: np.ndarray, classes: list[str], title: str,
+                    fig_ax: FigAx | None = None) -> FigAx:
+    """Row-normalised colours, counts written in the cells (up to 10 classes)."""
+    fig, ax = _fig_ax(fig_ax)
+    rows = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    image = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    if len(classes) <= 10:
+        for (i, j), value in np.ndenumerate(counts):
+            if value:
+                ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=6,
+                        color="white" if rows[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(classes)), classes, fontsize=7)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of true class")
+    return fig, ax
+
+
+def image_panel(image: np.ndarray, title: str = "", fig_ax: FigAx | None = None,
+                cmap: str = "gray", symmetric: bool = False, colour: str = "black",
+                fontsize: int = 7) -> FigAx:
+    """One image without ticks: (C, H, W) RGB or a 2-D map (``symmetric``: a diverging map
+    centred on zero)."""
+    fig, ax = _fig_ax(fig_ax, (2, 2))
+    image = np.squeeze(image)
+    if image.ndim == 3:
+        ax.imshow(image.transpose(1, 2, 0))
+    elif symmetric:
+        bound = max(np.abs(image).max(), 1e-12)
+        ax.imshow(image, cmap=cmap, vmin=-bound, vmax=bound)
+    else:
+        ax.imshow(image, cmap=cmap)
+    ax.set_title(title, fontsize=fontsize, color=colour)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return fig, ax
+
+
+# --------------------------------------------------------------------------- shared figures
+
+SHARED = Figures()
+
+
+@SHARED.register("Train (dashed) and test (solid) loss and accuracy per epoch, mean with a "
+                 "±1 std band over seeds.", "training curves", ("histories",))
+def training_curves(files: StudyFiles) -> plt.Figure:
+    history = pd.read_csv(files.file("histories"))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, model in enumerate(files.models):
+        h = history[history["model"] == model].groupby("epoch")
+        colour = f"C{i}"
+        for column, ax, style, label in (("train_loss", ax_loss, "--", "train"),
+                                         ("test_loss", ax_loss, "-", "test"),
+                                         ("train_acc", ax_acc, "--", "train"),
+                                         ("test_acc", ax_acc, "-", "test")):
+            if column not in history or history[column].isna().all():
+                continue
+            mean, std = h[column].mean(), h[column].std().fillna(0)
+            scale = 100 if column.endswith("acc") else 1
+            ax.plot(mean.index, scale * mean, style, color=colour, label=f"{model} ({label})")
+            ax.fill_between(mean.index, scale * (mean - std), scale * (mean + std),
+                            color=colour, alpha=0.15)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss per epoch")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy per epoch")
+    ax_acc.legend(fontsize=7)
+    fig.suptitle(f"Training curves, mean ± std over {len(files.seeds)} seed(s)")
+    return fig
+
+
+@SHARED.register("Test-set confusion matrix of every model: colour is the row-normalised "
+                 "fraction, numbers are counts averaged over seeds.", "confusion matrices",
+                 ("confusion",))
+def confusion_matrices(files: StudyFiles) -> plt.Figure:
+    fig, axes = subplot_grid(len(files.models), min(len(files.models), 2), size=4.6, height=4.2)
+    for ax, (model, runs) in zip(axes, files.by_model("confusion").items()):
+        counts = np.mean([pd.read_csv(f, index_col=0).to_numpy() for f in runs], axis=0)
+        classes = pd.read_csv(runs[0], index_col=0).index.tolist()
+        confusion_panel(counts, classes, model, (fig, ax))
+    fig.suptitle("Test confusion matrices (row-normalised; counts = mean over "
+                 f"{len(files.seeds)} seed(s))")
+    fig.tight_layout()
+    return fig
+
+
+@SHARED.register("One-vs-rest ROC curve per class on the test set (first seed); the legend "
+                 "gives each class's AUC averaged over seeds.", "ROC curves",
+                 ("roc", "metrics"))
+def roc_curves(files: StudyFiles) -> plt.Figure:
+    fig, axes = subplot_grid(len(files.models), min(len(files.models), 2), size=4.6, height=4.0)
+    seed = files.seeds[0]
+    for ax, model in zip(axes, files.models):
+        roc = pd.read_csv(files.run("roc", model, seed))
+        metrics = [read_json(p) for p in files.by_model("metrics", [model])[model]]
+        auc = {c: np.mean([m["auc"][c] for m in metrics]) for c in roc["class"].unique()}
+        for i, (cls, curve) in enumerate(roc.groupby("class", sort=False)):
+            ax.plot(curve["fpr"], curve["tpr"], color=plt.cm.tab10(i % 10), lw=1,
+                    label=f"{cls} ({auc[cls]:.3f})")
+        ax.plot([0, 1], [0, 1], ":", color="grey")
+        ax.set(xlabel="false positive rate", ylabel="true positive rate",
+               title=f"{model} (seed {seed})")
+        ax.legend(fontsize=6, title="class (AUC, seed mean)", title_fontsize=6)
+    fig.suptitle("One-vs-rest ROC curves on the test set")
+    fig.tight_layout()
+    return fig
+
+
+def save(fig: plt.Figure, out_png: str | Path, out_pdf: str | Path) -> None:
+    """PNG for the HTML report, PDF for the LaTeX paper; both atomic."""
+    for out, fmt in ((out_png, "png"), (out_pdf, "pdf")):
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=130, bbox_inches="tight")
+    plt.close(fig)

@@ -1,0 +1,58 @@
+"""The studies, one folder each, and the registry the workflow and the report read.
+
+Adding a study: a folder here whose ``__init__`` builds a :class:`cnnrepro.study.Study`,
+one line in :data:`REGISTRY`, a ``workflow/rules/<study>.smk`` and its block in
+``config.yaml``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from ..plotting import SHARED, save
+from ..study import Figure, Study
+from . import caltech, lenet, mnist, vdk
+
+REGISTRY: dict[str, Study] = {s.name: s for s in (vdk.STUDY, mnist.STUDY, lenet.STUDY,
+                                                   caltech.STUDY)}
+
+
+def get(name: str) -> Study:
+    if name not in REGISTRY:
+        raise KeyError(f"unknown study {name!r}; registered: {sorted(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def enabled(config: dict[str, Any]) -> list[Study]:
+    return [get(name) for name, spec in config["studies"].items() if spec["enabled"]]
+
+
+def figures_for(name: str, study_config: dict | None = None) -> dict[str, Figure]:
+    """Every figure the report shows for a study (with its config: those that apply)."""
+    found = {**SHARED, **get(name).figures}
+    return {n: f for n, f in found.items() if study_config is None or f.when(study_config)}
+
+
+def stage(study: str, name: str) -> Callable[..., None]:
+    """A study's stage function, as its registry entry names it."""
+    stages = get(study).stages
+    if name not in stages:
+        raise KeyError(f"study {study!r} has no stage {name!r}; it has {sorted(stages)}")
+    return stages[name]
+
+
+def figure_inputs(study: str, name: str, config: dict[str, Any]) -> list[str]:
+    """The data files a figure reads, then the file of its drawing code."""
+    figure = figures_for(study)[name]
+    return get(study).study_files(config).paths(figure.inputs) + [str(figure.source)]
+
+
+def render(study: str, name: str, config: dict[str, Any], out_png: str, out_pdf: str) -> None:
+    """Draw one figure from the study's data files; PNG for HTML, PDF for LaTeX."""
+    figure = figures_for(study)[name]
+    files = get(study).study_files(config)
+    missing = [p for p in files.paths(figure.inputs) if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"figure {study}/{name} needs missing artifacts: {missing}")
+    save(figure.draw(files), out_png, out_pdf)

@@ -1,0 +1,27 @@
+"""Study ``mnist``: a 2-conv CNN on MNIST, with and without batch norm
+(``papers/mnist-cnn-lab.txt``).
+
+After training, the lab's probes run on every model and seed (``lab``: predictions,
+filters, activations, occlusion, fooling, targeted and noise images), then the claims and
+the layer-structure table (``claims``).
+"""
+
+from pathlib import Path
+
+from ...study import Study, Table
+from . import claims, lab
+from .figures import FIGURES
+
+STUDY = Study(
+    name="mnist",
+    run_files={"lab": "lab/lab.npz", "lab_summary": "lab/lab.json"},
+    files={"structure": "summary/structure.csv"},
+    stages={"lab": lab.lab_probes, "claims": claims.claims},
+    figures=FIGURES,
+    tables=(Table("structure", "Every layer of both models: input and output shape, "
+                  "learnable parameters, neurons (conv outputs before pooling, FC outputs) and "
+                  "kind (mnist.shapes, mnist.params, mnist.neurons); totals and shares are "
+                  "claims."),),
+    has_claims=True,
+    schema=Path(__file__).with_name("schema.yaml"),
+)

@@ -1,0 +1,170 @@
+"""Study ``mnist``: its figures, drawn from the lab's data files (``lab.npz``, ``lab.json``).
+
+The document shows one network: every figure draws the first model on the first seed.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ...io import read_json
+from ...paths import StudyFiles
+from ...plotting import image_panel, subplot_grid
+from ...study import Figures
+
+FIGURES = Figures()
+
+
+def _lab(files: StudyFiles) -> tuple[dict, str, int]:
+    """The first model's lab probes on the first seed, the model and the seed."""
+    model, seed = files.models[0], files.seeds[0]
+    return np.load(files.run("lab", model, seed)), model, seed
+
+
+def _digits(fig, axes, images, titles, colours=None, cmap="gray", symmetric=False):
+    for i, (ax, image, title) in enumerate(zip(axes, images, titles)):
+        image_panel(image, title, (fig, ax), cmap=cmap, symmetric=symmetric,
+                    colour=colours[i] if colours else "black")
+
+
+LAB = ("lab",)
+
+
+@FIGURES.register("Random test images with their true and predicted class.", "mnist.preds", LAB)
+def mnist_predictions(files: StudyFiles) -> plt.Figure:
+    lab, model, seed = _lab(files)
+    n = len(lab["shown_labels"])
+    fig, axes = subplot_grid(n, 10, size=1.2, height=1.45)
+    correct = lab["shown_pred"] == lab["shown_labels"]
+    _digits(fig, axes, lab["shown_images"], [f"true {t} / pred {p}" for t, p in
+                                        zip(lab["shown_labels"], lab["shown_pred"])],
+            ["black" if c else "red" for c in correct])
+    fig.suptitle(f"Random test images, {model} seed {seed} (red: misclassified)")
+    return fig
+
+
+@FIGURES.register("The learned conv1 filters, and 8 input channels of 4 conv2 filters "
+                  "(diverging colours, zero = white).", "mnist.filters", LAB)
+def mnist_filters(files: StudyFiles) -> plt.Figure:
+    lab, model, seed = _lab(files)
+    conv1, conv2 = lab["conv1"], lab["conv2"]
+    fig = plt.figure(figsize=(11, 6.5))
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.1])
+    _digits(fig, top.subplots(2, 16).flat, conv1[:, 0], [f"{i}" for i in range(len(conv1))],
+            cmap="RdBu_r", symmetric=True)
+    top.suptitle(f"conv1: all {len(conv1)} filters (3x3; red +, blue -); {model}, seed "
+                 f"{seed}", fontsize=9)
+    axes = bottom.subplots(4, 8)
+    for f in range(4):
+        _digits(fig, axes[f], conv2[f, :8], [f"in {c}" if f == 0 else "" for c in range(8)],
+                cmap="RdBu_r", symmetric=True)
+        axes[f, 0].set_ylabel(f"filter {f}", fontsize=7)
+    bottom.suptitle("conv2: 8 input channels (columns) of 4 filters (rows)", fontsize=9)
+    return fig
+
+
+@FIGURES.register("conv1 and conv2 activations (after ReLU) of one test image.",
+                  "mnist.activations", LAB)
+def mnist_activations(files: StudyFiles) -> plt.Figure:
+    lab, model, seed = _lab(files)
+    fig = plt.figure(figsize=(12, 6.5))
+    left, right = fig.subfigures(1, 2, width_ratios=[1, 5])
+    _digits(fig, [left.subplots()], [lab["probe_image"]], ["input"])
+    axes = right.subplots(8, 8)
+    _digits(fig, axes[:4].flat, lab["act1"], [f"conv1 #{i}" for i in range(len(lab["act1"]))],
+            cmap="viridis")
+    _digits(fig, axes[4:].flat, lab["act2"], [f"conv2 #{i}" for i in range(len(lab["act2"]))],
+            cmap="viridis")
+    fig.suptitle(f"Activations (after ReLU) of one test image: conv1 (top 4 rows, 28x28) and "
+                 f"conv2 (bottom 4 rows, 14x14); {model}, seed {seed}")
+    return fig
+
+
+@FIGURES.register("Occlusion: probability of the true class while a grey patch (size "
+                  "{lab[occlusion][patch]}, stride {lab[occlusion][stride]}) covers each "
+                  "pixel, for random test digits.", "mnist.occlusion", LAB)
+def mnist_occlusion(files: StudyFiles) -> plt.Figure:
+    lab, model, seed = _lab(files)
+    n = len(lab["occ_labels"])
+    fig, axes = plt.subplots(2, n, figsize=(1.4 * n, 3.4), squeeze=False)
+    _digits(fig, axes[0], lab["occ_images"], [f"true {t}, p={p:.2f}" for t, p in
+                                         zip(lab["occ_labels"], lab["occ_p_true"])])
+    for ax, p, drop in zip(axes[1], lab["occ_p_true"], lab["occ_drop"]):
+        image = ax.imshow(p - drop[0], cmap="magma", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(image, ax=axes[1].tolist(), fraction=0.02, label="p(true class)")
+    fig.suptitle(f"Occlusion: true-class probability with a grey patch centred on each pixel "
+                 f"(Captum Occlusion); {model}, seed {seed}", fontsize=9)
+    return fig
+
+
+@FIGURES.register("Non-targeted fooling images: gradient ascent on logit[target] from "
+                  "Gaussian noise around mid-grey until p(target) reaches the threshold or "
+                  "the iteration cap; cost (the target logit) per iteration.", "mnist.fool",
+                  LAB)
+def mnist_fooling(files: StudyFiles) -> plt.Figure:
+    lab, model, seed = _lab(files)
+    fig = plt.figure(figsize=(13, 4.2))
+    left, right = fig.subfigures(1, 2, width_ratios=[1.6, 1])
+    final = lab["fool_final"]
+    _digits(fig, left.subplots(2, 5).flat, lab["fool_images"],
+            [f"target {t}: p={final[t, t]:.3f}\npred {final[t].argmax()}, it {s}"
+             for t, s in enumerate(lab["fool_stopped"])])
+    left.suptitle("Fooling images from Gaussian noise (one per class)", fontsize=9)
+    ax = right.subplots()
+    for t, cost in enumerate(lab["fool_cost"]):
+        steps = min(int(lab["fool_stopped"][t]) + 1, len(cost))
+        ax.plot(np.arange(steps), cost[:steps], lw=1, label=str(t))
+    ax.set(xlabel="iteration", ylabel="cost = logit[target]", title="Cost vs iteration")
+    ax.legend(fontsize=6, ncol=2, title="target", title_fontsize=6)
+    fig.suptitle(f"{model}, seed {seed}", fontsize=9)
+    return fig
+
+
+@FIGURES.register("Targeted images: from a test image, ascend logit[target] - "
+                  "beta*MSE(x, source) for every target class.", "mnist.targeted", LAB)
+def mnist_targeted(files: StudyFiles) -> plt.Figure:
+    lab, model, seed = _lab(files)
+    sources, images = lab["targeted_sources"], lab["targeted_images"]
+    n_classes = len(lab["classes"])
+    probs, targets = lab["targeted_probs"], lab["targeted_targets"]
+    fig, axes = plt.subplots(len(sources), n_classes + 1,
+                             figsize=(1.25 * (n_classes + 1), 1.5 * len(sources)), squeeze=False)
+    for r, row in enumerate(axes):
+        pair = slice(r * n_classes, (r + 1) * n_classes)
+        _digits(fig, row[:1], sources[r:r + 1], [f"source ({lab['targeted_source_labels'][r]})"])
+        _digits(fig, row[1:], images[pair],
+                [f"t {t}: {p.argmax()} ({p.max():.2f})" for t, p in zip(targets[pair],
+                                                                        probs[pair])],
+                ["black" if p.argmax() == t else "red" for t, p in zip(targets[pair],
+                                                                       probs[pair])])
+    fig.suptitle(f"Targeted images: ascend logit[target] - beta*MSE(x, source); title: target t: "
+                 f"predicted (confidence); red: not the target. {model}, seed {seed}",
+                 fontsize=8)
+    return fig
+
+
+@FIGURES.register("One learned noise per class (zeros at start, ascend logit[target] of the "
+                  "noisy images), each added to the same test images; a Gaussian noise of "
+                  "the same norm is the control.", "mnist.noise", ("lab", "lab_summary"))
+def mnist_noise(files: StudyFiles) -> plt.Figure:
+    lab, model, seed = _lab(files)
+    shares = read_json(files.run("lab_summary", model, seed))["noise"]
+    noise, images = lab["noise"], lab["noise_images"]
+    pred = lab["noise_pred"]
+    n_classes, n_images = len(noise), len(images)
+    fig, axes = plt.subplots(n_images + 1, n_classes,
+                             figsize=(1.15 * n_classes, 1.25 * (n_images + 1)), squeeze=False)
+    _digits(fig, axes[0], noise, [f"noise -> {t}" for t in range(n_classes)], cmap="RdBu_r",
+            symmetric=True)
+    for i in range(n_images):
+        _digits(fig, axes[i + 1], images[i] + noise, [f"{lab['noise_labels'][i]}->{pred[t, i]}"
+                                                 for t in range(n_classes)],
+                ["black" if pred[t, i] == t else "grey" for t in range(n_classes)])
+    fig.suptitle(f"Learned noise per class (top row) added to {n_images} test images (true->pred; "
+                 f"black: pred = noise class). Predicted as the noise's class: "
+                 f"{shares['to_target']:.0%}; same-norm Gaussian control: "
+                 f"{shares['control_to_target']:.0%}. {model}, seed {seed}", fontsize=8)
+    return fig

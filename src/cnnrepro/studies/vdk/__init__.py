@@ -1,0 +1,44 @@
+"""Study ``vdk``: VDK CNNet vs Baseline CNN on CIFAR-10 (``papers/vdk-cnnet.txt``).
+
+Stages after training (``stages``): Captum attribution with deletion/insertion
+faithfulness, FGSM and the Gaussian-blur search, each in the ``paper`` protocol (what the
+original notebook did) and the ``clean`` one; then the claims table (``claims``).
+"""
+
+from pathlib import Path
+
+from ...study import Study, Table
+from . import claims, stages
+from .figures import FIGURES
+
+
+def check_config(study: dict, config: dict) -> None:
+    from ...config import ConfigError
+
+    if study["claims"]["robust_epsilon"] not in study["fgsm"]["epsilons"]:
+        raise ConfigError("config key studies.vdk.claims.robust_epsilon: "
+                          f"{study['claims']['robust_epsilon']} is not in "
+                          "studies.vdk.fgsm.epsilons")
+
+
+STUDY = Study(
+    name="vdk",
+    run_files={"attributions": "explain/attributions.npz",
+               "faithfulness": "explain/faithfulness.csv",
+               "fgsm": "attack/fgsm.json", "fgsm_curve": "attack/fgsm_clean.csv",
+               "blur": "attack/blur.npz", "blur_summary": "attack/blur.json"},
+    files={"paired": "summary/paired_tests.csv",
+           "faithfulness_summary": "summary/faithfulness.csv", "cost": "summary/cost.csv"},
+    stages={"explain": stages.explain, "fgsm": stages.fgsm, "blur": stages.blur_search,
+            "claims": claims.claims},
+    figures=FIGURES,
+    tables=(Table("cost", "Parameters, multiply-accumulates (MACs) and CPU inference latency "
+                  "per image batch (vdk.cost; the paper claims a low computational burden)."),
+            Table("paired", "Paired comparisons over seeds (one-sided t-test on per-seed "
+                  "differences; p is empty when n < 2)."),
+            Table("faithfulness_summary", "Deletion and insertion AUC per model and "
+                  "attribution method, mean, std and count over seeds.")),
+    has_claims=True,
+    schema=Path(__file__).with_name("schema.yaml"),
+    check_config=check_config,
+)

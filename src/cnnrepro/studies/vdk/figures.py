@@ -1,0 +1,186 @@
+"""Study ``vdk``: its figures, each drawn from the stages' data files.
+
+A figure's name is its function's name, its file (``results/report/vdk/<name>.png``) and
+its report entry; the decorator beside each function gives its caption, the paper artifact
+it reproduces and the files it reads.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from ...attribution import PAPER_METHODS
+from ...io import read_json
+from ...paths import StudyFiles
+from ...plotting import confusion_panel
+from ...study import Figures
+from .blur import IMMUNE
+
+FIGURES = Figures()
+
+
+@FIGURES.register(
+    "Saliency, Integrated Gradients (zero baseline), NoiseTunnel(IG, SmoothGrad², stdev "
+    "{attribution[nt_stdev]}) and DeepLift (zero baseline) of the paper's car image (official "
+    "test index 9), one row per model.", "Fig. 7 (vdk.fig7)", ("attributions",))
+def vdk_attributions(files: StudyFiles) -> plt.Figure:
+    models, seed = files.models, files.seeds[0]
+    methods = PAPER_METHODS
+    fig, axes = plt.subplots(len(models), len(methods) + 1,
+                             figsize=(2.2 * (len(methods) + 1), 2.3 * len(models)), squeeze=False)
+    for row, model in zip(axes, models):
+        data = np.load(files.run("attributions", model, seed))
+        image = data["images"][0].transpose(1, 2, 0)  # the car comes first
+        p_true = data["probs"][0, data["labels"][0]]
+        row[0].imshow(image)
+        row[0].set_title(f"{model}\np(car) = {p_true:.2f}", fontsize=8)
+        for ax, method in zip(row[1:], methods):
+            heat = np.abs(data[method][0]).sum(0)
+            ax.imshow(heat / max(heat.max(), 1e-12), cmap="inferno", vmin=0, vmax=1)
+            ax.set_title(method.replace("_", " "), fontsize=8)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(f"Attributions of the paper's car image (|attribution| summed over channels, "
+                 f"scaled to max 1; seed {seed})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+@FIGURES.register(
+    "Deletion and insertion AUC of each attribution method: pixels removed (set to the mean) "
+    "or inserted in attribution order, class probability integrated; beyond the paper, which "
+    "judged the maps by eye.", "beyond the paper (quantifies Fig. 7)",
+    ("faithfulness_summary",))
+def vdk_faithfulness(files: StudyFiles) -> plt.Figure:
+    models, seeds = files.models, files.seeds
+    table = pd.read_csv(files.file("faithfulness_summary"))
+    methods = list(dict.fromkeys(table["method"]))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    width = 0.8 / len(models)
+    for ax, kind, better in zip(axes, ("deletion", "insertion"), ("lower", "higher")):
+        for i, model in enumerate(models):
+            rows = table[table["model"] == model].set_index("method").reindex(methods)
+            ax.bar(np.arange(len(methods)) + i * width, rows[f"{kind}_auc_mean"], width,
+                   yerr=rows[f"{kind}_auc_std"].fillna(0), label=model, capsize=2)
+        ax.set_xticks(np.arange(len(methods)) + width * (len(models) - 1) / 2,
+                      [m.replace("_", " ") for m in methods], rotation=20, fontsize=8)
+        ax.set(ylabel=f"{kind} AUC (class probability)",
+               title=f"{kind.capitalize()} AUC ({better} = more faithful)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Attribution faithfulness, mean ± std over {len(seeds)} seed(s); "
+                 "'random' is a random pixel order")
+    fig.tight_layout()
+    return fig
+
+
+@FIGURES.register(
+    "Clean protocol: torchattacks FGSM with normalisation inside the model, accuracy against "
+    "the true labels over an epsilon sweep, mean ± std over seeds.",
+    "Fig. 8 (vdk.fig8), robustness claim", ("fgsm_curve", "fgsm"))
+def vdk_fgsm_epsilon(files: StudyFiles) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    paper_eps = read_json(files.run("fgsm", files.models[0], files.seeds[0]))["paper"]["epsilon"]
+    for model, runs in files.by_model("fgsm_curve").items():
+        curve = pd.concat([pd.read_csv(f) for f in runs]).groupby("epsilon")["accuracy"]
+        mean, std = 100 * curve.mean(), 100 * curve.std().fillna(0)
+        ax.errorbar(mean.index, mean, yerr=std, marker="o", ms=3, capsize=2, label=model)
+    marks = ((2 / 255, "2/255"), (8 / 255, "8/255"), (paper_eps, f"{paper_eps:g} (paper)"))
+    for eps, name in marks:
+        ax.axvline(eps, color="grey", ls=":", lw=0.8)
+        ax.text(eps, 97, name, rotation=90, fontsize=7, va="top", ha="right")
+    # symlog: the curve falls within a few /255 and the sweep reaches 0.3
+    ax.set_xscale("symlog", linthresh=1 / 255, linscale=0.5)
+    ax.set_xlim(left=0)
+    ax.set(xlabel="FGSM epsilon (pixel scale [0, 1], symlog)", ylabel="test accuracy (%)",
+           ylim=(0, 100))
+    ax.legend(fontsize=8)
+    ax.set_title("Clean protocol: accuracy against true labels vs epsilon")
+    fig.tight_layout()
+    return fig
+
+
+@FIGURES.register(
+    "Confusion after FGSM at eps {fgsm[paper_epsilon]:g} under both protocols. The paper "
+    "protocol attacks the un-normalised input with the original's bounds and scores only "
+    "images that were correct before the attack.", "Fig. 8 (vdk.fig8)", ("fgsm",))
+def vdk_fgsm_confusion(files: StudyFiles) -> plt.Figure:
+    models = files.models
+    fig, axes = plt.subplots(len(models), 2, figsize=(9.5, 4.2 * len(models)), squeeze=False)
+    for row, (model, paths) in zip(axes, files.by_model("fgsm").items()):
+        runs = [read_json(f) for f in paths]
+        classes = runs[0]["classes"]
+        paper = np.mean([r["paper"]["confusion"] for r in runs], axis=0)
+        eps = runs[0]["paper"]["epsilon"]
+        key = min(runs[0]["clean"]["confusion"], key=lambda k: abs(float(k) - eps))
+        clean = np.mean([r["clean"]["confusion"][key] for r in runs], axis=0)
+        confusion_panel(paper, classes, f"{model}: paper (score "
+                        f"{np.mean([r['paper']['score'] for r in runs]):.3f})", (fig, row[0]))
+        confusion_panel(clean, classes, f"{model}: clean (eps {float(key):.3g})", (fig, row[1]))
+    fig.suptitle(f"Confusion after FGSM at eps {eps:g}. Paper: correctly classified images "
+                 "only, clean vs adversarial prediction; clean: true label vs adversarial "
+                 "prediction", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+@FIGURES.register(
+    "Smallest Gaussian blur that flips the prediction. Paper protocol: kernel sizes "
+    "{blur[paper][arg_min]}…{blur[paper][arg_max]} (excluded), {blur[paper][attempts]} random "
+    "sigmas each, on the normalised tensor, every attacked image (kernel 1 = already wrong). "
+    "Clean protocol: a fixed sigma grid in pixel space, correctly classified images only.",
+    "Fig. 9 (vdk.fig9)", ("blur",))
+def vdk_blur_histograms(files: StudyFiles) -> plt.Figure:
+    models, seeds = files.models, files.seeds
+    fig, axes = plt.subplots(2, len(models), figsize=(3.4 * len(models), 6.2), squeeze=False)
+    for col, (model, paths) in enumerate(files.by_model("blur").items()):
+        data = [np.load(f) for f in paths]
+        kernel = np.concatenate([d["paper_kernel"] for d in data])
+        sizes = data[0]["kernel_sizes"]
+        immune_at = sizes.max() + 4  # the original plots "immune" at 33
+        kernel = np.where(kernel == IMMUNE, immune_at, kernel)
+        axes[0, col].hist(kernel, bins=np.arange(0, immune_at + 3, 2), color="C0")
+        axes[0, col].set(title=f"{model}: paper", xlabel=f"kernel size ({immune_at} = immune)",
+                         ylabel="images")
+        sigma = np.concatenate([d["clean_sigma"][d["correct"]] for d in data])
+        grid = data[0]["sigma_grid"]
+        step = grid[1] - grid[0] if len(grid) > 1 else 1.0
+        sigma = np.where(np.isnan(sigma), grid.max() + step, sigma)
+        axes[1, col].hist(sigma, bins=np.append(grid, grid.max() + step) - step / 2
+                          if len(grid) > 1 else 3, color="C1")
+        axes[1, col].set(title=f"{model}: clean", ylabel="images",
+                         xlabel=f"sigma (px; {grid.max() + step:.3g} = immune)")
+    fig.suptitle(f"Smallest blur that changes the prediction, pooled over {len(seeds)} seed(s)")
+    fig.tight_layout()
+    return fig
+
+
+@FIGURES.register(
+    "Share of blur-immune images per model and protocol; dashed lines are the paper's "
+    "Table 1 values.", "Table 1 (vdk.tab1)", ("blur_summary", "claims"))
+def vdk_immune(files: StudyFiles) -> plt.Figure:
+    models = files.models
+    claims = pd.read_csv(files.file("claims")).set_index("claim_id")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.38
+    for j, proto in enumerate(("paper", "clean")):
+        values = [[100 * read_json(f)[proto]["immune"] for f in paths]
+                  for paths in files.by_model("blur_summary").values()]
+        ax.bar(np.arange(len(models)) + j * width, [np.mean(v) for v in values], width,
+               yerr=[np.std(v, ddof=1) if len(v) > 1 else 0 for v in values], capsize=3,
+               label=f"{proto} protocol")
+    for i, model in enumerate(models):
+        cid = f"vdk.tab1.{model}.paper"
+        if cid in claims.index:
+            # paper_value is a text column (some claims are qualitative): as text, matplotlib
+            # would draw the line on a categorical axis at the bottom of the plot
+            paper = float(claims.loc[cid, "paper_value"])
+            ax.plot([i - width / 2, i + 1.5 * width], [paper] * 2,
+                    "k--", lw=1.2, label="paper" if i == 0 else None)
+    ax.set_xticks(np.arange(len(models)) + width / 2, models)
+    ax.set(ylabel="immune images (%)", title="Blur-immune test images (Table 1), mean ± std")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

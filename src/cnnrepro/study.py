@@ -1,0 +1,98 @@
+"""What a study declares about itself: its files, stages, figures, tables and checks.
+
+A study is a folder ``cnnrepro/studies/<name>/`` whose ``__init__`` builds one
+:class:`Study`; :mod:`cnnrepro.studies` collects them into the registry that the
+workflow, the figure rule and the report read. Generic code looks a study up there and
+never names one.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from . import paths
+
+
+def _always(_study_config: dict) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One report figure: ``draw(files)`` returns a matplotlib figure.
+
+    Its name is the drawing function's name, the file name
+    (``results/report/<study>/<name>.png``) and the report entry. ``inputs`` names the
+    artifacts it reads (run files are read for every model and seed; ``(name, model)``
+    for one model). ``caption`` may use the study's config keys (``{fgsm[paper_epsilon]}``).
+    """
+
+    draw: Callable
+    caption: str
+    reproduces: str
+    inputs: tuple[str | tuple[str, str], ...]
+    when: Callable[[dict], bool] = _always  # drawn only if true of the study's config
+
+    @property
+    def name(self) -> str:
+        return self.draw.__name__
+
+    @property
+    def source(self) -> Path:
+        """The file of the drawing code: an input of the figure's rule, so restyling a
+        figure reruns that study's figures and nothing else."""
+        return Path(inspect.getsourcefile(self.draw)).resolve()
+
+    def caption_for(self, study_config: dict) -> str:
+        return self.caption.format(**study_config)
+
+
+class Figures(dict):
+    """A study's figures by name, filled by the :meth:`register` decorator beside each
+    drawing function (so caption and code sit together)."""
+
+    def register(self, caption: str, reproduces: str, inputs: tuple = (),
+                 when: Callable[[dict], bool] = _always) -> Callable:
+        def add(draw: Callable) -> Callable:
+            self[draw.__name__] = Figure(draw, caption, reproduces, tuple(inputs), when)
+            return draw
+        return add
+
+
+@dataclass(frozen=True)
+class Table:
+    """A study file shown as a table in the report."""
+
+    file: str      # a name in the study's files
+    caption: str
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    run_files: Mapping[str, str] = field(default_factory=dict)    # per-run artifacts
+    files: Mapping[str, str] = field(default_factory=dict)        # study-level artifacts
+    stages: Mapping[str, Callable] = field(default_factory=dict)  # called by the stage rule
+    figures: Mapping[str, Figure] = field(default_factory=dict)   # beyond the shared three
+    animations: Mapping[str, str] = field(default_factory=dict)   # name -> caption (GIFs)
+    tables: tuple[Table, ...] = ()
+    has_claims: bool = False
+    schema: Path | None = None          # the study's config keys (JSON schema, YAML)
+    check_config: Callable[[dict, dict], None] | None = None  # (study config, config)
+    training_overrides: Callable[[dict, str], str | None] | None = None  # (config, model)
+    extra_runs: Callable[[dict], list[dict]] | None = None  # training specs run once each
+
+    def study_files(self, config: dict[str, Any], root: str = ".") -> paths.StudyFiles:
+        """This study's artifacts for ``config``'s models and seeds."""
+        return paths.StudyFiles(self.name, tuple(config["studies"][self.name]["models"]),
+                                tuple(config["seeds"]), self.run_files, self.files, root)
+
+    def run_file(self, name: str, model: str = paths.MODEL, seed: int | str = paths.SEED) -> str:
+        names = {**paths.RUN_FILES, **self.run_files}
+        return paths.run_file(name, self.name, model, seed, names)
+
+    def file(self, name: str, **fields: str | int) -> str:
+        return paths.study_file(name, self.name, {**paths.STUDY_FILES, **self.files}, **fields)

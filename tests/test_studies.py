@@ -1,0 +1,63 @@
+"""The study registry: each study's figures, stages and config keys are where it says."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+
+from cnnrepro import config as cfg
+from cnnrepro import plotting, studies
+
+STUDIES = sorted(studies.REGISTRY)
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_figure_name_is_function_name_and_its_code_is_a_rule_input(name, full_config):
+    for fig_name, figure in studies.figures_for(name).items():
+        assert figure.name == fig_name == figure.draw.__name__
+        shared = fig_name in plotting.SHARED
+        expected = (Path(plotting.__file__) if shared else
+                    Path(inspect.getsourcefile(studies.get(name).figures[fig_name].draw)))
+        assert figure.source == expected.resolve()
+        if not shared:  # a study's figure lives in its own folder
+            assert figure.source.parent.name == name
+        inputs = studies.figure_inputs(name, fig_name, full_config)
+        assert inputs[-1] == str(figure.source)
+        assert all(p.startswith("results/") for p in inputs[:-1]), inputs
+        figure.caption_for(full_config["studies"][name])  # every caption's config keys exist
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_stages_take_keyword_arguments_and_threads(name):
+    for stage_name, function in studies.get(name).stages.items():
+        params = inspect.signature(function).parameters
+        assert "threads" in params, f"{name}.{stage_name} must accept threads"
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values()), stage_name
+    with pytest.raises(KeyError, match="no stage"):
+        studies.stage(name, "no_such_stage")
+
+
+def test_every_registered_study_has_its_schema_block_and_every_key_a_description():
+    schema = cfg.load_schema()
+    blocks = schema["properties"]["studies"]["properties"]
+    assert set(blocks) == set(studies.REGISTRY)
+
+    def undescribed(node, where):
+        found = []
+        for key, sub in node.get("properties", {}).items():
+            if "description" not in sub and "$ref" not in sub and "allOf" not in sub:
+                found.append(f"{where}.{key}")
+            found += undescribed(sub, f"{where}.{key}")
+        return found
+
+    for name, study in studies.REGISTRY.items():
+        if study.schema is not None:
+            import yaml
+            assert not undescribed(yaml.safe_load(study.schema.read_text()), name)
+
+
+def test_unknown_study_is_named():
+    with pytest.raises(KeyError, match="unknown study 'nope'"):
+        studies.get("nope")
