@@ -157,14 +157,11 @@ def two_layer_maps(gray: torch.Tensor, channels: tuple[int, int] = (32, 64), siz
     224 → 222 → 220, and the formula's values beside them.
     """
     n = gray.shape[-1]
-    generator = torch.Generator().manual_seed(seed)
     filters, maps = [], []
     x = gray
     with torch.no_grad():
-        for out in channels:
-            weight = nn.init.kaiming_normal_(torch.empty(out, x.shape[1], size, size),
-                                             mode="fan_in", nonlinearity="relu",
-                                             generator=generator)
+        for layer, out in enumerate(channels):
+            weight = kaiming_filter(out, x.shape[1], size, seed=seed + layer)
             y = F.conv2d(x, weight)
             filters.append(weight)
             maps.append(y)

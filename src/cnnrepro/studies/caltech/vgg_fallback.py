@@ -79,7 +79,8 @@ def head_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int 
         logits, loss = logits.detach(), loss.detach()
     model.train(was_training)
     return {"loss": loss.item(), "logit_abs_max": float(logits.abs().max()),
-            "head_weight_norm": float(head.weight.norm()), "head_grad_norm": float(grad.norm())}
+            "head_weight_norm": float(head.weight.detach().norm()),
+            "head_grad_norm": float(grad.norm())}
 
 
 def extract_features(model: nn.Module, images: torch.Tensor,
