@@ -3,9 +3,10 @@
 Without ImageNet weights, ``vgg19_transfer`` trains a new last layer on a frozen, randomly
 initialised VGG19. Measured on Caltech images (see :func:`scale_table`): the head's input
 (fc7 → ReLU → dropout, fc6/fc7 drawn from N(0, 0.01²)) is small, mostly a common positive
-offset, and its between-image variation is a few times smaller than the dropout noise in
-training mode. SGD at lr 1e-3 then barely moves the head: logits stay at a few tenths and
-the loss at ln 3. The random conv features themselves are informative: a linear probe on
+offset (mean 0.04 per unit), and its between-image std (0.02) is about 7× smaller than
+the dropout noise in training mode (0.13). SGD at lr 1e-3 then barely moves the head
+(weight norm 1.00 → 1.03 in 10 epochs): logits stay at a few tenths and the loss at ln 3.
+Without dropout the raw head stays at chance too; standardising its input fixes it. The random conv features themselves are informative: a linear probe on
 standardised features (statistics from the training split only) is far above chance.
 
 What this baseline shows: the pipeline end to end, and how much class information a
