@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cnnrepro.attacks import fgsm_clean_perturb
+from cnnrepro.attacks import fgsm_perturb
 from cnnrepro.runtime import Normalized
 
 TARGET_RULES = ("next", "least_likely")
@@ -51,12 +51,8 @@ def fgsm(wrapped: nn.Module, images01: torch.Tensor, labels: torch.Tensor, epsil
     if epsilon == 0:
         return images01.detach().clone()
     if target is None:
-        return fgsm_clean_perturb(wrapped, images01, labels, epsilon)
-    import torchattacks
-
-    attack = torchattacks.FGSM(wrapped, eps=epsilon)
-    attack.set_mode_targeted_by_label(quiet=True)
-    return attack(images01, target).detach()
+        return fgsm_perturb(wrapped, images01, labels, epsilon)
+    return fgsm_perturb(wrapped, images01, target, epsilon, targeted=True)
 
 
 def _predict(wrapped: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
