@@ -66,3 +66,14 @@ def test_preset_overlay_is_deep():
     base = {"a": {"b": 1, "c": 2}, "d": [1, 2]}
     merged = cfg.deep_update(copy.deepcopy(base), {"a": {"b": 5}, "d": [3]})
     assert merged == {"a": {"b": 5, "c": 2}, "d": [3]}
+
+
+def test_departures_name_each_changed_setting_of_a_study():
+    full = cfg.load(ROOT / "config.yaml")
+    cpu = cfg.load(ROOT / "config.yaml", [ROOT / "config" / "presets" / "cpu.yaml"])
+    found = cfg.departures(cpu, "vdk", full)
+    assert found["training.epochs"] == "10 instead of 374"
+    assert found["subset.train"] == "6000 instead of all"
+    assert not any(k.startswith("claims") or k == "title" for k in found)
+    assert cfg.departures(full, "mnist", full) == {}
+    assert cfg.departures(cpu, "mnist", full) == {}  # more or fewer seeds are not a departure

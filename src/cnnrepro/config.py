@@ -10,6 +10,7 @@ names the key path, so a typo fails before Snakemake builds any job.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -156,6 +157,38 @@ def training_spec(config: dict[str, Any], study: str, model: str) -> dict[str, A
         "device": config["device"],
         "deterministic": config["deterministic"],
     }
+
+
+# Keys of a study block that say nothing about how a number was produced.
+NOT_SETTINGS = {"title", "document", "description", "enabled", "claims"}
+
+
+def _flatten(block: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(block, dict) or not block:
+        return {prefix: block}
+    flat: dict[str, Any] = {}
+    for key, value in block.items():
+        if key not in NOT_SETTINGS:
+            flat.update(_flatten(value, f"{prefix}.{key}" if prefix else key))
+    return flat
+
+
+def departures(config: dict[str, Any], study: str,
+               reference: dict[str, Any] | None = None) -> dict[str, str]:
+    """The study's settings that differ from the full settings (``config.yaml`` as
+    shipped, or ``reference``): ``{"training.epochs": "10 instead of 374", …}``, keys
+    relative to the study block. Seeds are not study settings: more or fewer seeds never
+    make a number incomparable."""
+    reference = reference if reference is not None else load(ROOT / "config.yaml")
+    ours = _flatten(config["studies"][study])
+    full = _flatten(reference["studies"].get(study, {}))
+
+    def text(value: Any) -> str:
+        return "all" if value is None else json.dumps(value) if isinstance(
+            value, (list, dict)) else str(value)
+
+    return {key: f"{text(ours.get(key))} instead of {text(full.get(key))}"
+            for key in sorted(set(ours) | set(full)) if ours.get(key) != full.get(key)}
 
 
 def evaluation_spec(config: dict[str, Any], study: str, model: str) -> dict[str, Any]:
