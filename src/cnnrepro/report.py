@@ -24,6 +24,7 @@ import yaml
 
 from . import paths
 from . import studies as registry
+from .claims import NOT_COMPARABLE, VERDICTS
 from .datasets import SPECS
 from .io import atomic_path, read_json
 from .provenance import git_commit, versions
@@ -73,6 +74,19 @@ class StudyPage:
     tables: list[Table] = field(default_factory=list)
     claims: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """Claims per verdict, every kind present (zero included)."""
+        return verdict_counts(self.claims)
+
+
+def verdict_counts(claims: list[dict[str, Any]]) -> dict[str, int]:
+    found = [c["verdict"] for c in claims]
+    unknown = set(found) - set(VERDICTS)
+    if unknown:
+        raise ReportError(f"unknown verdict(s) in a claims table: {sorted(unknown)}")
+    return {v: found.count(v) for v in VERDICTS}
+
 
 def _need(path: Path) -> Path:
     if not path.is_file():
@@ -103,6 +117,11 @@ def _csv_table(path: Path, study: str, caption: str) -> Table:
                  csv=f"{study}/data/{path.name}")
 
 
+def _text(value: Any) -> str:
+    """A text cell of a CSV read by pandas: empty (NaN) or absent becomes ``""``."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
 def _claims(path: Path) -> list[dict[str, Any]]:
     rows = []
     for r in pd.read_csv(path).to_dict("records"):
@@ -110,7 +129,9 @@ def _claims(path: Path) -> list[dict[str, Any]]:
         rows.append({**r, "unit": unit, "reproduced": mean_std_n(r["reproduced_mean"], r["std"],
                                                                  r["n"], unit),
                      "paper": fmt_value(r["paper_value"]) + (unit if unit == "%" else ""),
-                     "per_seed": str(r["per_seed"]).replace(";", ", ")})
+                     "per_seed": str(r["per_seed"]).replace(";", ", "),
+                     "reason": _text(r.get("reason")),
+                     "depends_on": _text(r.get("depends_on")).replace(";", ", ")})
     return rows
 
 
@@ -196,7 +217,28 @@ def collect(config: dict[str, Any], root: str | Path = ".", workflow_dir: str | 
     root = Path(root)
     pages = [study_page(config, study, root) for study in registry.enabled(config)]
     return {"pages": pages, "pdf": pdf, "config": config,
+            "verdicts": verdict_summary(pages, config.get("preset", "full")),
             "provenance": run_provenance(config, root, Path(workflow_dir))}
+
+
+def verdict_summary(pages: list[StudyPage], preset: str) -> dict[str, Any]:
+    """The run's verdicts in one line for the top of the overview: how many claims this run
+    could test at all (a quick preset tests almost none, and says so instead of showing a
+    wall of red)."""
+    counts = verdict_counts([c for p in pages for c in p.claims])
+    total, untested = sum(counts.values()), counts[NOT_COMPARABLE]
+    if not total:
+        line = "No claims table in this run."
+    elif untested == total:
+        line = (f"No claim was tested: all {total} verdicts are not comparable, because preset "
+                f"{preset} departs from the documents' settings that produced their numbers.")
+    elif untested:
+        line = (f"{untested} of {total} claims are not comparable under preset {preset} (its "
+                f"settings depart from those behind the documents' numbers); the verdicts "
+                f"of the other {total - untested} are below.")
+    else:
+        line = f"Every one of the {total} claims was judged under the documents' settings."
+    return {"counts": counts, "total": total, "line": line}
 
 
 # --------------------------------------------------------------------------- rendering
