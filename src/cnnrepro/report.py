@@ -88,6 +88,11 @@ def verdict_counts(claims: list[dict[str, Any]]) -> dict[str, int]:
     return {v: found.count(v) for v in VERDICTS}
 
 
+def _relative(path: str) -> str:
+    """A report file's link from the pages beside it (``results/report/``)."""
+    return str(Path(path).relative_to(paths.report_dir()))
+
+
 def _need(path: Path) -> Path:
     if not path.is_file():
         raise ReportError(f"missing artifact for the report: {path}")
@@ -156,10 +161,17 @@ def study_page(config: dict[str, Any], study: registry.Study, root: Path) -> Stu
         models={m: s.get("description", "") for m, s in sspec["models"].items()}, seeds=seeds,
         config_yaml=yaml.safe_dump({"seeds": seeds, study.name: sspec}, sort_keys=False),
         datasets=_datasets(root, sspec["dataset"]))
+    further = registry.seed_figures(study.name, config)
     for name, figure in registry.figures_for(study.name, sspec).items():
         _need(root / paths.figure(study.name, name))
+        others = [{"seed": seed, "png": _relative(paths.figure(study.name, name, "png", seed)),
+                   "pdf": _relative(paths.figure(study.name, name, "pdf", seed))}
+                  for n, seed in further if n == name]
+        for other in others:
+            _need(root / paths.report_dir() / other["png"])
         page.figures.append({"name": name, "caption": figure.caption_for(sspec),
-                             "reproduces": figure.reproduces,
+                             "reproduces": figure.reproduces, "seed": seeds[0] if others else None,
+                             "other_seeds": others,
                              "png": f"{study.name}/{name}.png", "pdf": f"{study.name}/{name}.pdf"})
     for name, caption in study.animations.items():
         _need(root / paths.figure(study.name, name, "gif"))
@@ -234,8 +246,8 @@ def verdict_summary(pages: list[StudyPage], preset: str) -> dict[str, Any]:
                 f"{preset} departs from the documents' settings that produced their numbers.")
     elif untested:
         line = (f"{untested} of {total} claims are not comparable under preset {preset} (its "
-                f"settings depart from those behind the documents' numbers); the verdicts "
-                f"of the other {total - untested} are below.")
+                f"settings depart from those behind the documents' numbers); only the other "
+                f"{total - untested} were judged.")
     else:
         line = f"Every one of the {total} claims was judged under the documents' settings."
     return {"counts": counts, "total": total, "line": line}
