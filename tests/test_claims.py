@@ -48,7 +48,8 @@ QUICK = {"training.epochs": "1 instead of 374", "subset.train": "1000 instead of
 
 def test_departing_matches_keys_inside_and_around_the_declared_ones():
     found = departing(("training", "subset.test", "blur.paper.attempts"),
-                      {**QUICK, "blur.paper": "{} instead of {}", "subset.train_x": "1 instead of 2"})
+                      {**QUICK, "blur.paper": "{} instead of {}",
+                       "subset.train_x": "1 instead of 2"})
     assert list(found) == ["training.epochs", "subset.test", "blur.paper"]  # declared order
     assert departing(training_keys("cnn"), {"models.cnn.options.kernel": "3 instead of 5",
                                            "models.ffnn.options.hidden": "[50] instead of [100]"}
