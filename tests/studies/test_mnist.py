@@ -123,20 +123,15 @@ def test_noise_is_scored_on_held_out_images_it_never_saw(lab):
 
 
 @pytest.fixture(scope="module")
-def lab_run(mnist_data, full_config, tmp_path_factory):
-    """The lab stage on a quickly trained CNN with small probe settings: its two files."""
-    from cnnrepro.train import train
-
-    spec = copy.deepcopy(cfg.training_spec(full_config, "mnist", "cnn"))
-    spec.update(subset={"train": 600, "test": 200}, device="cpu")
-    spec["training"]["epochs"] = 1
+def lab_run(trained_mnist_run, mnist_data, full_config, tmp_path_factory):
+    """The lab stage on the quickly trained CNN with small probe settings: its two files."""
+    run, spec = trained_mnist_run
     out = tmp_path_factory.mktemp("lab_run")
-    train(spec, 0, mnist_data, out, threads=2)
     settings = copy.deepcopy(full_config["studies"]["mnist"]["lab"])
     settings["fooling"].update(iterations=5)
     settings["targeted"].update(iterations=20, step=0.05, betas=[0.0, 6.5025, 650.25])
     settings["noise"].update(images=10, held_out=50, iterations=5)
-    lab_probes(spec=spec, seed=0, weights=str(out / "model.pt"), data=mnist_data,
+    lab_probes(spec=spec, seed=0, weights=str(run / "model.pt"), data=mnist_data,
                settings=settings, lab=str(out / "lab.npz"), lab_summary=str(out / "lab.json"))
     return np.load(out / "lab.npz"), json.loads((out / "lab.json").read_text())
 

@@ -209,9 +209,9 @@ def mnist_noise(files: StudyFiles) -> plt.Figure:
                 ["black" if pred[t, i] == t else "grey" for t in range(n_classes)])
     inside, held = shares["in_sample"], shares["held_out"]
     fig.suptitle(f"Learned noise per class (top row) added to the {n_images} test images it was "
-                 f"learned on (true->pred; black: pred = noise class). Predicted as the noise's "
-                 f"class, in-sample: {inside['to_target']:.0%} (same-norm Gaussian control "
-                 f"{inside['control_to_target']:.0%}); on {held['images']} held-out images: "
-                 f"{held['to_target']:.0%} (control {held['control_to_target']:.0%}). {model}, "
-                 f"seed {seed}", fontsize=8, wrap=True)
+                 f"learned on (true->pred; black: pred = noise class). {model}, seed {seed}\n"
+                 f"Predicted as the noise's class, in-sample: {inside['to_target']:.0%} "
+                 f"(same-norm Gaussian control {inside['control_to_target']:.0%}); on "
+                 f"{held['images']} held-out images: {held['to_target']:.0%} (control "
+                 f"{held['control_to_target']:.0%})", fontsize=8)
     return fig
