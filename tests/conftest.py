@@ -72,15 +72,25 @@ def mnist_spec(full_config) -> dict:
 
 
 @pytest.fixture(scope="session")
-def trained_mnist(mnist_data, full_config, tmp_path_factory):
-    """A quick-trained MNIST CNN (600 images, 2 epochs: well above chance) and its data."""
-    from cnnrepro.train import open_trained, train
+def trained_mnist_run(mnist_data, full_config, tmp_path_factory) -> tuple[Path, dict]:
+    """A quick-trained MNIST CNN's run folder (600 images, 2 epochs: well above chance;
+    ``model.pt`` as training writes it) and its spec."""
+    from cnnrepro.train import train
 
     spec = copy.deepcopy(cfg.training_spec(full_config, "mnist", "cnn"))
     spec.update(subset={"train": 600, "test": 200}, device="cpu")
     spec["training"]["epochs"] = 2
     out = tmp_path_factory.mktemp("trained_mnist")
     train(spec, 0, mnist_data, out, threads=2)
+    return out, spec
+
+
+@pytest.fixture(scope="session")
+def trained_mnist(trained_mnist_run, mnist_data):
+    """That CNN loaded, its splits and its spec."""
+    from cnnrepro.train import open_trained
+
+    out, spec = trained_mnist_run
     model, splits, _ = open_trained(spec, out / "model.pt", mnist_data)
     return model, splits, spec
 

@@ -20,6 +20,7 @@ import pytest
 
 from cnnrepro import config as cfg
 from cnnrepro import studies
+from cnnrepro.claims import VERDICTS
 from cnnrepro.report import ReportError, collect, mean_std_n, render_html
 from cnnrepro.studies import figures_for
 from conftest import QUICK, ROOT, snakemake
@@ -95,6 +96,31 @@ def test_claims_table_has_every_claim_as_mean_std_n(quick_run):
     reproduced = [text.split(" per seed")[0] for row, text in page.cells
                   if MEAN_STD_N.match(text.split(" per seed")[0])]
     assert len(reproduced) == len(claims), page.cells[:8]
+
+
+def test_overview_counts_four_verdict_kinds_matching_claims_csv(quick_run):
+    workdir, _ = quick_run
+    text = (workdir / "results/report/index.html").read_text()
+    assert "claims: holds / does not hold / inconclusive / not comparable" in text
+    found = re.findall(r'<td class="verdict-counts">(.*?)</td>', text, flags=re.S)
+    assert len(found) == len(enabled(workdir))  # one cell per study, in the overview's order
+    total = dict.fromkeys(VERDICTS, 0)
+    for study, cell in zip(enabled(workdir), found):
+        if not studies.get(study).has_claims:
+            continue
+        verdicts = pd.read_csv(workdir / f"results/{study}/summary/claims.csv")["verdict"]
+        shown = dict(re.findall(r'class="verdict [a-z-]+">([a-z ]+)</span> (\d+)', cell))
+        assert list(shown) == list(VERDICTS), cell  # all four kinds, zeros included
+        assert {v: int(n) for v, n in shown.items()} == {
+            v: int((verdicts == v).sum()) for v in VERDICTS}, study
+        for v in VERDICTS:
+            total[v] += int((verdicts == v).sum())
+    # the quick preset departs from every document: most claims are not comparable, and
+    # none of them is printed red
+    assert total["not comparable"] > total["does not hold"]
+    summary = re.search(r'id="verdict-summary">(.*?)</p>', text, flags=re.S).group(1)
+    assert (f"{total['not comparable']} of {sum(total.values())} claims are not comparable "
+            "under preset quick") in summary
 
 
 def test_number_format():

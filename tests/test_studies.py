@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cnnrepro import config as cfg
-from cnnrepro import plotting, studies
+from cnnrepro import paths, plotting, studies
 
 STUDIES = sorted(studies.REGISTRY)
 
@@ -56,6 +56,27 @@ def test_every_registered_study_has_its_schema_block_and_every_key_a_description
         if study.schema is not None:
             import yaml
             assert not undescribed(yaml.safe_load(study.schema.read_text()), name)
+
+
+def test_per_seed_figures_are_drawn_once_more_per_further_seed_from_that_seed(full_config):
+    found = studies.seed_figures("vdk", full_config)
+    assert found == [(name, seed) for name in ("vdk_attributions", "vdk_attribution_gallery")
+                     for seed in full_config["seeds"][1:]]
+    assert paths.figure("vdk", "vdk_attributions", "png", 2) == \
+        "results/report/vdk/vdk_attributions-seed2.png"
+    inputs = studies.figure_inputs("vdk", "vdk_attributions", full_config, seed=2)
+    assert inputs[:-1] and all("/seed2/" in p for p in inputs[:-1])
+    one_seed = {**full_config, "seeds": [0]}
+    assert studies.seed_figures("vdk", one_seed) == []
+    assert studies.seed_figures("mnist", full_config) == []  # its figures are not per seed
+
+
+def test_a_study_note_extends_a_shared_caption_for_that_study_only():
+    vdk = studies.figures_for("vdk")["confusion_matrices"]
+    mnist = studies.figures_for("mnist")["confusion_matrices"]
+    assert "confusion_matrix(y_pred, y_true)" in vdk.caption
+    assert vdk.caption.startswith(mnist.caption) and "transposed" not in mnist.caption
+    assert vdk.draw is plotting.SHARED["confusion_matrices"].draw
 
 
 def test_unknown_study_is_named():

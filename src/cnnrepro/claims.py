@@ -3,6 +3,12 @@
 Every study writes one table of these rows (``claims.csv``) for the report, through a
 :class:`ClaimTable`. The verdict rules are functions here, each returning (verdict, rule
 sentence), so the rule printed next to a verdict is the one that produced it.
+
+Two checks come before any rule, in :meth:`ClaimTable.add`, so that a verdict says what the
+run tested: a claim whose settings (``depends_on``) depart from the full configuration is
+``not comparable`` (its value is still shown, with the departures as the reason), and a
+claim that depends on training gets no verdict from fewer than two seeds. Deterministic
+claims (counts, output sizes, formula checks) are judged at n = 1 under every preset.
 """
 
 from __future__ import annotations
@@ -15,6 +21,35 @@ import pandas as pd
 from scipy import stats
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+NOT_COMPARABLE = "not comparable"
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_COMPARABLE)
+MIN_SEEDS = 2  # a value that depends on training needs a spread: no verdict from one seed
+
+# The study settings every trained model depends on (keys of the study's config block);
+# :func:`training_keys` adds the models' own blocks (architecture options, overrides).
+TRAINING = ("training", "subset.train", "holdout_fraction", "normalize", "dataset")
+
+
+def training_keys(*models: str) -> tuple[str, ...]:
+    """The settings that can move anything the given models learned."""
+    return TRAINING + tuple(f"models.{m}" for m in models)
+
+
+def departing(depends_on: Sequence[str], departures: dict[str, str]) -> dict[str, str]:
+    """The departures that touch a claim (a key equal to, inside or around one it names),
+    in the order of ``depends_on`` (training first, where a claim names it first)."""
+    def first(key: str) -> int | None:
+        return next((i for i, d in enumerate(depends_on)
+                     if key == d or key.startswith(d + ".") or d.startswith(key + ".")), None)
+    found = {k: first(k) for k in departures}
+    return {k: departures[k] for k in sorted((k for k in found if found[k] is not None),
+                                             key=lambda k: (found[k], k))}
+
+
+def departure_reason(preset: str, touched: dict[str, str]) -> str:
+    """One sentence: ``"preset cpu: training.epochs 10 instead of 374; …"``."""
+    where = f"preset {preset}" if preset != "full" else "settings differ from config.yaml"
+    return f"{where}: " + "; ".join(f"{k} {v}" for k, v in touched.items())
 
 
 def describe(values: Sequence[float]) -> dict[str, Any]:
@@ -31,7 +66,7 @@ def numeric_verdict(paper: float, values: Sequence[float], abs_tol: float) -> tu
     reproduction from a failure: inconclusive, not a vacuous "holds".
     """
     d = describe(values)
-    rule = (f"holds if |mean - paper| <= max(2 std, {abs_tol:g}); needs n >= 1; "
+    rule = (f"holds if |mean - paper| <= max(2 std, {abs_tol:g}); "
             f"inconclusive if 2 std > {2 * abs_tol:g} (seeds too scattered)")
     if d["n"] == 0:
         return INCONCLUSIVE, rule
@@ -84,6 +119,17 @@ def threshold_verdict(values: Sequence[float], threshold: float, below: bool = T
     return (HOLDS if ok.all() else FAILS), rule
 
 
+def learned_first(verdict: str, rule: str, accuracy: Sequence[float], floor: float
+                  ) -> tuple[str, str]:
+    """A claim about how a trained model behaves (it is not robust, it is fooled) says
+    nothing about a model that learned nothing: inconclusive unless its clean accuracy
+    reaches ``floor`` on every seed (a model at chance "collapses" under any attack)."""
+    rule += (f"; judged only if clean accuracy >= {floor:g} on every seed (well above "
+             "chance), else inconclusive")
+    ok = len(accuracy) > 0 and bool((np.asarray(accuracy, float) >= floor).all())
+    return (verdict if ok else INCONCLUSIVE), rule
+
+
 def claim_row(claim_id: str, statement: str, protocol: str, paper_value: Any,
               values: Sequence[float], seeds: Sequence[int], verdict: str, rule: str,
               unit: str = "") -> dict[str, Any]:
@@ -99,10 +145,17 @@ class ClaimTable:
     claim measured once, e.g. on the grid's own seed).
 
     Every claim says what its value depends on: ``depends_on`` names config keys of the
-    study block (``"training"``, ``"subset.test"``, ``"fgsm"``) whose departure from the
-    full settings can move the number, and ``deterministic`` marks a value that does not
-    depend on training (parameter counts, output sizes, formula checks). ``departures``
-    maps the study's departing keys to a phrase (``"10 instead of 374"``).
+    study block (``"training"``, ``"subset.test"``, ``"fgsm"``; :func:`training_keys`)
+    whose departure from the full settings can move the number, and ``deterministic``
+    marks a value that does not depend on training (parameter counts, output sizes,
+    formula checks). ``departures`` maps the study's departing keys to a phrase
+    (``"10 instead of 374"``, :func:`cnnrepro.config.departures`); ``preset`` names the
+    run's preset for the reason sentence.
+
+    :meth:`add` judges in this order: a non-deterministic claim touched by a departure is
+    ``not comparable``; one measured on fewer than :data:`MIN_SEEDS` seeds is
+    ``inconclusive``; otherwise the rule's verdict stands. Deterministic claims are always
+    comparable and judged at n = 1. The row's ``reason`` says why a claim got no verdict.
     """
 
     def __init__(self, seeds: Sequence[int], alpha: float = 0.05,
@@ -114,12 +167,30 @@ class ClaimTable:
         self.rows: list[dict[str, Any]] = []
         self.tests: list[dict[str, Any]] = []  # the paired t-tests behind paired claims
 
+    def judge(self, verdict: str, rule: str, n: int, depends_on: Sequence[str],
+              deterministic: bool) -> tuple[str, str, str]:
+        """(verdict, rule, reason) after the comparability and seed-count checks."""
+        if deterministic:
+            return verdict, rule + "; deterministic: judged at n = 1 under every preset", ""
+        rule += (f"; varies with training: no verdict from fewer than {MIN_SEEDS} seeds, "
+                 "not comparable where the run departs from the full settings it depends on")
+        touched = departing(depends_on, self.departures)
+        if touched:
+            return NOT_COMPARABLE, rule, departure_reason(self.preset, touched)
+        if n < MIN_SEEDS and verdict != INCONCLUSIVE:
+            return INCONCLUSIVE, rule, (f"n = {n}: a value that varies with training needs "
+                                        f"at least {MIN_SEEDS} seeds")
+        return verdict, rule, ""
+
     def add(self, claim_id: str, statement: str, protocol: str, paper_value: Any,
             values: Sequence[float], verdict: str, rule: str, unit: str = "",
             seeds: Sequence[int] | None = None, depends_on: Sequence[str] = (),
             deterministic: bool = False) -> None:
+        verdict, rule, reason = self.judge(verdict, rule, len(values), depends_on,
+                                           deterministic)
         row = claim_row(claim_id, statement, protocol, paper_value, values,
                         self.seeds if seeds is None else seeds, verdict, rule, unit)
+        row["reason"] = reason
         row["depends_on"] = ";".join(depends_on)
         row["deterministic"] = deterministic
         self.rows.append(row)
@@ -131,8 +202,12 @@ class ClaimTable:
 
     def threshold(self, claim_id: str, statement: str, protocol: str, paper_value: Any,
                   values: Sequence[float], threshold: float, below: bool = True,
-                  unit: str = "", **claim: Any) -> None:
+                  unit: str = "", learned: tuple[Sequence[float], float] | None = None,
+                  **claim: Any) -> None:
+        """``learned=(clean accuracy per seed, floor)``: see :func:`learned_first`."""
         verdict, rule = threshold_verdict(values, threshold, below)
+        if learned is not None:
+            verdict, rule = learned_first(verdict, rule, *learned)
         self.add(claim_id, statement, protocol, paper_value, values, verdict, rule, unit,
                  **claim)
 

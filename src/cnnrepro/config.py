@@ -159,8 +159,9 @@ def training_spec(config: dict[str, Any], study: str, model: str) -> dict[str, A
     }
 
 
-# Keys of a study block that say nothing about how a number was produced.
-NOT_SETTINGS = {"title", "document", "description", "enabled", "claims"}
+# Keys of a study block that say nothing about how a number was produced (which epochs'
+# weights are kept is not how they were trained).
+NOT_SETTINGS = {"title", "document", "description", "enabled", "claims", "snapshot_epochs"}
 
 
 def _flatten(block: Any, prefix: str = "") -> dict[str, Any]:
@@ -184,6 +185,8 @@ def departures(config: dict[str, Any], study: str,
     full = _flatten(reference["studies"].get(study, {}))
 
     def text(value: Any) -> str:
+        if isinstance(value, list) and len(value) > 6:  # keeps the reason one sentence
+            return f"[{', '.join(map(str, value[:3]))}, …, {value[-1]}] ({len(value)} values)"
         return "all" if value is None else json.dumps(value) if isinstance(
             value, (list, dict)) else str(value)
 

@@ -80,8 +80,11 @@ def report_page(study: str = STUDY) -> str:
     return f"{report_dir()}/{study}.html"
 
 
-def figure(study: str = STUDY, name: str = "{figure}", ext: str = "png") -> str:
-    return f"{report_dir()}/{study}/{name}.{ext}"
+def figure(study: str = STUDY, name: str = "{figure}", ext: str = "png",
+           seed: int | str | None = None) -> str:
+    """A report figure; ``seed``: its drawing from one further seed's files."""
+    suffix = f"-seed{seed}" if seed is not None else ""
+    return f"{report_dir()}/{study}/{name}{suffix}.{ext}"
 
 
 def paper(ext: str = "tex") -> str:

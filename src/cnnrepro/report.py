@@ -24,6 +24,7 @@ import yaml
 
 from . import paths
 from . import studies as registry
+from .claims import NOT_COMPARABLE, VERDICTS
 from .datasets import SPECS
 from .io import atomic_path, read_json
 from .provenance import git_commit, versions
@@ -73,6 +74,24 @@ class StudyPage:
     tables: list[Table] = field(default_factory=list)
     claims: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """Claims per verdict, every kind present (zero included)."""
+        return verdict_counts(self.claims)
+
+
+def verdict_counts(claims: list[dict[str, Any]]) -> dict[str, int]:
+    found = [c["verdict"] for c in claims]
+    unknown = set(found) - set(VERDICTS)
+    if unknown:
+        raise ReportError(f"unknown verdict(s) in a claims table: {sorted(unknown)}")
+    return {v: found.count(v) for v in VERDICTS}
+
+
+def _relative(path: str) -> str:
+    """A report file's link from the pages beside it (``results/report/``)."""
+    return str(Path(path).relative_to(paths.report_dir()))
+
 
 def _need(path: Path) -> Path:
     if not path.is_file():
@@ -103,6 +122,11 @@ def _csv_table(path: Path, study: str, caption: str) -> Table:
                  csv=f"{study}/data/{path.name}")
 
 
+def _text(value: Any) -> str:
+    """A text cell of a CSV read by pandas: empty (NaN) or absent becomes ``""``."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
 def _claims(path: Path) -> list[dict[str, Any]]:
     rows = []
     for r in pd.read_csv(path).to_dict("records"):
@@ -110,7 +134,9 @@ def _claims(path: Path) -> list[dict[str, Any]]:
         rows.append({**r, "unit": unit, "reproduced": mean_std_n(r["reproduced_mean"], r["std"],
                                                                  r["n"], unit),
                      "paper": fmt_value(r["paper_value"]) + (unit if unit == "%" else ""),
-                     "per_seed": str(r["per_seed"]).replace(";", ", ")})
+                     "per_seed": str(r["per_seed"]).replace(";", ", "),
+                     "reason": _text(r.get("reason")),
+                     "depends_on": _text(r.get("depends_on")).replace(";", ", ")})
     return rows
 
 
@@ -135,10 +161,17 @@ def study_page(config: dict[str, Any], study: registry.Study, root: Path) -> Stu
         models={m: s.get("description", "") for m, s in sspec["models"].items()}, seeds=seeds,
         config_yaml=yaml.safe_dump({"seeds": seeds, study.name: sspec}, sort_keys=False),
         datasets=_datasets(root, sspec["dataset"]))
+    further = registry.seed_figures(study.name, config)
     for name, figure in registry.figures_for(study.name, sspec).items():
         _need(root / paths.figure(study.name, name))
+        others = [{"seed": seed, "png": _relative(paths.figure(study.name, name, "png", seed)),
+                   "pdf": _relative(paths.figure(study.name, name, "pdf", seed))}
+                  for n, seed in further if n == name]
+        for other in others:
+            _need(root / paths.report_dir() / other["png"])
         page.figures.append({"name": name, "caption": figure.caption_for(sspec),
-                             "reproduces": figure.reproduces,
+                             "reproduces": figure.reproduces, "seed": seeds[0] if others else None,
+                             "other_seeds": others,
                              "png": f"{study.name}/{name}.png", "pdf": f"{study.name}/{name}.pdf"})
     for name, caption in study.animations.items():
         _need(root / paths.figure(study.name, name, "gif"))
@@ -196,7 +229,28 @@ def collect(config: dict[str, Any], root: str | Path = ".", workflow_dir: str | 
     root = Path(root)
     pages = [study_page(config, study, root) for study in registry.enabled(config)]
     return {"pages": pages, "pdf": pdf, "config": config,
+            "verdicts": verdict_summary(pages, config.get("preset", "full")),
             "provenance": run_provenance(config, root, Path(workflow_dir))}
+
+
+def verdict_summary(pages: list[StudyPage], preset: str) -> dict[str, Any]:
+    """The run's verdicts in one line for the top of the overview: how many claims this run
+    could test at all (a quick preset tests almost none, and says so instead of showing a
+    wall of red)."""
+    counts = verdict_counts([c for p in pages for c in p.claims])
+    total, untested = sum(counts.values()), counts[NOT_COMPARABLE]
+    if not total:
+        line = "No claims table in this run."
+    elif untested == total:
+        line = (f"No claim was tested: all {total} verdicts are not comparable, because preset "
+                f"{preset} departs from the documents' settings that produced their numbers.")
+    elif untested:
+        line = (f"{untested} of {total} claims are not comparable under preset {preset} (its "
+                f"settings depart from those behind the documents' numbers); only the other "
+                f"{total - untested} were judged.")
+    else:
+        line = f"Every one of the {total} claims was judged under the documents' settings."
+    return {"counts": counts, "total": total, "line": line}
 
 
 # --------------------------------------------------------------------------- rendering

@@ -35,6 +35,9 @@ class Figure:
     reproduces: str
     inputs: tuple[str | tuple[str, str], ...]
     when: Callable[[dict], bool] = _always  # drawn only if true of the study's config
+    # Drawn again for every further seed (from that seed's files alone; linked from the
+    # page): for figures that show one seed's maps, so no seed hides behind the first.
+    per_seed: bool = False
 
     @property
     def name(self) -> str:
@@ -55,9 +58,10 @@ class Figures(dict):
     drawing function (so caption and code sit together)."""
 
     def register(self, caption: str, reproduces: str, inputs: tuple = (),
-                 when: Callable[[dict], bool] = _always) -> Callable:
+                 when: Callable[[dict], bool] = _always, per_seed: bool = False) -> Callable:
         def add(draw: Callable) -> Callable:
-            self[draw.__name__] = Figure(draw, caption, reproduces, tuple(inputs), when)
+            self[draw.__name__] = Figure(draw, caption, reproduces, tuple(inputs), when,
+                                         per_seed)
             return draw
         return add
 
@@ -77,6 +81,7 @@ class Study:
     files: Mapping[str, str] = field(default_factory=dict)        # study-level artifacts
     stages: Mapping[str, Callable] = field(default_factory=dict)  # called by the stage rule
     figures: Mapping[str, Figure] = field(default_factory=dict)   # beyond the shared three
+    figure_notes: Mapping[str, str] = field(default_factory=dict)  # added to a shared caption
     animations: Mapping[str, str] = field(default_factory=dict)   # name -> caption (GIFs)
     tables: tuple[Table, ...] = ()
     has_claims: bool = False
@@ -85,10 +90,12 @@ class Study:
     training_overrides: Callable[[dict, str], str | None] | None = None  # (config, model)
     extra_runs: Callable[[dict], list[dict]] | None = None  # training specs run once each
 
-    def study_files(self, config: dict[str, Any], root: str = ".") -> paths.StudyFiles:
-        """This study's artifacts for ``config``'s models and seeds."""
+    def study_files(self, config: dict[str, Any], root: str = ".",
+                    seed: int | None = None) -> paths.StudyFiles:
+        """This study's artifacts for ``config``'s models and seeds (``seed``: that one)."""
+        seeds = tuple(config["seeds"]) if seed is None else (int(seed),)
         return paths.StudyFiles(self.name, tuple(config["studies"][self.name]["models"]),
-                                tuple(config["seeds"]), self.run_files, self.files, root)
+                                seeds, self.run_files, self.files, root)
 
     def run_file(self, name: str, model: str = paths.MODEL, seed: int | str = paths.SEED) -> str:
         names = {**paths.RUN_FILES, **self.run_files}

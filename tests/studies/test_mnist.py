@@ -1,13 +1,20 @@
-"""The mnist lab's probes on a quick-trained MNIST CNN, and its structure counts."""
+"""The mnist lab's probes on a quick-trained MNIST CNN, its structure counts and its claims."""
 
 from __future__ import annotations
 
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
 from cnnrepro.evaluate import layer_table
 from cnnrepro.studies.mnist.claims import structure_table
-from cnnrepro.studies.mnist.lab import activations, ascend, learn_noise, occlusion_maps
+from cnnrepro import config as cfg
+from cnnrepro.studies.mnist.lab import (activations, ascend, lab_probes, learn_noise, noise_probe,
+                                        occlusion_maps, targeted_pairs)
 from cnnrepro.models import build_model
 from cnnrepro.runtime import Normalized
 
@@ -93,3 +100,100 @@ def test_occlusion_over_the_border_matters_less_than_over_the_digit(lab):
     border = drop[:, 0, :4, :4].abs().mean()  # a corner: MNIST digits are centred
     centre = drop[:, 0, 10:18, 10:18].abs().mean()
     assert centre > border, (centre, border)
+
+
+def test_targeted_pairs_never_target_the_source_class():
+    sources, targets = targeted_pairs(3, 10)
+    assert len(sources) == 3 * 9 and not (sources == targets).any()
+    assert sorted(targets[sources == 1].tolist()) == [0, 2, 3, 4, 5, 6, 7, 8, 9]
+
+
+def test_noise_is_scored_on_held_out_images_it_never_saw(lab):
+    _, model, x01, _ = lab
+    learn, held = torch.arange(10), torch.arange(10, 60)
+    out = noise_probe(model, x01, learn, held, 10, step=0.5, iterations=30,
+                      gen=torch.Generator().manual_seed(0))
+    assert out["held_out"]["images"] == 50 and out["in_sample"]["images"] == 10
+    with torch.no_grad():  # the held-out share is the noises' effect on the held-out images
+        pred = torch.stack([model(x01[held] + n).argmax(1) for n in out["noise"]])
+    expected = (pred == torch.arange(10).view(-1, 1)).float().mean().item()
+    assert out["held_out"]["to_target"] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="disjoint"):
+        noise_probe(model, x01, learn, torch.arange(5, 20), 10, 0.5, 1, torch.Generator())
+
+
+@pytest.fixture(scope="module")
+def lab_run(trained_mnist_run, mnist_data, full_config, tmp_path_factory):
+    """The lab stage on the quickly trained CNN with small probe settings: its two files."""
+    run, spec = trained_mnist_run
+    out = tmp_path_factory.mktemp("lab_run")
+    settings = copy.deepcopy(full_config["studies"]["mnist"]["lab"])
+    settings["fooling"].update(iterations=5)
+    settings["targeted"].update(iterations=20, step=0.05, betas=[0.0, 6.5025, 650.25])
+    settings["noise"].update(images=10, held_out=50, iterations=5)
+    lab_probes(spec=spec, seed=0, weights=str(run / "model.pt"), data=mnist_data,
+               settings=settings, lab=str(out / "lab.npz"), lab_summary=str(out / "lab.json"))
+    return np.load(out / "lab.npz"), json.loads((out / "lab.json").read_text())
+
+
+def test_lab_scores_noise_on_disjoint_images_and_sweeps_beta(lab_run):
+    arrays, summary = lab_run
+    learned, held = arrays["noise_indices"], arrays["noise_held_out_indices"]
+    assert len(learned) == 10 and len(held) == 50
+    assert not set(learned.tolist()) & set(held.tolist())
+    assert summary["noise"]["held_out"]["images"] == 50
+    assert arrays["noise_held_out_pred"].shape == (10, 50)
+    sweep = summary["targeted"]["beta_sweep"]
+    assert [r["beta"] for r in sweep] == [0.0, 6.5025, 650.25]
+    # the MSE term pulls the image back to its source: a large beta stays closest
+    assert sweep[-1]["mean_mse"] < sweep[0]["mean_mse"]
+    assert summary["targeted"]["pairs"] == 27
+    assert not (arrays["targeted_targets"] == arrays["targeted_pair_sources"]).any()
+
+
+def _synthetic_mnist_run(root, seconds: dict[str, list[float]]):
+    from cnnrepro.io import write_json
+    from cnnrepro.studies import get
+
+    files = get("mnist").study_files({"studies": {"mnist": {"models": dict.fromkeys(seconds)}},
+                                      "seeds": [0, 1, 2]}, str(root))
+    for (model, seed), path in files.runs("metrics").items():
+        write_json(path, {"splits": {"test": {"accuracy": 0.990 + 0.001 * seed}}})
+        write_json(files.run("train_meta", model, seed), {
+            "train_seconds": seconds[model][seed],
+            "provenance": {"host": "vm", "device": "cpu"}})
+        net = build_model("mnist_cnn", {"batch_norm": model == "cnn_bn"}, 10, 1, 28).eval()
+        layers = Path(files.run("layers", model, seed))
+        layers.parent.mkdir(parents=True, exist_ok=True)
+        layer_table(net, torch.zeros(1, 1, 28, 28)).to_csv(layers, index=False)
+        share = {"to_target": 0.9, "control_to_target": 0.1, "images": 10}
+        write_json(files.run("lab_summary", model, seed), {
+            "fooling": {"threshold": 0.99, "reached": 1.0},
+            "targeted": {"beta": 6.5025, "hit_rate": 0.95},
+            "noise": {"in_sample": share, "held_out": {**share, "images": 1000}}})
+    return files
+
+
+def test_mnist_claims_counts_once_and_batch_norm_is_slower(tmp_path):
+    import pandas as pd
+
+    from cnnrepro.studies.mnist.claims import claims
+
+    files = _synthetic_mnist_run(tmp_path, {"cnn": [10.0, 11.0, 10.5],
+                                            "cnn_bn": [13.0, 14.5, 12.0]})
+    settings = cfg.load(cfg.ROOT / "config.yaml")["studies"]["mnist"]["claims"]
+    out = {"claims": str(tmp_path / "claims.csv"), "structure": str(tmp_path / "s.csv")}
+    claims(files=files, settings=settings, departures={}, preset="full", **out)
+    table = pd.read_csv(out["claims"]).set_index("claim_id")
+    assert table.loc["mnist.parameters", "n"] == 1 and table.loc["mnist.neurons", "n"] == 1
+    assert table.loc["mnist.parameters", "verdict"] == "holds"
+    assert table.loc["mnist.time", "verdict"] == "holds"
+    assert table.loc["mnist.time", "per_seed"] == "0:1.3;1:1.31818;2:1.14286"
+    assert table.loc["mnist.acc.cnn", "verdict"] == "holds"
+    # the same run timed on another machine: no verdict from that comparison
+    meta = json.loads(Path(files.run("train_meta", "cnn_bn", 1)).read_text())
+    meta["provenance"]["host"] = "other"
+    Path(files.run("train_meta", "cnn_bn", 1)).write_text(json.dumps(meta))
+    claims(files=files, settings=settings, departures={}, preset="full", **out)
+    assert pd.read_csv(out["claims"]).set_index("claim_id").loc["mnist.time",
+                                                                 "verdict"] == "inconclusive"

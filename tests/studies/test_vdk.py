@@ -1,8 +1,9 @@
-"""The vdk study's blur search (both protocols) and its stages' helpers."""
+"""The vdk study: its blur search (both protocols), its stages' helpers and its claims."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from cnnrepro.runtime import standardizer
@@ -50,3 +51,86 @@ def test_clean_blur_equals_brute_force(trained_mnist):
                     brute[i] = sigma
                     break
     np.testing.assert_array_equal(found, brute)
+
+
+# --------------------------------------------------------------------------- claims
+
+def _synthetic_vdk_run(root, full_accuracy: dict[str, float], seeds=(0, 1, 2)):
+    """The files the vdk claims read, for every model and seed, with chosen accuracies
+    (the rest plausible): a small stand-in for a finished run."""
+    import pandas as pd
+
+    from cnnrepro.io import write_csv, write_json
+    from cnnrepro.studies import get
+
+    files = get("vdk").study_files({"studies": {"vdk": {"models": dict.fromkeys(
+        full_accuracy)}}, "seeds": list(seeds)}, str(root))
+    macs = {"vdk_cnnet": 44_434_688, "baseline_cnn": 651_720, "vdk_novdk": 28_706_048,
+            "vdk_dilated": 44_041_472}
+    for (model, seed), path in files.runs("metrics").items():
+        acc = full_accuracy[model] + 0.002 * seed
+        write_json(path, {"splits": {"test": {"accuracy": acc}},
+                          "structure": {"parameters": 1, "macs": macs[model]},
+                          "latency": {"cpu": {"batch1_ms": 1.0}}})
+        write_json(files.run("fgsm", model, seed), {
+            "paper": {"score": 0.15 if model == "vdk_cnnet" else 0.18},
+            "clean": {"curve": [{"epsilon": 0.0, "accuracy": acc},
+                                {"epsilon": 0.03137255, "accuracy": 0.05}]}})
+        immune = 0.243 if model == "vdk_cnnet" else 0.159
+        write_json(files.run("blur_summary", model, seed),
+                   {"paper": {"immune": immune}, "clean": {"immune": immune + 0.01 * seed}})
+        write_csv(files.run("faithfulness", model, seed), pd.DataFrame(
+            [{"model": model, "seed": seed, "image": i, "method": "ig_smoothgrad_sq",
+              "deletion_auc": (0.2 if model == "vdk_cnnet" else 0.3) + 0.01 * (i + seed),
+              "insertion_auc": 0.5} for i in range(3)]))
+    return files
+
+
+def _vdk_claims(files, tmp_path, departures, preset):
+    import pandas as pd
+
+    from cnnrepro import config as cfg
+    from cnnrepro.studies.vdk.claims import claims
+
+    vdk = cfg.load(cfg.ROOT / "config.yaml")["studies"]["vdk"]
+    out = {n: str(tmp_path / f"{n}.csv") for n in ("claims", "paired", "faithfulness_summary",
+                                                   "cost")}
+    claims(files=files, settings=vdk["claims"], fgsm_settings=vdk["fgsm"],
+           departures=departures, preset=preset, **out)
+    return pd.read_csv(out["claims"]).set_index("claim_id")
+
+
+def test_vdk_claims_not_comparable_under_quick_and_judged_under_full(tmp_path):
+    from cnnrepro import config as cfg
+
+    files = _synthetic_vdk_run(tmp_path, {"vdk_cnnet": 0.726, "baseline_cnn": 0.60,
+                                          "vdk_novdk": 0.70, "vdk_dilated": 0.71})
+    quick = cfg.load(cfg.ROOT / "config.yaml", [cfg.ROOT / "config/presets/quick.yaml"])
+    under_quick = _vdk_claims(files, tmp_path, cfg.departures(quick, "vdk"), "quick")
+    trained = under_quick[~under_quick["deterministic"]]
+    assert (trained["verdict"] == "not comparable").all()
+    assert trained["reason"].str.startswith("preset quick: training.").all()
+    assert under_quick.loc["vdk.acc.vdk_cnnet", "reproduced_mean"] == pytest.approx(72.8)
+    # the cost claims are structural: judged under every preset, once
+    assert under_quick.loc["vdk.cost.baseline_cnn", "verdict"] == "does not hold"
+    assert under_quick.loc["vdk.cost.vdk_novdk", "verdict"] == "holds"
+    assert under_quick.loc["vdk.cost.vdk_novdk", "n"] == 1
+
+    full = _vdk_claims(files, tmp_path, {}, "full")
+    assert full.loc["vdk.acc.vdk_cnnet", "verdict"] == "holds"          # 72.8 vs 72.59
+    assert full.loc["vdk.acc.baseline_cnn", "verdict"] == "does not hold"  # 60.2 vs 63.62
+    assert full.loc["vdk.fig8.not_robust.vdk_cnnet", "verdict"] == "holds"
+    assert full.loc["vdk.acc.gain.baseline_cnn", "verdict"] == "holds"
+    assert full.loc["vdk.fig7.faithful", "verdict"] == "holds"
+    # the clean-protocol immune share is compared between models, not with Table 1
+    assert "vdk.tab1.vdk_cnnet.clean" not in full.index
+    assert {"vdk.tab1.vdk_cnnet.paper", "vdk.tab1.gain.clean"} <= set(full.index)
+    assert (full["reason"].isna()).all()
+
+
+def test_a_vdk_model_at_chance_is_not_called_not_robust(tmp_path):
+    files = _synthetic_vdk_run(tmp_path, {"vdk_cnnet": 0.10, "baseline_cnn": 0.10})
+    full = _vdk_claims(files, tmp_path, {}, "full")
+    for model in ("vdk_cnnet", "baseline_cnn"):
+        assert full.loc[f"vdk.fig8.not_robust.{model}", "reproduced_mean"] < 0.2
+        assert full.loc[f"vdk.fig8.not_robust.{model}", "verdict"] == "inconclusive"

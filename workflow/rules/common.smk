@@ -56,7 +56,9 @@ def final_targets(wildcards):
 
 def report_figures(ext):
     return [paths.figure(study, name, ext) for study in STUDIES
-            for name in studies.figures_for(study, config["studies"][study])]
+            for name in studies.figures_for(study, config["studies"][study])] + [
+        paths.figure(study, name, ext, seed) for study in STUDIES
+        for name, seed in studies.seed_figures(study, config)]
 
 
 def report_animations():

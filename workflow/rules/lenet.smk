@@ -134,6 +134,8 @@ rule claims_lenet:
         stage="claims",
         files=study_files("lenet"),
         settings=config["studies"]["lenet"]["claims"],
+        departures=cfg.departures(config, "lenet"),
+        preset=config["preset"],
         grid_seed=GRID["seed"] if GRID["enabled"] else None,
     log:
         paths.log("claims_lenet"),

@@ -44,6 +44,8 @@ rule claims_mnist:
         stage="claims",
         files=study_files("mnist"),
         settings=config["studies"]["mnist"]["claims"],
+        departures=cfg.departures(config, "mnist"),
+        preset=config["preset"],
     log:
         paths.log("claims_mnist"),
     benchmark:

@@ -1,5 +1,5 @@
-# The report: one job per figure (data files -> PNG + PDF), then the HTML site and the
-# LaTeX source, then the PDF where a TeX installation exists.
+# The report: one job per figure (data files -> PNG + PDF; a per-seed figure once more per
+# further seed), then the HTML site and the LaTeX source, then the PDF where TeX exists.
 
 
 rule figure:
@@ -34,6 +34,27 @@ rule figure:
         "../../envs/pipeline.yaml"
     script:
         "../scripts/render_figure.py"
+
+
+use rule figure as figure_seed with:
+    input:
+        lambda w: studies.figure_inputs(w.study, w.figure, config, int(w.seed)),
+    output:
+        png=report(
+            paths.figure(seed="{seed}"),
+            caption="../../report/figure_caption.rst",
+            category="{study}",
+            labels={"study": "{study}", "figure": "{figure}", "seed": "{seed}"},
+        ),
+        pdf=paths.figure(ext="pdf", seed="{seed}"),
+    wildcard_constraints:
+        study="|".join(STUDIES),
+        figure=r"[a-z0-9_]+",
+        seed=r"\d+",
+    log:
+        paths.log("figure", "{study}", "{figure}-seed{seed}"),
+    benchmark:
+        paths.benchmark("figure", "{study}", "{figure}-seed{seed}")
 
 
 rule render_report:

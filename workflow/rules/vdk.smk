@@ -79,6 +79,8 @@ rule claims_vdk:
         stage="claims",
         files=study_files("vdk"),
         settings=config["studies"]["vdk"]["claims"],
+        departures=cfg.departures(config, "vdk"),
+        preset=config["preset"],
         fgsm_settings=config["studies"]["vdk"]["fgsm"],
     log:
         paths.log("claims_vdk"),

@@ -5,4 +5,4 @@ with log_to(snakemake.log[0]):
     from cnnrepro.studies import render
 
     render(snakemake.wildcards.study, snakemake.wildcards.figure, snakemake.config,
-           snakemake.output.png, snakemake.output.pdf)
+           snakemake.output.png, snakemake.output.pdf, snakemake.wildcards.get("seed"))

@@ -7,6 +7,7 @@ one line in :data:`REGISTRY`, a ``workflow/rules/<study>.smk`` and its block in
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,9 +30,19 @@ def enabled(config: dict[str, Any]) -> list[Study]:
 
 
 def figures_for(name: str, study_config: dict | None = None) -> dict[str, Figure]:
-    """Every figure the report shows for a study (with its config: those that apply)."""
-    found = {**SHARED, **get(name).figures}
+    """Every figure the report shows for a study (with its config: those that apply); a
+    shared figure's caption gains the study's note on it."""
+    study = get(name)
+    found = {**SHARED, **study.figures}
+    found.update({n: replace(found[n], caption=f"{found[n].caption} {note}")
+                  for n, note in study.figure_notes.items()})
     return {n: f for n, f in found.items() if study_config is None or f.when(study_config)}
+
+
+def seed_figures(name: str, config: dict[str, Any]) -> list[tuple[str, int]]:
+    """(figure, seed) of every further seed's drawing of the study's per-seed figures."""
+    return [(n, seed) for n, f in figures_for(name, config["studies"][name]).items()
+            if f.per_seed for seed in config["seeds"][1:]]
 
 
 def stage(study: str, name: str) -> Callable[..., None]:
@@ -42,16 +53,21 @@ def stage(study: str, name: str) -> Callable[..., None]:
     return stages[name]
 
 
-def figure_inputs(study: str, name: str, config: dict[str, Any]) -> list[str]:
-    """The data files a figure reads, then the file of its drawing code."""
+def figure_inputs(study: str, name: str, config: dict[str, Any], seed: int | None = None
+                  ) -> list[str]:
+    """The data files a figure reads (``seed``: of that seed only), then the file of its
+    drawing code."""
     figure = figures_for(study)[name]
-    return get(study).study_files(config).paths(figure.inputs) + [str(figure.source)]
+    return (get(study).study_files(config, seed=seed).paths(figure.inputs)
+            + [str(figure.source)])
 
 
-def render(study: str, name: str, config: dict[str, Any], out_png: str, out_pdf: str) -> None:
-    """Draw one figure from the study's data files; PNG for HTML, PDF for LaTeX."""
+def render(study: str, name: str, config: dict[str, Any], out_png: str, out_pdf: str,
+           seed: int | None = None) -> None:
+    """Draw one figure from the study's data files (``seed``: from that seed's alone); PNG
+    for HTML, PDF for LaTeX."""
     figure = figures_for(study)[name]
-    files = get(study).study_files(config)
+    files = get(study).study_files(config, seed=seed)
     missing = [p for p in files.paths(figure.inputs) if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"figure {study}/{name} needs missing artifacts: {missing}")

@@ -1,4 +1,4 @@
-"""Study ``lenet``: the claims table (Table 2, confusion counts, AUC ranking, plateau, the
+"""Study ``lenet``: the claims table (Table 2, confusion rates, AUC ranking, plateau, the
 grid's picks against the original's winners) and the grid of every model in one table."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...claims import INCONCLUSIVE, ClaimTable, threshold_verdict
+from ...claims import INCONCLUSIVE, ClaimTable, threshold_verdict, training_keys
 from ...io import read_json, write_csv
 from ...paths import StudyFiles
 from .probes import CNN
@@ -22,13 +22,26 @@ PAPER_CONFUSION = {("cat", "dog"): {"cnn": 152, "ffnn": 200},
                    ("cat", "automobile"): {"cnn": 18, "ffnn": 20}}
 
 
+def confusion_rate(confusion: pd.DataFrame, true: str, pred: str) -> float:
+    """Test images of class ``true`` predicted as ``pred`` per 1,000 test images of ``true``:
+    the paper's counts come from CIFAR-10's 1,000 test images per class, so a count over a
+    smaller (or unbalanced) test set is comparable only as this rate."""
+    return 1000 * float(confusion.loc[true, pred]) / float(confusion.loc[true].sum())
+
+
 def claims(*, files: StudyFiles, settings: dict[str, Any], grid_seed: int | None,
-           claims: str, grid_summary: str, threads: int | None = None) -> None:
-    """Table 2, the confusion counts, the AUC ranking, the plateau and (``grid_seed`` not
+           claims: str, grid_summary: str, departures: dict[str, str] | None = None,
+           preset: str = "full", threads: int | None = None) -> None:
+    """Table 2, the confusion rates, the AUC ranking, the plateau and (``grid_seed`` not
     None: the grid ran) the grid's picks against the original's winners; ``grid_summary``
-    is the grid of every model in one table for the report."""
+    is the grid of every model in one table for the report. ``departures``/``preset``:
+    the run's departures from the full settings (dependent claims are not comparable)."""
     models, seeds = list(files.models), list(files.seeds)
-    table = ClaimTable(seeds)
+    table = ClaimTable(seeds, departures=departures, preset=preset)
+    # With the grid on, final training uses its pick: every trained number depends on it.
+    grid_keys = ("grid",) if grid_seed is not None else ()
+    trained = {m: training_keys(m) + grid_keys for m in models}
+    tested = {m: trained[m] + ("subset.test",) for m in models}
     metrics = {m: [read_json(p) for p in paths] for m, paths in files.by_model("metrics").items()}
     for (model, split), paper in PAPER_TABLE2.items():
         if model not in models:
@@ -36,15 +49,17 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], grid_seed: int | None
         for name, value in zip(("accuracy", "precision", "recall", "f1"), paper):
             table.numeric(f"lenet.tab2.{model}.{split}.{name}", f"{model} {split} {name}",
                           "paper", value, [r["splits"][split][name] for r in metrics[model]],
-                          settings["metric_abs"])
+                          settings["metric_abs"],
+                          depends_on=tested[model] if split == "test" else trained[model])
     confusions = files.by_model("confusion")
     for (true, pred), paper in PAPER_CONFUSION.items():
         for model in [m for m in paper if m in models]:
-            counts = [float(pd.read_csv(p, index_col=0).loc[true, pred])
-                      for p in confusions[model]]
+            rates = [confusion_rate(pd.read_csv(p, index_col=0), true, pred)
+                     for p in confusions[model]]
             table.numeric(f"lenet.fig13.{model}.{true}_{pred}", f"{model}: test images of "
-                          f"{true} predicted as {pred}", "paper", paper[model], counts,
-                          settings["count_rel"] * paper[model])
+                          f"{true} predicted as {pred}, per 1,000 {true} test images (paper: "
+                          f"{paper[model]} of CIFAR-10's 1,000)", "paper", paper[model], rates,
+                          settings["count_rel"] * paper[model], depends_on=tested[model])
     for model in models:
         aucs = pd.DataFrame([r["auc"] for r in metrics[model]])
         for which, cls, pick in (("easiest", "automobile", "idxmax"),
@@ -53,7 +68,7 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], grid_seed: int | None
             table.threshold(f"lenet.fig14.{model}.{which}", f"{model}: {cls} is the {which} "
                             f"class by AUC (1 = yes; seeds' picks: {', '.join(per_seed)})",
                             "paper", cls, [float(c == cls) for c in per_seed], 0.5,
-                            below=False)
+                            below=False, depends_on=tested[model])
     if CNN in models:
         after = settings["plateau_epoch"]
         gains = []
@@ -66,32 +81,35 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], grid_seed: int | None
             verdict, rule = INCONCLUSIVE, rule + f" (needs more than {after} epochs)"
         table.add("lenet.fig7.plateau", f"CNN test accuracy plateaus after epoch {after}: best "
                   "later gain (fraction)", "paper", f"plateau after ~{after}", gains, verdict,
-                  rule)
+                  rule, depends_on=tested[CNN])
     grids = ([pd.read_csv(files.file("grid_table", model=m)) for m in models]
              if grid_seed is not None else [])
     write_csv(grid_summary, pd.concat(grids) if grids else pd.DataFrame(
         {"note": ["grid search disabled (studies.lenet.grid.enabled)"]}))
     if grid_seed is not None:
-        for model, points in zip(models, grids):
+        # The picks depend on the grid's points, epochs, hold-out, subset and seed (not on
+        # which pick final training uses) and on the training settings the grid keeps
+        # (grid.grid_spec: its own lr, weight decay, epochs and hold-out replace the rest).
+        grid_run = tuple(f"grid.{k}" for k in ("lr", "weight_decay", "epochs",
+                                               "holdout_fraction", "train_subset", "seed")) + (
+            "training.optimizer", "training.batch_size", "training.momentum", "subset.train",
+            "normalize", "dataset")
+        # A shrunken grid (a preset) may not contain the original's winner at all: its
+        # departing grid keys make these claims not comparable.
+        for model in models:
             pick = read_json(files.file("selection", model=model))
             winner = PAPER_WINNERS[model]
-            # A shrunken grid (a preset) may not contain the original's winner at all:
-            # then "not picked" says nothing about the claim.
-            on_grid = bool((np.isclose(points["lr"], winner["lr"], rtol=0.01)
-                            & np.isclose(points["weight_decay"], winner["weight_decay"],
-                                         rtol=0.01)).any())
             for protocol in ("paper", "clean"):
                 chosen = pick[protocol]
                 same = [float(np.isclose(chosen["lr"], winner["lr"], rtol=0.01)
                               and np.isclose(chosen["weight_decay"], winner["weight_decay"],
                                              rtol=0.01))]
-                verdict, rule = threshold_verdict(same, 0.5, below=False)
-                if not on_grid:
-                    verdict = INCONCLUSIVE
-                    rule += "; inconclusive when the original's winner is not a grid point"
-                table.add(f"lenet.grid.{model}.{protocol}", f"{model}: the grid's {protocol} "
-                          f"pick (by {chosen['by']}) is the original's winner (1 = yes; ours: "
-                          f"lr {chosen['lr']:.4g}, weight decay {chosen['weight_decay']:.4g})",
-                          protocol, f"lr {winner['lr']:g}, wd {winner['weight_decay']:g}", same,
-                          verdict, rule, seeds=[grid_seed])
+                table.threshold(f"lenet.grid.{model}.{protocol}", f"{model}: the grid's "
+                                f"{protocol} pick (by {chosen['by']}) is the original's winner "
+                                f"(1 = yes; ours: lr {chosen['lr']:.4g}, weight decay "
+                                f"{chosen['weight_decay']:.4g})", protocol,
+                                f"lr {winner['lr']:g}, wd {winner['weight_decay']:g}", same, 0.5,
+                                below=False, seeds=[grid_seed],
+                                depends_on=grid_run + (f"models.{model}.arch",
+                                                       f"models.{model}.options"))
     write_csv(claims, table.frame())

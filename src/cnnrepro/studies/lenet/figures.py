@@ -31,8 +31,9 @@ def lenet_samples(files: StudyFiles) -> plt.Figure:
     return fig
 
 
-@FIGURES.register("Covariance matrix of flattened training images (3072 = 3 channels x 32 x "
-                  "32 pixels; channel blocks marked).", "lenet.cov", ("data_probe",))
+@FIGURES.register("Covariance matrix of a class-balanced random sample of flattened training "
+                  "images (3072 = 3 channels x 32 x 32 pixels; channel blocks marked).",
+                  "lenet.cov", ("data_probe",))
 def lenet_covariance(files: StudyFiles) -> plt.Figure:
     data = np.load(files.file("data_probe"))
     cov = data["covariance"]
@@ -46,7 +47,8 @@ def lenet_covariance(files: StudyFiles) -> plt.Figure:
     ax.set_xticks([block / 2, 1.5 * block, 2.5 * block], ["R", "G", "B"])
     ax.set_yticks([block / 2, 1.5 * block, 2.5 * block], ["R", "G", "B"])
     fig.colorbar(image, ax=ax, label="covariance (pixel values in [0, 1])")
-    ax.set_title(f"Covariance of {int(data['n_images'])} flattened training images "
+    ax.set_title(f"Covariance of {int(data['n_images'])} flattened training images, "
+                 f"{len(np.unique(data['covariance_labels']))} classes balanced "
                  f"({cov.shape[0]}x{cov.shape[1]}; channel blocks marked)")
     return fig
 
@@ -54,7 +56,10 @@ def lenet_covariance(files: StudyFiles) -> plt.Figure:
 @FIGURES.register(
     "Grid search over Adam's learning rate and weight decay: accuracy after the grid's epochs "
     "on the validation split (clean pick, square) and on the test set (paper pick, circle, as "
-    "the original).", "lenet.grid", ("grid_table", "selection"),
+    "the original). Quirks of the original's grid: its CNN grid used 3x3 kernels (padding 1), "
+    "not the final 5x5, and its FFNN grid reused one model across all points (each point went "
+    "on from the previous point's weights); every point here starts from fresh weights.",
+    "lenet.grid", ("grid_table", "selection"),
     when=lambda study: study["grid"]["enabled"])
 def lenet_grid(files: StudyFiles) -> plt.Figure:
     models = files.models

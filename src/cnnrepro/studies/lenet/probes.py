@@ -1,9 +1,9 @@
 """Study ``lenet``: probes of the data and of the CNN's per-epoch snapshots, and the GIF.
 
-``data_probe``: sample images per class and the covariance matrix of flattened training
-images; ``evolution``: one conv1 kernel and its feature map, ReLU and max-pool output on
-the followed training image (the peacock) at every shown epoch; ``animate``: those maps as
-an animated GIF.
+``data_probe``: sample images per class and the covariance matrix of a class-balanced
+random sample of flattened training images; ``evolution``: one conv1 kernel and its feature
+map, ReLU and max-pool output on the followed training image (the peacock) at every shown
+epoch; ``animate``: those maps as an animated GIF.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ...datasets import load_split
+from ...datasets import load_split, per_class_subset
 from ...io import atomic_path, write_npz
 from ...models import build_model
 from ...runtime import normalizer
@@ -29,17 +29,27 @@ def covariance(images: np.ndarray) -> np.ndarray:
     return np.cov(flat, rowvar=False).astype(np.float32)
 
 
+def covariance_sample(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``n`` random training images, balanced over classes. The original took
+    the first 6,000 of CIFAR-10's official (mixed) order; the prepared arrays are sorted by
+    class, where the first 6,000 would be 5,000 airplanes and 1,000 automobiles."""
+    order = rng.permutation(len(labels))
+    return np.sort(order[per_class_subset(labels[order], n)])
+
+
 def probe_data(*, data: dict[str, str], settings: dict[str, Any], seed: int, data_probe: str,
                threads: int | None = None) -> None:
-    """Random training images per class and the covariance matrix of the first N images."""
+    """Random training images per class and the covariance matrix of a class-balanced
+    random sample of N training images."""
     train = load_split(data["train"])
     images, labels = train.images.numpy(), train.labels.numpy()
     rng = np.random.default_rng(seed)
     samples = np.stack([rng.choice(np.flatnonzero(labels == c), settings["samples_per_class"],
                                    replace=False) for c in range(len(train.classes))])
+    sample = covariance_sample(labels, settings["covariance_images"], rng)
     write_npz(data_probe, samples=images[samples], classes=np.asarray(train.classes),
-              covariance=covariance(images[:settings["covariance_images"]]),
-              n_images=np.asarray(min(len(images), settings["covariance_images"])))
+              covariance=covariance(images[sample]), covariance_indices=sample,
+              covariance_labels=labels[sample], n_images=np.asarray(len(sample)))
 
 
 def follow_kernel(*, spec: dict[str, Any], snapshots: str, data: dict[str, str],

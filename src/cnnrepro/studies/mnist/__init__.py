@@ -12,6 +12,15 @@ from ...study import Study, Table
 from . import claims, lab
 from .figures import FIGURES
 
+def check_config(study: dict, config: dict) -> None:
+    from ...config import ConfigError
+
+    targeted = study["lab"]["targeted"]
+    if targeted["beta"] not in targeted["betas"]:
+        raise ConfigError(f"config key studies.mnist.lab.targeted.beta: {targeted['beta']} is "
+                          "not in studies.mnist.lab.targeted.betas")
+
+
 STUDY = Study(
     name="mnist",
     run_files={"lab": "lab/lab.npz", "lab_summary": "lab/lab.json"},
@@ -24,4 +33,5 @@ STUDY = Study(
                   "claims."),),
     has_claims=True,
     schema=Path(__file__).with_name("schema.yaml"),
+    check_config=check_config,
 )

@@ -90,6 +90,43 @@ def learn_noise(model: nn.Module, images: torch.Tensor, target: int, step: float
     return noise.detach()
 
 
+def noise_probe(model: nn.Module, x01: torch.Tensor, learn: torch.Tensor, held_out: torch.Tensor,
+                n_classes: int, step: float, iterations: int, gen: torch.Generator
+                ) -> dict[str, Any]:
+    """One noise per class learned on the images ``learn``, a same-norm Gaussian control per
+    noise, and the share of predictions each sends to its class: on the learning images
+    (in-sample, as the assignment shows them) and on the ``held_out`` images, which the
+    noise never saw (the claim's measure: does the noise generalise?)."""
+    if np.intersect1d(learn.cpu().numpy(), held_out.cpu().numpy()).size:
+        raise ValueError("held-out images must be disjoint from the noise's learning images")
+    noises = torch.cat([learn_noise(model, x01[learn], t, step, iterations)
+                        for t in range(n_classes)])
+    controls = torch.randn(noises.shape, generator=gen).to(noises.device)
+    controls *= noises.flatten(1).norm(dim=1).view(-1, 1, 1, 1) / controls.flatten(1).norm(
+        dim=1).view(-1, 1, 1, 1)
+    targets = torch.arange(n_classes, device=noises.device).view(-1, 1)
+
+    def predict(added: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.stack([model(x01[images] + n).argmax(1) for n in added])
+
+    out: dict[str, Any] = {"noise": noises}
+    for name, images in (("in_sample", learn), ("held_out", held_out)):
+        pred, control = predict(noises, images), predict(controls, images)
+        out[name] = {"images": int(len(images)),
+                     "to_target": (pred == targets).float().mean().item(),
+                     "control_to_target": (control == targets).float().mean().item(),
+                     "pred": pred, "control_pred": control}
+    return out
+
+
+def targeted_pairs(n_sources: int, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source class, target class) of every targeted pair: each source class goes to every
+    other class (a target equal to the source's class tests nothing)."""
+    pairs = [(s, t) for s in range(n_sources) for t in range(n_classes) if t != s]
+    return torch.tensor([s for s, _ in pairs]), torch.tensor([t for _, t in pairs])
+
+
 def lab_probes(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
                settings: dict[str, Any], lab: str, lab_summary: str,
                threads: int | None = None) -> None:
@@ -126,24 +163,28 @@ def lab_probes(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str,
 
     tg = settings["targeted"]
     sources = torch.stack([torch.nonzero(labels == c)[0, 0] for c in range(tg["sources"])])
-    src = x01[sources].repeat_interleave(n_classes, 0)
-    pair_targets = targets.repeat(tg["sources"])
-    targeted = ascend(model, src, pair_targets, tg["step"], tg["iterations"], tg["threshold"],
-                      source=src, beta=tg["beta"])
-    targeted_mse = ((targeted["images"] - src) ** 2).flatten(1).mean(1)
+    pair_sources, pair_targets = targeted_pairs(tg["sources"], n_classes)
+    src = x01[sources[pair_sources.to(device)]]
+    pair_targets = pair_targets.to(device)
+    sweep, targeted = [], None
+    for beta in tg["betas"]:  # the MSE weight's trade-off: distance to the source vs success
+        run = ascend(model, src, pair_targets, tg["step"], tg["iterations"], tg["threshold"],
+                     source=src, beta=beta)
+        mse = ((run["images"] - src) ** 2).flatten(1).mean(1)
+        sweep.append({"beta": beta, "hit_rate": float((run["final_probs"].argmax(1)
+                                                       == pair_targets).float().mean()),
+                      "mean_mse": float(mse.mean()), "median_mse": float(mse.median()),
+                      "mean_target_probability": float(
+                          run["final_probs"][torch.arange(len(pair_targets)),
+                                             pair_targets].mean())})
+        if beta == tg["beta"]:
+            targeted, targeted_mse = run, mse
 
     nz = settings["noise"]
-    fixed = pick(nz["images"])
-    noises = torch.cat([learn_noise(model, x01[fixed], t, nz["step"], nz["iterations"])
-                        for t in range(n_classes)])
-    controls = torch.randn(noises.shape, generator=gen).to(device)
-    controls *= noises.flatten(1).norm(dim=1).view(-1, 1, 1, 1) / controls.flatten(1).norm(
-        dim=1).view(-1, 1, 1, 1)
-    with torch.no_grad():
-        noisy_pred = torch.stack([model(x01[fixed] + n).argmax(1) for n in noises])
-        control_pred = torch.stack([model(x01[fixed] + n).argmax(1) for n in controls])
-    to_target = (noisy_pred == targets.view(-1, 1)).float().mean().item()
-    control_to_target = (control_pred == targets.view(-1, 1)).float().mean().item()
+    # one permutation: the learning images and the held-out images never overlap
+    order = torch.randperm(len(labels), generator=gen).to(device)
+    fixed, held = order[:nz["images"]], order[nz["images"]:nz["images"] + nz["held_out"]]
+    noise = noise_probe(model, x01, fixed, held, n_classes, nz["step"], nz["iterations"], gen)
 
     cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
     write_npz(lab, classes=np.asarray(test.classes),
@@ -156,10 +197,14 @@ def lab_probes(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str,
               fool_prob=cpu(fooled["prob"]), fool_stopped=cpu(fooled["stopped"]),
               fool_final=cpu(fooled["final_probs"]),
               targeted_sources=cpu(x01[sources]), targeted_source_labels=cpu(labels[sources]),
+              targeted_pair_sources=cpu(pair_sources),
               targeted_images=cpu(targeted["images"]), targeted_targets=cpu(pair_targets),
               targeted_probs=cpu(targeted["final_probs"]), targeted_mse=cpu(targeted_mse),
-              noise=cpu(noises), noise_images=cpu(x01[fixed]), noise_labels=cpu(labels[fixed]),
-              noise_pred=cpu(noisy_pred), control_pred=cpu(control_pred))
+              noise=cpu(noise["noise"]), noise_indices=cpu(fixed), noise_images=cpu(x01[fixed]),
+              noise_labels=cpu(labels[fixed]), noise_pred=cpu(noise["in_sample"]["pred"]),
+              control_pred=cpu(noise["in_sample"]["control_pred"]),
+              noise_held_out_indices=cpu(held),
+              noise_held_out_pred=cpu(noise["held_out"]["pred"]))
     fool_p = fooled["final_probs"][targets, targets]
     targeted_hit = targeted["final_probs"].argmax(1) == pair_targets
     write_json(lab_summary, {
@@ -170,6 +215,7 @@ def lab_probes(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str,
                     "iterations": cpu(fooled["stopped"]).tolist()},
         "targeted": {"beta": tg["beta"], "pairs": int(len(pair_targets)),
                      "hit_rate": float(targeted_hit.float().mean()),
-                     "mean_mse": float(targeted_mse.mean())},
-        "noise": {"to_target": to_target, "control_to_target": control_to_target},
+                     "mean_mse": float(targeted_mse.mean()), "beta_sweep": sweep},
+        "noise": {k: {m: v for m, v in noise[k].items() if not m.endswith("pred")}
+                  for k in ("in_sample", "held_out")},
         "provenance": stamp(spec, seed, device)})

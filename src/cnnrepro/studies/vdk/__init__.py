@@ -32,8 +32,13 @@ STUDY = Study(
     stages={"explain": stages.explain, "fgsm": stages.fgsm, "blur": stages.blur_search,
             "claims": claims.claims},
     figures=FIGURES,
+    figure_notes={"confusion_matrices": "The original's Fig. 6 is transposed: it was drawn from "
+                  "scikit-learn's confusion_matrix(y_pred, y_true), so its rows are the "
+                  "predicted classes and its columns the true ones; here rows are true."},
     tables=(Table("cost", "Parameters, multiply-accumulates (MACs) and CPU inference latency "
-                  "per image batch (vdk.cost; the paper claims a low computational burden)."),
+                  "per image batch (vdk.cost; the paper claims a low computational burden: "
+                  "VDK CNNet's MACs are judged against the Baseline's and against its own "
+                  "without the VDK branches)."),
             Table("paired", "Paired comparisons over seeds (one-sided t-test on per-seed "
                   "differences; p is empty when n < 2)."),
             Table("faithfulness_summary", "Deletion and insertion AUC per model and "
