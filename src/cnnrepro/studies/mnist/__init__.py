@@ -12,6 +12,21 @@ from ...study import Study, Table
 from . import claims, lab
 from .figures import FIGURES
 
+def check_config(study: dict, config: dict) -> None:
+    """The lab's probes fit the test images and the image size."""
+    from ...config import ConfigError, check_counts
+    from ...datasets import input_shape
+
+    lab = study["lab"]
+    size = input_shape(config, study["dataset"])[1]
+    if lab["occlusion"]["patch"] > size:
+        raise ConfigError(f"config key studies.mnist.lab.occlusion.patch: {lab['occlusion']['patch']}"
+                          f" pixels is larger than the {size}x{size} images")
+    check_counts(config, "mnist", "test", {"lab.prediction_images": lab["prediction_images"],
+                                           "lab.occlusion.images": lab["occlusion"]["images"],
+                                           "lab.noise.images": lab["noise"]["images"]})
+
+
 STUDY = Study(
     name="mnist",
     run_files={"lab": "lab/lab.npz", "lab_summary": "lab/lab.json"},
@@ -24,4 +39,5 @@ STUDY = Study(
                   "claims."),),
     has_claims=True,
     schema=Path(__file__).with_name("schema.yaml"),
+    check_config=check_config,
 )
