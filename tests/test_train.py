@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from cnnrepro.logs import log_to
 from cnnrepro.train import CheckpointError, load_study_splits, load_trained, train
 from cnnrepro.studies.lenet.probes import follow_kernel
 
@@ -59,8 +60,10 @@ def test_killed_run_resumes_to_the_uninterrupted_result(mnist_spec, mnist_data, 
     assert (out / "work" / "checkpoint.pt").exists()
     assert not (out / "model.pt").exists() and not (out / "history.csv").exists()
 
-    meta, hist, w = run(mnist_spec, 0, mnist_data, out)
+    with log_to(tmp_path / "resume.log"):  # as the train_model adapter runs it
+        meta, hist, w = run(mnist_spec, 0, mnist_data, out)
     assert meta["resumed_from_epoch"] == 1
+    assert (tmp_path / "resume.log").read_text().count("resuming mnist/cnn seed 0 from epoch 1") == 1
     assert same_weights(w, w_full)
     pd.testing.assert_frame_equal(hist[METRICS], hist_full[METRICS])
     snaps = sorted(p.name for p in (out / "snapshots").iterdir())
