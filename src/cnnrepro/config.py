@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -221,7 +222,9 @@ def sources_line(config: dict[str, Any], files: list[str | Path]) -> str:
     """The start-up line naming the config files in force (in merge order) and the preset
     they make, with a warning when overlays came without a preset (Snakemake keeps only
     the last ``--configfile`` flag: a preset given by an earlier flag is silently gone)."""
-    line = f"cnnrepro: settings from {' + '.join(map(str, files))}: preset '{config['preset']}'"
+    shown = [os.path.relpath(f) if not os.path.relpath(f).startswith("..") else str(f)
+             for f in files]  # Snakemake makes the given paths absolute
+    line = f"cnnrepro: settings from {' + '.join(shown)}: preset '{config['preset']}'"
     if config["preset"] == "full" and any(Path(f).resolve() != ROOT / "config.yaml"
                                           for f in files):
         line += ("\n  No preset among these files: the full, GPU-scale settings. Snakemake keeps "

@@ -28,8 +28,7 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-PRESETS = ROOT / "config" / "presets"
+PRESETS = Path("config") / "presets"  # ./repro runs in the project folder
 LOCKS = Path(".snakemake") / "locks"
 OWNER = LOCKS / "cnnrepro.owner"  # Snakemake reads only <n>.{input,output}.lock there
 
@@ -101,7 +100,7 @@ def compose(argv: list[str]) -> tuple[list[str], list[Path]]:
                 raise ConfigFileError("--preset given twice: one preset, then overlays")
             name = inline or (argv[i + 1] if i + 1 < len(argv) else "")
             i += 1 if inline else 2
-            preset = Path(os.path.relpath(PRESETS / f"{name}.yaml"))
+            preset = PRESETS / f"{name}.yaml"
             if not preset.is_file():
                 raise ConfigFileError(f"--preset {name!r}: no such preset; the presets are "
                                       f"{', '.join(presets())} (config/presets/)")
