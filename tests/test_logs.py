@@ -45,31 +45,53 @@ def _running(pid: int) -> bool:
         return False
 
 
-def test_a_job_stops_when_the_process_that_started_it_is_killed(tmp_path):
-    # scheduler (a stand-in for Snakemake) -> job (an adapter: log_to around endless work)
+def _job_under(tmp_path: Path, scheduler_body: str) -> tuple[subprocess.Popen, int, Path]:
+    """A stand-in Snakemake (``scheduler_body`` starts ``JOB``, an adapter: log_to around
+    endless work); returns it, the job's pid and the job's log once the job is working."""
     log = tmp_path / "job.log"
     job = (f"import time\nfrom cnnrepro.logs import log_to\nwith log_to({str(log)!r}):\n"
            f"    print('working', flush=True)\n    while True:\n        time.sleep(0.05)\n")
-    scheduler = ("import subprocess, sys\n"
-                 f"child = subprocess.Popen([sys.executable, '-c', {job!r}])\n"
-                 "print(child.pid, flush=True)\nchild.wait()\n")
+    scheduler = f"import os, subprocess, sys\nJOB = {job!r}\n" + scheduler_body
     # started as from a background shell: SIGINT ignored, so only the watchdog can stop it
     proc = subprocess.Popen([sys.executable, "-c", scheduler], stdout=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     job_pid = int(proc.stdout.readline())
-    for _ in range(600):  # the job has entered log_to
+    for _ in range(600):
         if log.is_file() and "working" in log.read_text():
             break
         time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    return proc, job_pid, log
+
+
+def _stops(job_pid: int) -> bool:
     for _ in range(600):  # generous: the watchdog looks every 2 s
         if not _running(job_pid):
-            break
+            return True
         time.sleep(0.1)
-    else:
-        os.kill(job_pid, signal.SIGKILL)
-        pytest.fail("the orphaned job kept running")
+    os.kill(job_pid, signal.SIGKILL)
+    return False
+
+
+def test_a_job_stops_when_the_process_that_started_it_is_killed(tmp_path):
+    proc, job_pid, log = _job_under(tmp_path, (
+        "child = subprocess.Popen([sys.executable, '-c', JOB])\n"
+        "print(child.pid, flush=True)\nchild.wait()\n"))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _stops(job_pid), "the orphaned job kept running"
     text = log.read_text()
-    assert f"the Snakemake process (pid {proc.pid}) that started this job is gone" in text
+    assert f"the Snakemake process that started this job is gone (parent pid {proc.pid})" in text
     assert "Orphaned" in text and "Traceback" in text  # raised in the main thread: cleanups ran
+
+
+def test_a_job_behind_a_shell_stops_when_its_snakemake_is_killed(tmp_path):
+    # as with conda: Snakemake -> shell -> job; the shell outlives Snakemake
+    proc, job_pid, log = _job_under(tmp_path, (
+        "from cnnrepro.launch import mark_scheduler\nmark_scheduler()\n"
+        "shell = subprocess.Popen(['sh', '-c', f'{sys.executable} -c \"$JOB\" & echo $!; wait'],"
+        " env={**os.environ, 'JOB': JOB}, stdout=subprocess.PIPE, text=True)\n"
+        "print(shell.stdout.readline().strip(), flush=True)\nshell.wait()\n"))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _stops(job_pid), "the job behind the shell kept running"
+    assert "Orphaned" in log.read_text()

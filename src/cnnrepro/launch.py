@@ -11,7 +11,9 @@
   overlay.yaml``, the preset first.
 * A lock left by a Snakemake run that died (``kill -9``, a lost node) is spotted through
   the owner record the workflow writes beside Snakemake's locks, and the command that
-  clears it is printed instead of Snakemake's generic "cannot be locked".
+  clears it is printed instead of Snakemake's generic "cannot be locked". A local
+  Snakemake also names itself to its jobs (:func:`mark_scheduler`), whose watchdog
+  (:mod:`cnnrepro.logs`) stops them when it is gone.
 
 This module imports no torch: it runs before every ``./repro run``.
 """
@@ -31,6 +33,7 @@ import yaml
 PRESETS = Path("config") / "presets"  # ./repro runs in the project folder
 LOCKS = Path(".snakemake") / "locks"
 OWNER = LOCKS / "cnnrepro.owner"  # Snakemake reads only <n>.{input,output}.lock there
+SCHEDULER_ENV = "CNNREPRO_SCHEDULER"  # the local Snakemake that runs this job
 
 
 class ConfigFileError(ValueError):
@@ -150,15 +153,38 @@ def _alive(pid: int, start: int | None) -> bool:
     return True
 
 
+def _this_process() -> dict[str, Any]:
+    pid = os.getpid()
+    return {"pid": pid, "host": socket.gethostname(), "start": _start_ticks(pid)}
+
+
+def _gone(owner: dict[str, Any]) -> bool:
+    """Whether a recorded process is known to be gone (only on its own host)."""
+    return owner.get("host") == socket.gethostname() and not _alive(owner["pid"],
+                                                                    owner.get("start"))
+
+
 def record_owner(workdir: str | os.PathLike = ".") -> None:
     """Write which process holds this folder's Snakemake lock (called from ``onstart``:
     the main Snakemake process, lock held). Snakemake removes the whole lock folder,
     this record included, when it unlocks."""
     path = Path(workdir) / OWNER
     path.parent.mkdir(parents=True, exist_ok=True)
-    pid = os.getpid()
-    path.write_text(json.dumps({"pid": pid, "host": socket.gethostname(),
-                                "start": _start_ticks(pid)}) + "\n")
+    path.write_text(json.dumps(_this_process()) + "\n")
+
+
+def mark_scheduler() -> None:
+    """Name this process (a local Snakemake) in the environment its jobs inherit, so a job
+    whose direct parent is a shell (conda activation) still sees it die."""
+    os.environ[SCHEDULER_ENV] = json.dumps(_this_process())
+
+
+def scheduler_gone() -> bool:
+    """Whether the local Snakemake named by :func:`mark_scheduler` is gone."""
+    try:
+        return _gone(json.loads(os.environ[SCHEDULER_ENV]))
+    except (KeyError, ValueError, TypeError):
+        return False
 
 
 def stale_lock(workdir: str | os.PathLike = ".") -> str | None:
@@ -171,7 +197,7 @@ def stale_lock(workdir: str | os.PathLike = ".") -> str | None:
         owner = json.loads((Path(workdir) / OWNER).read_text())
     except (OSError, ValueError):
         return None
-    if owner.get("host") != socket.gethostname() or _alive(owner["pid"], owner.get("start")):
+    if not _gone(owner):
         return None
     return (f"repro: this folder is locked by a Snakemake run that is gone (pid {owner['pid']} "
             f"on {owner['host']} no longer runs: killed or crashed). Clear its stale lock, "

@@ -4,8 +4,9 @@ stop the job when the Snakemake process that started it is gone.
 A local Snakemake runs each job as its child. Killed with ``kill -9`` it cannot stop
 them, and an orphaned training job would go on writing its checkpoint and outputs beside
 the job the next run starts. So while a job runs, a watchdog thread looks every few
-seconds whether its parent changed (an orphan is re-parented to init or a subreaper); if
-so it raises :class:`Orphaned` in the main thread (through a private signal, as SIGINT
+seconds whether its parent changed (an orphan is re-parented to init or a subreaper) or
+the Snakemake named in its environment is gone (for a job started through a shell, as
+with conda: ``launch.mark_scheduler``); if so it raises :class:`Orphaned` in the main thread (through a private signal, as SIGINT
 may be ignored: jobs started from a background shell inherit that), so ``finally``
 blocks and atomic writers clean up, the log says why, and the checkpoint of the last
 finished epoch stays for the next run to resume from. On a cluster a job's parent is the
@@ -38,18 +39,20 @@ class Orphaned(BaseException):
 @contextlib.contextmanager
 def stop_when_orphaned(interval: float = WATCH_SECONDS) -> Iterator[None]:
     """Raise :class:`Orphaned` in the main thread if this process's parent goes away."""
+    from .launch import scheduler_gone
+
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers live in the main thread only
         return
     parent, done = os.getppid(), threading.Event()
 
     def stop(signum, frame):
-        raise Orphaned(f"the Snakemake process (pid {parent}) that started this job is gone: "
-                       f"stopping this job (a rerun resumes from its last checkpoint)")
+        raise Orphaned(f"the Snakemake process that started this job is gone (parent pid "
+                       f"{parent}): stopping this job (a rerun resumes from its last checkpoint)")
 
     def watch() -> None:
         while not done.wait(interval):
-            if os.getppid() != parent:
+            if os.getppid() != parent or scheduler_gone():
                 _thread.interrupt_main(STOP_SIGNAL)
                 if not done.wait(GRACE_SECONDS):  # the main thread is stuck in C code
                     os._exit(1)

@@ -99,3 +99,5 @@ def check_sources():
 
 if workflow.is_main_process:
     check_sources()
+    if workflow.local_exec:
+        launch.mark_scheduler()  # local jobs stop when this process dies (cnnrepro.logs)
