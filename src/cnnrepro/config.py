@@ -141,30 +141,30 @@ def _check_run(config: dict[str, Any], spec: dict[str, Any], where: str,
         check_images(config, f"{where}.subset.{split}", n, spec["dataset"], split, mirror)
 
 
+def _at_most(key: str, n: int | None, have: int | None, of: str, hint: str = "") -> None:
+    """More images asked than there are is an error, not silently all of them."""
+    if n is not None and have is not None and n > have:
+        raise ConfigError(f"config key {key}: {n} images asked, but {of} has {have}{hint}")
+
+
 def check_images(config: dict[str, Any], key: str, n: int | None, dataset: str, split: str,
                  mirror: Path | None = None) -> None:
-    """``n`` images of a split asked for under ``key``: more than the split holds is an
-    error (not silently all of it). Sizes that depend on the source are checked only
-    with the ``mirror`` at hand."""
+    """``n`` images of a dataset's split asked for under ``key``. Sizes that depend on the
+    source (Caltech's) are checked only with the ``mirror`` at hand."""
     from .datasets import split_sizes
-    size = (split_sizes(config, dataset, mirror) or {}).get(split)
-    if n is not None and size is not None and n > size:
-        raise ConfigError(f"config key {key}: {n} images asked, but {dataset}'s {split} split "
-                          f"has {size} (null keeps them all)")
+    _at_most(key, n, (split_sizes(config, dataset, mirror) or {}).get(split),
+             f"{dataset}'s {split} split", " (null keeps them all)")
 
 
 def check_counts(config: dict[str, Any], study: str, split: str,
                  counts: dict[str, int | None]) -> None:
     """Images a study's analyses take from one of its splits (its subset applied), by
-    config key relative to the study: more than the split holds is an error (a stage
-    would silently use fewer)."""
+    config key relative to the study (a stage would silently use fewer)."""
     from .datasets import split_sizes
     block = config["studies"][study]
     have = block["subset"].get(split) or (split_sizes(config, block["dataset"]) or {}).get(split)
     for key, n in counts.items():
-        if n is not None and have is not None and n > have:
-            raise ConfigError(f"config key studies.{study}.{key}: {n} images asked, but the "
-                              f"study's {split} split has {have}")
+        _at_most(f"studies.{study}.{key}", n, have, f"the study's {split} split")
 
 
 def check_data(config: dict[str, Any], mirror: Path | None) -> None:

@@ -126,9 +126,9 @@ def split_sizes(config: dict[str, Any], name: str, mirror: Path | None = None
     spec = SPECS[name]
     if spec.config_key is None:
         return dict(zip(("train", "test"), spec.full_sizes))
-    if mirror is None:
+    counts = _caltech_mirror_counts(mirror) if mirror is not None else None
+    if counts is None:
         return None
-    counts = _caltech_mirror_counts(mirror)
     opts = options(config, name)
     sizes = {"train": 0, "val": 0, "test": 0}
     for cls in opts["classes"]:
@@ -155,8 +155,10 @@ def check_source(config: dict[str, Any], names: list[str], mirror: Path | None) 
     """Problems only the data source can show: Caltech classes the mirror does not have."""
     problems = []
     for name in names:
-        if SPECS[name].config_key == "caltech" and mirror is not None:
-            have = _caltech_mirror_counts(mirror)
+        if SPECS[name].config_key != "caltech" or mirror is None:
+            continue
+        have = _caltech_mirror_counts(mirror)
+        if have is not None:
             absent = [c for c in options(config, name)["classes"] if c not in have]
             if absent:
                 problems.append(f"data.caltech.classes: {absent} are not in the mirror's "
@@ -372,11 +374,15 @@ def caltech_split_indices(labels: np.ndarray, ratios: dict[str, float], seed: in
 
 
 @functools.lru_cache(maxsize=4)
-def _caltech_mirror_counts(mirror: Path) -> dict[str, int]:
-    """Images per class in the mirror's Caltech archive (its listing: nothing decoded)."""
+def _caltech_mirror_counts(mirror: Path) -> dict[str, int] | None:
+    """Images per class in the mirror's Caltech archive (its listing: nothing decoded);
+    None if it cannot be read (the mirror check before any job names the file)."""
     counts: dict[str, int] = {}
-    for match, _ in _tar_members(mirror / CALTECH_MIRROR_ARCHIVE, CALTECH_MIRROR_IMAGE):
-        counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+    try:
+        for match, _ in _tar_members(mirror / CALTECH_MIRROR_ARCHIVE, CALTECH_MIRROR_IMAGE):
+            counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+    except (OSError, tarfile.TarError, EOFError):
+        return None
     return counts
 
 
