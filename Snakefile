@@ -22,6 +22,7 @@ include: "workflow/rules/report.smk"
 
 
 onstart:
+    launch.record_owner()  # lets ./repro tell a stale lock after a crash
     verify_inputs(config)
     announce(config)
 

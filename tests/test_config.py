@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import socket
 
 import pytest
 import yaml
 
+from bad_overlays import SCHEMA_AND_SEMANTICS, SOURCE_LEVEL, YAML_LEVEL, params
 from cnnrepro import config as cfg
+from cnnrepro import studies
+from cnnrepro.datasets import data_source
 
-from conftest import ROOT
+from conftest import MIRROR, QUICK, ROOT
 
 
 def raw_config() -> dict:
@@ -42,8 +47,6 @@ def test_defaults_are_filled():
     (lambda c: c["studies"]["vdk"]["models"]["vdk_cnnet"]["options"].update(widht=32),
      "widht"),
     (lambda c: c["data"]["caltech"]["split"].update(train=0.9), "data.caltech.split"),
-    (lambda c: c["studies"]["lenet"].update(dataset="fashion_mnist") or c["data"].update(
-        datasets=["cifar10", "mnist", "caltech101_3"]), "studies.lenet.dataset"),
 ])
 def test_bad_config_names_the_key(mutate, key):
     config = raw_config()
@@ -84,3 +87,105 @@ def test_departures_name_each_changed_setting_of_a_study():
     found = cfg.departures({"studies": {"vdk": vdk}}, "vdk", full)  # a long list, abbreviated
     assert found["fgsm.epsilons"] == ("[0.0] instead of [0.0, 0.00392157, 0.00784314, …, 0.3] "
                                       "(8 values)")
+
+
+@pytest.mark.parametrize("text, expect", params(YAML_LEVEL + SCHEMA_AND_SEMANTICS))
+def test_bad_overlay_is_rejected_naming_the_key(text, expect, tmp_path):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(text)
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.load(ROOT / "config.yaml", [QUICK, overlay])
+    assert expect.format(file=overlay) in str(err.value)
+
+
+@pytest.mark.parametrize("text, expect", params(SOURCE_LEVEL))
+def test_bad_overlay_for_the_mirror_is_rejected_at_start_up(text, expect, tmp_path, mirror):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(text)
+    config = cfg.load(ROOT / "config.yaml", [QUICK, overlay])  # valid on its own
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.check_data(config, mirror)
+    assert expect in str(err.value)
+    cfg.check_data(cfg.load(ROOT / "config.yaml", [QUICK]), mirror)  # the preset itself passes
+
+
+def test_missing_overlay_file_is_one_sentence(tmp_path):
+    with pytest.raises(cfg.ConfigError, match=r"quik\.yaml: no such config file"):
+        cfg.load(ROOT / "config.yaml", [tmp_path / "quik.yaml"])
+
+
+def test_model_option_types_come_from_the_builder_annotations():
+    config = cfg.load(ROOT / "config.yaml", [QUICK])
+    config["studies"]["mnist"]["models"]["cnn"]["options"]["channels"] = "thirty-two"
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.validate(config)
+    assert "'thirty-two' is not a list of positive integers (mnist_cnn)" in str(err.value)
+
+
+def test_only_the_enabled_studies_datasets_are_needed():
+    config = cfg.load(ROOT / "config.yaml")
+    assert cfg.needed_datasets(config) == ["cifar10", "mnist", "caltech101_3"]
+    for name in ("vdk", "lenet", "caltech"):
+        config["studies"][name]["enabled"] = False
+    assert cfg.needed_datasets(config) == ["mnist"]
+    config["data"]["datasets"] = ["fashion_mnist", "mnist"]  # extras by hand, as before
+    assert cfg.needed_datasets(config) == ["mnist", "fashion_mnist"]
+
+
+def test_a_study_can_ask_for_more_datasets(monkeypatch):
+    config = cfg.load(ROOT / "config.yaml")
+    for name in ("vdk", "lenet", "caltech"):
+        config["studies"][name]["enabled"] = False
+    mnist = studies.REGISTRY["mnist"]
+    monkeypatch.setitem(studies.REGISTRY, "mnist", dataclasses.replace(
+        mnist, extra_datasets=lambda c: ["fashion_mnist"]))
+    assert cfg.needed_datasets(config) == ["mnist", "fashion_mnist"]
+
+
+def test_without_the_mirror_folder_the_default_config_downloads(tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("the start-up must not go online")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.delenv("CNNREPRO_DATA_MIRROR", raising=False)
+    monkeypatch.chdir(tmp_path)  # a fresh clone elsewhere: no ../shared/datasets beside it
+    config = cfg.load(ROOT / "config.yaml")
+    assert config["data"]["mirror"] == "../shared/datasets"
+    source = data_source(config["data"]["mirror"])
+    assert source.mirror is None
+    line = source.describe(cfg.needed_datasets(config), config["data"]["download_root"])
+    assert line.startswith("cnnrepro: data downloaded by torchvision into data/downloads")
+    assert "no folder at data.mirror" in line and "cifar10, mnist, caltech101_3" in line
+    cfg.check_data(config, source.mirror)  # nothing to list without the mirror: no error
+
+
+def test_beside_the_mirror_the_default_config_uses_it(monkeypatch):
+    monkeypatch.delenv("CNNREPRO_DATA_MIRROR", raising=False)
+    monkeypatch.chdir(MIRROR.parent.parent / "main")  # ../shared/datasets exists from here
+    source = data_source(cfg.load(ROOT / "config.yaml")["data"]["mirror"])
+    assert source.mirror is not None and source.mirror.resolve() == MIRROR
+    assert "offline mirror" in source.describe(["mnist"], "data/downloads")
+
+
+def test_the_start_up_names_the_preset_and_warns_when_overlays_drop_it(tmp_path):
+    overlay = tmp_path / "mine.yaml"
+    overlay.write_text("seeds: [0]\n")
+    quick = cfg.load(ROOT / "config.yaml", [QUICK, overlay])
+    line = cfg.sources_line(quick, [ROOT / "config.yaml", QUICK, overlay])
+    assert line.endswith(f"{overlay}: preset 'quick'")
+    dropped = cfg.load(ROOT / "config.yaml", [overlay])  # what --configfile a --configfile b does
+    assert "No preset among these files" in cfg.sources_line(dropped, [ROOT / "config.yaml", overlay])
+    full = cfg.load(ROOT / "config.yaml")
+    assert "No preset" not in cfg.sources_line(full, [ROOT / "config.yaml"])
+
+
+def test_lenet_probes_need_a_conv_model_named_cnn():
+    config = cfg.load(ROOT / "config.yaml", [QUICK])
+    config["studies"]["lenet"]["models"]["cnn"] = {"arch": "ffnn", "options": {}}
+    with pytest.raises(cfg.ConfigError, match="studies.lenet.models.cnn.arch: the probes need "
+                                              "a first conv layer; ffnn has none"):
+        cfg.validate(config)
+    config["studies"]["lenet"]["models"]["convnet"] = config["studies"]["lenet"]["models"].pop("cnn")
+    with pytest.raises(cfg.ConfigError, match="studies.lenet.models: the probes follow the "
+                                              "model named 'cnn'"):
+        cfg.validate(config)

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from cnnrepro.datasets import (DataError, caltech_split_indices, download_lock, holdout_split,
-                               load_split, per_class_subset, prepare_split, resolve_mirror,
+                               load_split, per_class_subset, prepare_split, data_source,
+                               split_sizes,
                                verify_mirror)
 
 
@@ -100,14 +101,22 @@ def test_missing_mirror_file_is_named(mirror, tmp_path):
         verify_mirror(bad, ["mnist"])
 
 
-def test_mirror_env_overrides_config(tmp_path, monkeypatch):
+def test_mirror_env_overrides_config_and_must_exist(tmp_path, monkeypatch):
     monkeypatch.setenv("CNNREPRO_DATA_MIRROR", str(tmp_path))
-    assert resolve_mirror("/nonexistent") == tmp_path
+    assert data_source("/nonexistent").mirror == tmp_path
     monkeypatch.setenv("CNNREPRO_DATA_MIRROR", "none")
-    assert resolve_mirror(str(tmp_path)) is None
-    monkeypatch.delenv("CNNREPRO_DATA_MIRROR")
+    assert data_source(str(tmp_path)).mirror is None
+    monkeypatch.setenv("CNNREPRO_DATA_MIRROR", str(tmp_path / "absent"))
     with pytest.raises(DataError, match="not a folder"):
-        resolve_mirror(str(tmp_path / "absent"))
+        data_source(str(tmp_path))
+
+
+def test_configured_mirror_is_used_only_where_it_exists(tmp_path, monkeypatch):
+    monkeypatch.delenv("CNNREPRO_DATA_MIRROR", raising=False)
+    assert data_source(str(tmp_path)).mirror == tmp_path
+    absent = data_source(str(tmp_path / "absent"))
+    assert absent.mirror is None and "no folder at data.mirror" in absent.reason
+    assert data_source(None).mirror is None
 
 
 def test_cifar10_mirror_order_maps_official_indices(mirror, tmp_path):
@@ -142,3 +151,15 @@ def test_subsets_are_class_balanced():
     assert counts.sum() == 55 and counts.max() - counts.min() <= 1
     train, val = holdout_split(labels, 0.1, seed=0)
     assert len(val) == 100 and not set(train) & set(val)
+
+
+def test_caltech_split_sizes_counted_in_the_mirror_match_the_prepared_splits(mirror, tmp_path):
+    opts = {"classes": ["kangaroo", "butterfly"], "image_size": 8,
+            "split": {"train": 0.6, "val": 0.25, "test": 0.15}, "split_seed": 3}
+    config = {"data": {"caltech": opts}}
+    sizes = split_sizes(config, "caltech101_3", mirror)  # from the archive's listing alone
+    for split in ("train", "val", "test"):
+        prov = prepare_split("caltech101_3", split, tmp_path / f"{split}.npz",
+                             tmp_path / f"{split}.json", mirror, tmp_path / "dl", opts)
+        assert prov["count"] == sizes[split], split
+    assert split_sizes(config, "caltech101_3") is None  # unknown before a download

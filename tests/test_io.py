@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
-from cnnrepro.io import atomic_path, write_json
+from cnnrepro.io import atomic_path, write_json, write_torch
 
 
 def test_failed_body_leaves_neither_target_nor_temporary(tmp_path):
@@ -37,3 +38,14 @@ def test_artifact_mode_follows_umask(tmp_path, mask):
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_same_object_gives_the_same_bytes_under_any_name(tmp_path):
+    # each write goes through its own random temporary name; the bytes must not show it
+    obj = {"state_dict": {"w": torch.arange(6.0).reshape(2, 3)}, "epoch": 3,
+           "rng": torch.Generator().manual_seed(0).get_state()}
+    write_torch(tmp_path / "a" / "model.pt", obj)
+    write_torch(tmp_path / "b" / "checkpoint.pt", obj)
+    assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "checkpoint.pt").read_bytes()
+    loaded = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
+    assert torch.equal(loaded["state_dict"]["w"], obj["state_dict"]["w"])

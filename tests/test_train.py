@@ -6,13 +6,15 @@ import pandas as pd
 import pytest
 import torch
 
+from cnnrepro.logs import log_to
 from cnnrepro.train import CheckpointError, load_study_splits, load_trained, train
+from cnnrepro.studies.lenet.probes import follow_kernel
 
 METRICS = ["train_loss", "train_acc", "test_loss", "test_acc"]
 
 
 def weights(path):
-    return torch.load(path, weights_only=False)["state_dict"]
+    return torch.load(path, weights_only=True)["state_dict"]
 
 
 def same_weights(a, b) -> bool:
@@ -25,10 +27,14 @@ def run(spec, seed, data, out, **kw):
 
 
 def test_same_seed_identical_different_seed_differs(mnist_spec, mnist_data, tmp_path):
+    mnist_spec["training"]["snapshot_epochs"] = [0, 2]
     _, hist_a, w_a = run(mnist_spec, 0, mnist_data, tmp_path / "a")
     _, hist_b, w_b = run(mnist_spec, 0, mnist_data, tmp_path / "b")
     _, hist_c, w_c = run(mnist_spec, 1, mnist_data, tmp_path / "c")
     assert same_weights(w_a, w_b)
+    for name in ("model.pt", "snapshots/epoch_000.pt", "snapshots/epoch_002.pt"):
+        # byte-identical files, not only equal tensors: a rerun's artifacts are the same files
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     pd.testing.assert_frame_equal(hist_a[METRICS], hist_b[METRICS])
     assert not same_weights(w_a, w_c)
     assert not hist_a[METRICS].equals(hist_c[METRICS])
@@ -54,8 +60,10 @@ def test_killed_run_resumes_to_the_uninterrupted_result(mnist_spec, mnist_data, 
     assert (out / "work" / "checkpoint.pt").exists()
     assert not (out / "model.pt").exists() and not (out / "history.csv").exists()
 
-    meta, hist, w = run(mnist_spec, 0, mnist_data, out)
+    with log_to(tmp_path / "resume.log"):  # as the train_model adapter runs it
+        meta, hist, w = run(mnist_spec, 0, mnist_data, out)
     assert meta["resumed_from_epoch"] == 1
+    assert (tmp_path / "resume.log").read_text().count("resuming mnist/cnn seed 0 from epoch 1") == 1
     assert same_weights(w, w_full)
     pd.testing.assert_frame_equal(hist[METRICS], hist_full[METRICS])
     snaps = sorted(p.name for p in (out / "snapshots").iterdir())
@@ -83,3 +91,51 @@ def test_bad_weights_file_is_named(mnist_spec, mnist_data, tmp_path):
         load_trained(garbage, mnist_spec, split, torch.device("cpu"))
     with pytest.raises(CheckpointError, match="missing"):
         load_trained(tmp_path / "absent.pt", mnist_spec, split, torch.device("cpu"))
+
+
+class CreatesAFile:
+    """Unpickling this object opens (creates) a file: a stand-in for any code a crafted
+    checkpoint could run."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return open, (self.target, "w")
+
+
+def test_crafted_checkpoint_is_refused_and_runs_nothing(mnist_spec, mnist_data, tmp_path):
+    split = load_study_splits(mnist_spec, mnist_data)["train"]
+    planted = tmp_path / "planted"
+    crafted = {"state_dict": {"w": CreatesAFile(planted)}, "spec": mnist_spec}
+    run = tmp_path / "results" / "mnist" / "cnn" / "seed0"
+    (run / "work").mkdir(parents=True)
+    for path in (run / "model.pt", run / "work" / "checkpoint.pt"):
+        torch.save(crafted, path)
+    with pytest.raises(CheckpointError) as err:
+        load_trained(run / "model.pt", mnist_spec, split, torch.device("cpu"))
+    assert str(run / "model.pt") in str(err.value) and "rm -r" in str(err.value)
+    assert "weights_only=False" not in str(err.value)  # never advise loading it anyway
+    with pytest.raises(CheckpointError, match="checkpoint.pt.*trains from scratch"):
+        train(mnist_spec, 0, mnist_data, run, threads=1)  # resume reads the checkpoint
+    snapshots = tmp_path / "snapshots"
+    snapshots.mkdir()
+    torch.save({"w": CreatesAFile(planted)}, snapshots / "epoch_000.pt")
+    with pytest.raises(CheckpointError, match="epoch_000.pt"):
+        follow_kernel(spec={**mnist_spec, "arch": "lenet_cnn", "options": {}},
+                      snapshots=str(snapshots), data=mnist_data, evolution=str(tmp_path / "e.npz"),
+                      settings={"image_class": "0 - zero", "image_rank": 0, "kernel": 0, "every": 1})
+    assert not planted.exists()
+    torch.load(run / "model.pt", weights_only=False)  # the payload is live: a full unpickle runs it
+    assert planted.exists()
+
+
+def test_truncated_weights_name_the_file_and_the_remedy(mnist_spec, mnist_data, tmp_path):
+    out = tmp_path / "run"
+    train(mnist_spec, 0, mnist_data, out, threads=1)
+    split = load_study_splits(mnist_spec, mnist_data)["train"]
+    weights_file = out / "model.pt"
+    weights_file.write_bytes(weights_file.read_bytes()[:1000])
+    with pytest.raises(CheckpointError) as err:
+        load_trained(weights_file, mnist_spec, split, torch.device("cpu"))
+    assert f"rm -r '{weights_file}'" in str(err.value)

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from bad_overlays import SCHEMA_AND_SEMANTICS, SOURCE_LEVEL, YAML_LEVEL, params
 from cnnrepro import config as cfg
 from cnnrepro import studies
 from cnnrepro.studies.vdk.figures import vdk_immune
@@ -29,7 +30,7 @@ def test_quick_preset_produces_every_backbone_artifact(quick_run):
     config = yaml.safe_load(Path(QUICK).read_text())
     base = yaml.safe_load((ROOT / "config.yaml").read_text())
     assert "estimated training compute" in proc.stderr  # the cost is said up front
-    for dataset in base["data"]["datasets"]:
+    for dataset in cfg.needed_datasets(cfg.load(ROOT / "config.yaml", [QUICK])):
         splits = ["train", "val", "test"] if dataset == "caltech101_3" else ["train", "test"]
         for split in splits:
             assert (workdir / f"results/data/{dataset}/{split}.npz").stat().st_size > 0
@@ -72,6 +73,31 @@ def test_bad_config_fails_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert "studies.mnist.training.epochs" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("text, expect", params(
+    [row for row in YAML_LEVEL if row[0] == "yaml_duplicate_key"] + SCHEMA_AND_SEMANTICS
+    + SOURCE_LEVEL))
+def test_bad_overlay_stops_the_dry_run_before_any_job(text, expect, tmp_path):
+    # (the other YAML-level rows fail inside Snakemake's own reader: ./repro checks them)
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(text)
+    proc = snakemake(tmp_path, "-n", configfiles=(QUICK, str(overlay)))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert expect.format(file=overlay) in out, out[-2000:]
+    assert "Job stats" not in out and not (tmp_path / "results").exists()
+
+
+def test_without_a_mirror_the_dry_run_says_torchvision_downloads(tmp_path):
+    (tmp_path / "config.yaml").symlink_to(ROOT / "config.yaml")  # the default config, here
+    env = {k: v for k, v in os.environ.items() if k != "CNNREPRO_DATA_MIRROR"}
+    proc = subprocess.run([*SNAKEMAKE, "-n"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "cnnrepro: data downloaded by torchvision into data/downloads (no folder at " \
+           "data.mirror" in proc.stderr
+    assert "preset 'full'" in proc.stderr and not (tmp_path / "results").exists()
 
 
 def test_corrupt_mirror_stops_the_run_before_training(tmp_path):

@@ -4,19 +4,26 @@ The JSON schema describes every key and gives its default: the common keys in
 ``workflow/schemas/config.schema.yaml``, each study's own keys in its folder
 (``src/cnnrepro/studies/<study>/schema.yaml``), merged by :func:`load_schema`.
 :func:`validate` fills the defaults and turns the first violation into one sentence that
-names the key path, so a typo fails before Snakemake builds any job.
+names the key path, so a typo fails before Snakemake builds any job. Beyond the schema,
+:func:`validate` checks what one key says about another: normalisation against the
+dataset's channels, model options against each architecture (types, and one build on
+the meta device for the dataset's input shape), subsets against split sizes, snapshot
+epochs against epochs, and each study's own rules (its ``check_config`` hook).
+:func:`check_data` adds what only the data source can tell (classes in the mirror).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
 import jsonschema
 import yaml
 
+from .launch import ConfigFileError, read_config_file
 from .models import ModelError, check_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,11 +79,14 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     if errors:
         err = errors[0]
         key = _key(err.absolute_path)
-        if err.validator == "unevaluatedProperties":
-            raise ConfigError(f"config key {key}: unknown key(s) in {err.message.split('(')[-1]}"
-                              .rstrip(")"))
-        if err.validator == "additionalProperties":
-            allowed = sorted(err.schema.get("properties", {}))
+        if err.validator == "pattern" and "description" in err.schema:
+            raise ConfigError(f"config key {key}: {err.instance!r} is not allowed: "
+                              f"{err.schema['description'].strip()}")
+        if err.validator in ("additionalProperties", "unevaluatedProperties"):
+            # a study block's keys are the common ones ($defs/study) and the study's own
+            parts = [schema["$defs"]["study"] if part.get("$ref") == "#/$defs/study" else part
+                     for part in err.schema.get("allOf", [err.schema])]
+            allowed = sorted({k for part in parts for k in part.get("properties", {})})
             unexpected = sorted(set(err.instance) - set(allowed))
             raise ConfigError(f"config key {key}: unknown key(s) {unexpected}; "
                               f"allowed here: {allowed}")
@@ -86,35 +96,97 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_semantics(config: dict[str, Any]) -> None:
-    from .datasets import SPECS, check_options
+    from .datasets import check_options, input_shape
     from .studies import REGISTRY
+    datasets = {spec["dataset"] for spec in config["studies"].values()}
+    for name in sorted(datasets | set(config["data"]["datasets"])):
+        for problem in check_options(name, config):
+            raise ConfigError(f"config key {problem}")
     for study, spec in config["studies"].items():
         where = f"studies.{study}"
-        if spec["dataset"] not in config["data"]["datasets"]:
-            raise ConfigError(f"config key {where}.dataset: {spec['dataset']!r} is not in "
-                              f"data.datasets {config['data']['datasets']}")
-        if spec["dataset"] not in SPECS:
-            raise ConfigError(f"config key {where}.dataset: unknown dataset {spec['dataset']!r}")
         if not spec["models"]:
             raise ConfigError(f"config key {where}.models: a study needs at least one model")
+        shape = input_shape(config, spec["dataset"])
+        for stat in ("mean", "std"):
+            if len(spec["normalize"][stat]) != shape[0]:
+                raise ConfigError(
+                    f"config key {where}.normalize.{stat}: {len(spec['normalize'][stat])} "
+                    f"value(s) for {spec['dataset']}'s {shape[0]} channel(s); give one per channel")
+        folders = {}
         for model, mspec in spec["models"].items():
+            if model.lower() in folders:  # one folder on case-insensitive file systems
+                raise ConfigError(f"config key {where}.models.{model}: differs from "
+                                  f"{folders[model.lower()]!r} only in case")
+            folders[model.lower()] = model
             try:
-                check_spec(mspec["arch"], mspec.get("options", {}), f"{where}.models.{model}")
+                check_spec(mspec["arch"], mspec.get("options", {}), f"{where}.models.{model}",
+                           shape)
             except ModelError as err:
                 raise ConfigError(f"config key {err}") from None
+            _check_run(config, training_spec(config, study, model), where)
         check = REGISTRY[study].check_config
         if check is not None:
             check(spec, config)
-    for name in config["data"]["datasets"]:
-        for problem in check_options(name, config):
-            raise ConfigError(f"config key {problem}")
+
+
+def _check_run(config: dict[str, Any], spec: dict[str, Any], where: str,
+               mirror: Path | None = None) -> None:
+    """A training spec's snapshots against its epochs, its subsets against split sizes."""
+    training, model = spec["training"], spec["model"]
+    late = sorted(e for e in training.get("snapshot_epochs", []) if e > training["epochs"])
+    if late:
+        raise ConfigError(f"config key {where}.training.snapshot_epochs: {late} lie beyond the "
+                          f"{training['epochs']} training epochs of model {model!r}")
+    for split, n in spec["subset"].items():
+        check_images(config, f"{where}.subset.{split}", n, spec["dataset"], split, mirror)
+
+
+def _at_most(key: str, n: int | None, have: int | None, of: str, hint: str = "") -> None:
+    """More images asked than there are is an error, not silently all of them."""
+    if n is not None and have is not None and n > have:
+        raise ConfigError(f"config key {key}: {n} images asked, but {of} has {have}{hint}")
+
+
+def check_images(config: dict[str, Any], key: str, n: int | None, dataset: str, split: str,
+                 mirror: Path | None = None) -> None:
+    """``n`` images of a dataset's split asked for under ``key``. Sizes that depend on the
+    source (Caltech's) are checked only with the ``mirror`` at hand."""
+    from .datasets import split_sizes
+    _at_most(key, n, (split_sizes(config, dataset, mirror) or {}).get(split),
+             f"{dataset}'s {split} split", " (null keeps them all)")
+
+
+def check_counts(config: dict[str, Any], study: str, split: str,
+                 counts: dict[str, int | None]) -> None:
+    """Images a study's analyses take from one of its splits (its subset applied), by
+    config key relative to the study (a stage would silently use fewer)."""
+    from .datasets import split_sizes
+    block = config["studies"][study]
+    have = block["subset"].get(split) or (split_sizes(config, block["dataset"]) or {}).get(split)
+    for key, n in counts.items():
+        _at_most(f"studies.{study}.{key}", n, have, f"the study's {split} split")
+
+
+def check_data(config: dict[str, Any], mirror: Path | None) -> None:
+    """The checks that need the data source (a validated config): Caltech classes in the
+    mirror, and subsets against the split sizes counted there."""
+    from .datasets import check_source
+    for problem in check_source(config, needed_datasets(config), mirror):
+        raise ConfigError(f"config key {problem}")
+    for study in enabled_studies(config):
+        for model in config["studies"][study]["models"]:
+            _check_run(config, training_spec(config, study, model), f"studies.{study}", mirror)
 
 
 def load(path: str | Path, overlays: list[str | Path] = ()) -> dict[str, Any]:
-    """Read ``path`` and deep-merge ``overlays`` (presets) on top, then validate."""
-    config = yaml.safe_load(Path(path).read_text()) or {}
-    for overlay in overlays:
-        deep_update(config, yaml.safe_load(Path(overlay).read_text()) or {})
+    """Read ``path`` and deep-merge ``overlays`` (presets) on top, then validate. A file
+    that is missing, not YAML or not a mapping fails naming it (and the line)."""
+    try:
+        config = read_config_file(path)
+        for overlay in overlays:
+            deep_update(config, read_config_file(overlay))
+    except ConfigFileError as err:
+        raise ConfigError(str(err)) from None
     return validate(config)
 
 
@@ -136,7 +208,30 @@ def enabled_studies(config: dict[str, Any]) -> list[str]:
 
 
 def needed_datasets(config: dict[str, Any]) -> list[str]:
-    return list(config["data"]["datasets"])
+    """The datasets to prepare and verify: each enabled study's, those its registry entry
+    adds (``extra_datasets``), then the extras listed under ``data.datasets``."""
+    from .studies import enabled
+    found = []
+    for study in enabled(config):
+        found.append(config["studies"][study.name]["dataset"])
+        found += study.extra_datasets(config) if study.extra_datasets else []
+    return list(dict.fromkeys(found + list(config["data"]["datasets"])))
+
+
+def sources_line(config: dict[str, Any], files: list[str | Path]) -> str:
+    """The start-up line naming the config files in force (in merge order) and the preset
+    they make, with a warning when overlays came without a preset (Snakemake keeps only
+    the last ``--configfile`` flag: a preset given by an earlier flag is silently gone)."""
+    shown = [os.path.relpath(f) if not os.path.relpath(f).startswith("..") else str(f)
+             for f in files]  # Snakemake makes the given paths absolute
+    line = f"cnnrepro: settings from {' + '.join(shown)}: preset '{config['preset']}'"
+    if config["preset"] == "full" and any(Path(f).resolve() != ROOT / "config.yaml"
+                                          for f in files):
+        line += ("\n  No preset among these files: the full, GPU-scale settings. Snakemake keeps "
+                 "only the last --configfile flag; give a preset and its overlays after one "
+                 "flag (--configfile config/presets/cpu.yaml my.yaml) or run ./repro run "
+                 "--preset cpu my.yaml")
+    return line
 
 
 def training_spec(config: dict[str, Any], study: str, model: str) -> dict[str, Any]:

@@ -7,7 +7,8 @@ those files, so decoding happens once per dataset, never inside a training loop.
 Two sources:
 
 * online: torchvision's own dataset classes download and md5-check the official files;
-* offline: a mirror folder with a ``SHA256SUMS`` manifest (``../shared/datasets`` is one).
+* offline: a mirror folder with a ``SHA256SUMS`` manifest (``../shared/datasets`` is one),
+  used when ``data.mirror`` names a folder that exists (:func:`data_source`).
   Every file used is verified against the manifest first; a missing or corrupt file is an
   error naming the file and its expected checksum. MNIST and Fashion-MNIST mirror files are
   the official gzip files, so they are handed to torchvision's own loader (which re-checks
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import io
 import os
@@ -43,6 +45,23 @@ CIFAR10_MIRROR_NOTE = (
     "JPEG re-encoding of CIFAR-10 (image folders), not the official pickled batches: pixels "
     "differ from the originals by about 5.8/255 on average; within a class the images keep "
     "their official order, the interleaving of classes is not recoverable.")
+
+
+# The 101 categories of torchvision's Caltech101 (folder names, lower case as the pipeline
+# uses them; BACKGROUND_Google is not a category).
+CALTECH101_CATEGORIES = frozenset("""
+accordion airplanes anchor ant barrel bass beaver binocular bonsai brain brontosaurus buddha
+butterfly camera cannon car_side ceiling_fan cellphone chair chandelier cougar_body cougar_face
+crab crayfish crocodile crocodile_head cup dalmatian dollar_bill dolphin dragonfly
+electric_guitar elephant emu euphonium ewer faces faces_easy ferry flamingo flamingo_head
+garfield gerenuk gramophone grand_piano hawksbill headphone hedgehog helicopter ibis
+inline_skate joshua_tree kangaroo ketch lamp laptop leopards llama lobster lotus mandolin mayfly
+menorah metronome minaret motorbikes nautilus octopus okapi pagoda panda pigeon pizza platypus
+pyramid revolver rhino rooster saxophone schooner scissors scorpion sea_horse snoopy soccer_ball
+stapler starfish stegosaurus stop_sign strawberry sunflower tick trilobite umbrella watch
+water_lilly wheelchair wild_cat windsor_chair wrench yin_yang""".split())
+CALTECH_MIRROR_ARCHIVE = "caltech101-3class.tar.gz"
+CALTECH_MIRROR_IMAGE = r"caltech101-3class/([a-z_]+)/(image_\d+)\.jpg"
 
 
 class DataError(RuntimeError):
@@ -72,7 +91,7 @@ SPECS: dict[str, DatasetSpec] = {
                                  tuple(f"fashion-mnist/{f}" for f in _IDX_FILES), 1, 28, 10,
                                  (60000, 10000)),
     "caltech101_3": DatasetSpec("caltech101_3", ("train", "val", "test"),
-                                ("caltech101-3class.tar.gz",), 3, None, None, (262, 262),
+                                (CALTECH_MIRROR_ARCHIVE,), 3, None, None, (262, 262),
                                 config_key="caltech"),
 }
 
@@ -90,34 +109,105 @@ def input_shape(config: dict[str, Any], name: str) -> tuple[int, int, int]:
             spec.num_classes or len(opts["classes"]))
 
 
+def class_names(config: dict[str, Any], name: str) -> list[str]:
+    """The class names of the prepared dataset, in label order."""
+    if name == "cifar10":
+        return list(CIFAR10_CLASSES)
+    if SPECS[name].config_key == "caltech":
+        return list(options(config, name)["classes"])
+    return list(_idx_dataset(name).classes)
+
+
+def split_sizes(config: dict[str, Any], name: str, mirror: Path | None = None
+                ) -> dict[str, int] | None:
+    """Images per split of the prepared dataset; None where that depends on a source not
+    at hand (Caltech's split is made from the images of the chosen classes: counted in
+    the mirror's archive when one is given, unknown before a download)."""
+    spec = SPECS[name]
+    if spec.config_key is None:
+        return dict(zip(("train", "test"), spec.full_sizes))
+    counts = _caltech_mirror_counts(mirror) if mirror is not None else None
+    if counts is None:
+        return None
+    opts = options(config, name)
+    sizes = {"train": 0, "val": 0, "test": 0}
+    for cls in opts["classes"]:
+        for split, n in _split_counts(counts.get(cls, 0), opts["split"]).items():
+            sizes[split] += n
+    return sizes
+
+
 def check_options(name: str, config: dict[str, Any]) -> list[str]:
     """Problems with a dataset's options, each naming its config key."""
     problems = []
     if SPECS[name].config_key == "caltech":
-        ratios = config["data"]["caltech"]["split"]
-        if abs(sum(ratios.values()) - 1.0) > 1e-6:
-            problems.append(f"data.caltech.split: ratios must sum to 1, got {ratios}")
+        caltech = config["data"]["caltech"]
+        if abs(sum(caltech["split"].values()) - 1.0) > 1e-6:
+            problems.append(f"data.caltech.split: ratios must sum to 1, got {caltech['split']}")
+        unknown = [c for c in caltech["classes"] if c not in CALTECH101_CATEGORIES]
+        if unknown:
+            problems.append(f"data.caltech.classes: {unknown} are not Caltech-101 categories "
+                            f"(lower-case folder names, e.g. butterfly, grand_piano, faces_easy)")
+    return problems
+
+
+def check_source(config: dict[str, Any], names: list[str], mirror: Path | None) -> list[str]:
+    """Problems only the data source can show: Caltech classes the mirror does not have."""
+    problems = []
+    for name in names:
+        if SPECS[name].config_key != "caltech" or mirror is None:
+            continue
+        have = _caltech_mirror_counts(mirror)
+        if have is not None:
+            absent = [c for c in options(config, name)["classes"] if c not in have]
+            if absent:
+                problems.append(f"data.caltech.classes: {absent} are not in the mirror's "
+                                f"{mirror / CALTECH_MIRROR_ARCHIVE}, which has {sorted(have)} "
+                                f"(set data.mirror: null to download all of Caltech-101)")
     return problems
 
 
 # --------------------------------------------------------------------------- mirror
 
 
-def resolve_mirror(configured: str | None) -> Path | None:
-    """The mirror folder in force: the environment variable wins over the config value.
+@dataclass(frozen=True)
+class DataSource:
+    """Where the datasets come from: a mirror folder, or torchvision downloads (None)."""
 
-    ``CNNREPRO_DATA_MIRROR=none`` (or empty) forces torchvision downloads.
-    """
-    value = os.environ.get(MIRROR_ENV, configured)
-    if value is None or str(value).strip().lower() in ("", "none", "null"):
-        return None
-    path = Path(value).expanduser()
-    if not path.is_dir():
-        raise DataError(
-            f"data mirror {str(path)!r} (from {'$' + MIRROR_ENV if MIRROR_ENV in os.environ else 'config data.mirror'}) "
-            f"is not a folder. Point data.mirror or ${MIRROR_ENV} at a mirror with a SHA256SUMS "
-            f"file, or set it to null to download with torchvision.")
-    return path
+    mirror: Path | None
+    reason: str  # which setting chose it
+
+    def describe(self, datasets: list[str], download_root: str | Path) -> str:
+        """The start-up line saying which source is in force, for which datasets."""
+        names = ", ".join(datasets) or "none"
+        if self.mirror is not None:
+            return (f"cnnrepro: data from the offline mirror {self.mirror} ({self.reason}; "
+                    f"every file checked against its SHA256SUMS): {names}")
+        return (f"cnnrepro: data downloaded by torchvision into {download_root} "
+                f"({self.reason}): {names}")
+
+
+def data_source(configured: str | None) -> DataSource:
+    """The source in force. ``$CNNREPRO_DATA_MIRROR`` wins and must name a folder
+    (``none`` or empty forces downloads); the config's ``data.mirror`` is used when that
+    folder exists, so the default works both beside the staged mirror (offline) and on a
+    fresh clone elsewhere (online)."""
+    value = os.environ.get(MIRROR_ENV)
+    if value is not None:
+        if value.strip().lower() in ("", "none", "null"):
+            return DataSource(None, f"${MIRROR_ENV}={value!r}")
+        path = Path(value).expanduser()
+        if not path.is_dir():
+            raise DataError(f"data mirror {str(path)!r} (from ${MIRROR_ENV}) is not a folder. "
+                            f"Point ${MIRROR_ENV} at a mirror with a SHA256SUMS file, or set "
+                            f"it to none to download with torchvision.")
+        return DataSource(path, f"${MIRROR_ENV}")
+    if configured is None:
+        return DataSource(None, "data.mirror is null")
+    path = Path(configured).expanduser()
+    if path.is_dir():
+        return DataSource(path, "data.mirror")
+    return DataSource(None, f"no folder at data.mirror {os.path.abspath(path)!r}")
 
 
 def read_manifest(mirror: Path) -> dict[str, str]:
@@ -182,18 +272,23 @@ def _decode_rgb(data: bytes, size: int | None = None) -> np.ndarray:
         return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
 
 
-def _tar_images(archive: Path, pattern: str, size: int | None = None
-                ) -> dict[tuple[str, str], np.ndarray]:
-    """Decode every tar member matching ``pattern`` (groups: class, file stem)."""
+def _tar_members(archive: Path, pattern: str
+                 ) -> Iterator[tuple[re.Match, Callable[[], bytes]]]:
+    """Each file in the archive matching ``pattern`` (groups: class, file stem), with a
+    function reading its bytes."""
     regex = re.compile(pattern)
-    found: dict[tuple[str, str], np.ndarray] = {}
     with tarfile.open(archive, "r:gz") as tar:
         for member in tar:
             match = regex.fullmatch(member.name.lstrip("./"))
             if match and member.isfile():
-                found[(match.group(1), match.group(2))] = _decode_rgb(
-                    tar.extractfile(member).read(), size)
-    return found
+                yield match, lambda m=member: tar.extractfile(m).read()
+
+
+def _tar_images(archive: Path, pattern: str, size: int | None = None
+                ) -> dict[tuple[str, str], np.ndarray]:
+    """Decode every tar member matching ``pattern`` (groups: class, file stem)."""
+    return {(match.group(1), match.group(2)): _decode_rgb(read(), size)
+            for match, read in _tar_members(archive, pattern)}
 
 
 def _cifar10_mirror(mirror: Path, split: str, download_root: Path, _: dict) -> Arrays:
@@ -256,6 +351,13 @@ def _idx_mirror(name: str, mirror: Path, split: str, download_root: Path) -> Arr
         return _idx_download(name, split, download_root)
 
 
+def _split_counts(n: int, ratios: dict[str, float]) -> dict[str, int]:
+    """One class's images per split: train and val rounded, test the rest."""
+    n_train = int(round(ratios["train"] * n))
+    n_val = int(round(ratios["val"] * n))
+    return {"train": n_train, "val": n_val, "test": n - n_train - n_val}
+
+
 def caltech_split_indices(labels: np.ndarray, ratios: dict[str, float], seed: int
                           ) -> dict[str, np.ndarray]:
     """Stratified train/val/test indices, fixed by ``seed``."""
@@ -263,12 +365,25 @@ def caltech_split_indices(labels: np.ndarray, ratios: dict[str, float], seed: in
     parts: dict[str, list[np.ndarray]] = {s: [] for s in ("train", "val", "test")}
     for cls in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == cls))
-        n_train = int(round(ratios["train"] * len(idx)))
-        n_val = int(round(ratios["val"] * len(idx)))
+        counts = _split_counts(len(idx), ratios)
+        n_train, n_val = counts["train"], counts["val"]
         parts["train"].append(idx[:n_train])
         parts["val"].append(idx[n_train:n_train + n_val])
         parts["test"].append(idx[n_train + n_val:])
     return {s: np.sort(np.concatenate(p)) for s, p in parts.items()}
+
+
+@functools.lru_cache(maxsize=4)
+def _caltech_mirror_counts(mirror: Path) -> dict[str, int] | None:
+    """Images per class in the mirror's Caltech archive (its listing: nothing decoded);
+    None if it cannot be read (the mirror check before any job names the file)."""
+    counts: dict[str, int] = {}
+    try:
+        for match, _ in _tar_members(mirror / CALTECH_MIRROR_ARCHIVE, CALTECH_MIRROR_IMAGE):
+            counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+    except (OSError, tarfile.TarError, EOFError):
+        return None
+    return counts
 
 
 def _caltech_select(images: list[np.ndarray], labels: list[int], split: str,
@@ -280,12 +395,12 @@ def _caltech_select(images: list[np.ndarray], labels: list[int], split: str,
 
 def _caltech_mirror(mirror: Path, split: str, download_root: Path, opts: dict) -> Arrays:
     classes = list(opts["classes"])
-    found = _tar_images(mirror / "caltech101-3class.tar.gz",
-                        r"caltech101-3class/([a-z_]+)/(image_\d+)\.jpg", opts["image_size"])
+    found = _tar_images(mirror / CALTECH_MIRROR_ARCHIVE, CALTECH_MIRROR_IMAGE,
+                        opts["image_size"])
     keys = sorted((k for k in found if k[0] in classes), key=lambda k: (classes.index(k[0]), k[1]))
     missing = set(classes) - {k[0] for k in keys}
     if missing:
-        raise DataError(f"caltech101-3class.tar.gz has no images of class(es) {sorted(missing)}")
+        raise DataError(f"{CALTECH_MIRROR_ARCHIVE} has no images of class(es) {sorted(missing)}")
     images, labels = _caltech_select([found[k] for k in keys],
                                      [classes.index(k[0]) for k in keys], split, opts)
     return images, labels, classes

@@ -71,4 +71,7 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
 
 def write_torch(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        # Through a handle: given a path, torch.save names the zip archive's root folder
+        # after the (random) temporary name, so identical weights would differ in bytes.
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)

@@ -89,6 +89,8 @@ class Study:
     check_config: Callable[[dict, dict], None] | None = None  # (study config, config)
     training_overrides: Callable[[dict, str], str | None] | None = None  # (config, model)
     extra_runs: Callable[[dict], list[dict]] | None = None  # training specs run once each
+    # datasets it reads beyond its own `dataset` (config) -> names; prepared when it is enabled
+    extra_datasets: Callable[[dict], list[str]] | None = None
 
     def study_files(self, config: dict[str, Any], root: str = ".",
                     seed: int | None = None) -> paths.StudyFiles:

@@ -14,6 +14,7 @@ import copy
 import hashlib
 import json
 import logging
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -39,6 +40,33 @@ HOLDOUT_SEED = 0  # the validation hold-out is the same for every training seed
 
 class CheckpointError(RuntimeError):
     """A weights or checkpoint file is missing, unreadable or does not match its spec."""
+
+
+def _load_reason(err: Exception) -> str:
+    """The one useful sentence of a failed ``torch.load`` (its message for a refused
+    pickle suggests ``weights_only=False``, the one thing never to do with a foreign file)."""
+    found = re.search(r"WeightsUnpickler error: (.+?)(?= Please use|$)", str(err), re.M)
+    if found:
+        return (f"it holds Python objects, not only tensors and plain data ({found.group(1)}); "
+                f"unpickling them could run code, so it is refused")
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+
+
+def read_weights(path: str | Path, remedy: str, map_location: Any = "cpu") -> Any:
+    """A weights, checkpoint or snapshot file, loaded with ``weights_only=True``: tensors,
+    plain containers and numbers only (all this pipeline writes), so a crafted file cannot
+    run code. A file that fails is a :class:`CheckpointError` naming it and ``remedy``."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path}: not a readable cnnrepro weights file ({_load_reason(err)}). "
+                              f"It is damaged or was not written by this pipeline. {remedy}") from err
+
+
+def retrain_hint(path: str | Path) -> str:
+    """What to do about a bad training output: Snakemake retrains a missing output."""
+    return (f"Delete it and run the workflow again, which retrains it (this job deletes "
+            f"nothing): rm -r '{path}'")
 
 
 def load_study_splits(spec: dict[str, Any], paths: dict[str, str | Path]) -> dict[str, Split]:
@@ -184,12 +212,10 @@ def load_checkpoint(path: Path, digest: str) -> dict[str, Any] | None:
     """The checkpoint at ``path`` if it was made for this spec and seed, else None."""
     if not path.exists():
         return None
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a torn file is impossible (atomic writes) but a foreign one is not
-        log.warning("ignoring unreadable checkpoint %s (%s); training from scratch", path, err)
-        return None
-    if ckpt.get("digest") != digest:
+    # a torn file is impossible (atomic writes) but a foreign one is not: stop, never run it
+    ckpt = read_weights(path, f"Delete it and run the job again, which then trains from "
+                              f"scratch: rm '{path}'")
+    if not isinstance(ckpt, dict) or ckpt.get("digest") != digest:
         log.warning("checkpoint %s was made for another config or seed; training from scratch",
                     path)
         return None
@@ -289,20 +315,20 @@ def load_trained(path: str | Path, spec: dict[str, Any], split: Split,
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: trained weights are missing (run the train_model rule)")
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-        state = payload["state_dict"]
-    except Exception as err:
-        raise CheckpointError(f"{path}: not a readable cnnrepro weights file ({err})") from err
+    payload = read_weights(path, retrain_hint(path), device)
+    if not isinstance(payload, dict) or "state_dict" not in payload:
+        raise CheckpointError(f"{path}: not a cnnrepro weights file (no state_dict). "
+                              f"{retrain_hint(path)}")
+    state = payload["state_dict"]
     if payload.get("spec", {}).get("arch") != spec["arch"]:
         raise CheckpointError(f"{path}: holds a {payload.get('spec', {}).get('arch')!r} model, "
-                              f"the config says {spec['arch']!r}")
+                              f"the config says {spec['arch']!r}. {retrain_hint(path)}")
     model = make_model(spec, split).to(device)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit the configured {spec['arch']} "
-                              f"({err})") from err
+                              f"({err}). {retrain_hint(path)}") from err
     model.eval()
     return model
 

@@ -1,15 +1,18 @@
 # Shared by the rules: config validation, the study registry, and the paths each rule needs
 # (every path comes from cnnrepro.paths or a study's registry entry).
 import shutil
+import sys
 
 from cnnrepro import config as cfg
+from cnnrepro import launch
 from cnnrepro import paths
 from cnnrepro import studies
-from cnnrepro.datasets import SPECS, options as dataset_options, resolve_mirror, verify_mirror
+from cnnrepro.datasets import SPECS, data_source, options as dataset_options, verify_mirror
 from cnnrepro.estimate import announce
 
 cfg.validate(config)  # fails naming the key, before any job is built
-MIRROR = resolve_mirror(config["data"]["mirror"])
+SOURCE = data_source(config["data"]["mirror"])
+MIRROR = SOURCE.mirror
 STUDIES = [s.name for s in studies.enabled(config)]
 SEEDS = config["seeds"]
 HAVE_TEX = shutil.which("latexmk") is not None  # the PDF is built where TeX is installed
@@ -80,3 +83,23 @@ def report_inputs(wildcards):
 def verify_inputs(config):
     if MIRROR is not None:
         verify_mirror(MIRROR, cfg.needed_datasets(config))
+
+
+def check_sources():
+    """Once per run, dry runs included (jobs on a cluster parse this file again): the
+    config files (a key given twice, which Snakemake's reader lets through), what only
+    the data source can check, then which files, preset and data source are in force."""
+    for path in workflow.overwrite_configfiles:
+        launch.read_config_file(path)
+    cfg.check_data(config, MIRROR)
+    given = list(workflow.overwrite_configfiles)  # merged over the Snakefile's configfile
+    files = [f for f in workflow.configfiles if f not in given] + given
+    print(cfg.sources_line(config, files), file=sys.stderr)
+    print(SOURCE.describe(cfg.needed_datasets(config), config["data"]["download_root"]),
+          file=sys.stderr)
+
+
+if workflow.is_main_process:
+    check_sources()
+    if workflow.local_exec:
+        launch.mark_scheduler()  # local jobs stop when this process dies (cnnrepro.logs)

@@ -21,6 +21,42 @@ def training_overrides(config: dict, model: str) -> str | None:
     return STUDY.file("overrides", model=model)
 
 
+def check_config(study: dict, config: dict) -> None:
+    """What the probes and the grid need: the followed image's class in the dataset, a
+    model named ``cnn`` whose first layer is a convolution with the followed kernel, its
+    snapshots, and a grid subset the training split can fill."""
+    from torch import nn
+
+    from ...config import ConfigError, check_images, training_spec
+    from ...datasets import class_names, input_shape
+    from ...models import meta_model
+
+    probe, where = study["probe"], "config key studies.lenet"
+    classes = class_names(config, study["dataset"])
+    if probe["image_class"] not in classes:
+        raise ConfigError(f"{where}.probe.image_class: {probe['image_class']!r} is not a class "
+                          f"of {study['dataset']}; its classes: {classes}")
+    if probes.CNN not in study["models"]:
+        raise ConfigError(f"{where}.models: the probes follow the model named "
+                          f"{probes.CNN!r}; the models are {sorted(study['models'])}")
+    cnn = study["models"][probes.CNN]
+    channels, size, n_classes = input_shape(config, study["dataset"])
+    model = meta_model(cnn["arch"], cnn.get("options"), n_classes, channels, size)
+    features = getattr(model, "features", None)  # what probes.follow_kernel reads
+    first = features[0] if isinstance(features, nn.Sequential) and len(features) else None
+    if not isinstance(first, nn.Conv2d):
+        raise ConfigError(f"{where}.models.{probes.CNN}.arch: the probes need a first conv "
+                          f"layer; {cnn['arch']} has none")
+    if probe["kernel"] >= first.out_channels:
+        raise ConfigError(f"{where}.probe.kernel: {probe['kernel']} is not a kernel of "
+                          f"{probes.CNN}'s first conv layer (0 to {first.out_channels - 1})")
+    if not training_spec(config, "lenet", probes.CNN)["training"].get("snapshot_epochs"):
+        raise ConfigError(f"{where}.training.snapshot_epochs: the kernel evolution needs "
+                          f"{probes.CNN}'s weights at some epochs; the list is empty")
+    check_images(config, "studies.lenet.grid.train_subset", study["grid"]["train_subset"],
+                 study["dataset"], "train")
+
+
 def grid_runs(config: dict) -> list[dict]:
     """The training spec of every grid point of every model (for the cost estimate)."""
     settings = config["studies"]["lenet"]
@@ -50,6 +86,7 @@ STUDY = Study(
                   "decay, validation and test accuracy after the grid's epochs (lenet.grid)."),),
     has_claims=True,
     schema=Path(__file__).with_name("schema.yaml"),
+    check_config=check_config,
     training_overrides=training_overrides,
     extra_runs=grid_runs,
 )

@@ -19,6 +19,7 @@ from ...datasets import load_split, per_class_subset
 from ...io import atomic_path, write_npz
 from ...models import build_model
 from ...runtime import normalizer
+from ...train import read_weights, retrain_hint
 
 CNN = "cnn"  # the study's convolutional model (config name): the one whose snapshots are probed
 
@@ -73,7 +74,7 @@ def follow_kernel(*, spec: dict[str, Any], snapshots: str, data: dict[str, str],
     out: dict[str, list[np.ndarray]] = {"kernels": [], "fmap": [], "relu": [], "pool": []}
     with torch.no_grad():
         for _, path in keep:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            model.load_state_dict(read_weights(path, retrain_hint(snapshots)))
             fmap = conv(x)
             out["kernels"].append(conv.weight[k].numpy())
             out["fmap"].append(fmap[0, k].numpy())

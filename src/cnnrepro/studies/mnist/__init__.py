@@ -12,13 +12,25 @@ from ...study import Study, Table
 from . import claims, lab
 from .figures import FIGURES
 
-def check_config(study: dict, config: dict) -> None:
-    from ...config import ConfigError
 
-    targeted = study["lab"]["targeted"]
+def check_config(study: dict, config: dict) -> None:
+    """The lab's probes fit the test images and the image size; beta is in its sweep."""
+    from ...config import ConfigError, check_counts
+    from ...datasets import input_shape
+
+    lab = study["lab"]
+    targeted = lab["targeted"]
     if targeted["beta"] not in targeted["betas"]:
         raise ConfigError(f"config key studies.mnist.lab.targeted.beta: {targeted['beta']} is "
                           "not in studies.mnist.lab.targeted.betas")
+    size = input_shape(config, study["dataset"])[1]
+    if lab["occlusion"]["patch"] > size:
+        raise ConfigError(f"config key studies.mnist.lab.occlusion.patch: {lab['occlusion']['patch']}"
+                          f" pixels is larger than the {size}x{size} images")
+    check_counts(config, "mnist", "test", {
+        "lab.prediction_images": lab["prediction_images"],
+        "lab.occlusion.images": lab["occlusion"]["images"],
+        "lab.noise.images + lab.noise.held_out": lab["noise"]["images"] + lab["noise"]["held_out"]})
 
 
 STUDY = Study(

@@ -13,12 +13,22 @@ from .figures import FIGURES
 
 
 def check_config(study: dict, config: dict) -> None:
-    from ...config import ConfigError
+    from ...config import ConfigError, check_counts
 
     if study["claims"]["robust_epsilon"] not in study["fgsm"]["epsilons"]:
         raise ConfigError("config key studies.vdk.claims.robust_epsilon: "
                           f"{study['claims']['robust_epsilon']} is not in "
                           "studies.vdk.fgsm.epsilons")
+    clean, paper = study["blur"]["clean"], study["blur"]["paper"]
+    if clean["sigma_min"] > clean["sigma_max"]:
+        raise ConfigError(f"config key studies.vdk.blur.clean.sigma_min: {clean['sigma_min']} "
+                          f"is above sigma_max {clean['sigma_max']}")
+    if paper["arg_min"] >= paper["arg_max"]:
+        raise ConfigError(f"config key studies.vdk.blur.paper.arg_min: {paper['arg_min']} "
+                          f"leaves no kernel size below arg_max {paper['arg_max']}")
+    check_counts(config, "vdk", "test", {"fgsm.images": study["fgsm"]["images"],
+                                         "blur.images": study["blur"]["images"],
+                                         "attribution.auc_images": study["attribution"]["auc_images"]})
 
 
 STUDY = Study(

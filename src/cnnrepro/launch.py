@@ -1,0 +1,226 @@
+"""What ``./repro run`` does before Snakemake starts, and the lock-owner record it reads.
+
+* The config files the user names are read first, so a YAML error names the file, line
+  and column (Snakemake parses ``--configfile`` itself and names neither), a missing file
+  or preset is one sentence, and a key given twice in one mapping is an error (YAML would
+  silently keep the last).
+* A preset and overlays go to Snakemake after **one** ``--configfile`` flag: Snakemake keeps
+  only the last flag, so ``--configfile preset.yaml --configfile overlay.yaml`` silently
+  drops the preset. ``./repro run --preset quick overlay.yaml`` and any number of
+  ``--configfile`` flags all become one ``--configfile config/presets/quick.yaml
+  overlay.yaml``, the preset first.
+* A lock left by a Snakemake run that died (``kill -9``, a lost node) is spotted through
+  the owner record the workflow writes beside Snakemake's locks, and the command that
+  clears it is printed instead of Snakemake's generic "cannot be locked". A local
+  Snakemake also names itself to its jobs (:func:`mark_scheduler`), whose watchdog
+  (:mod:`cnnrepro.logs`) stops them when it is gone.
+
+This module imports no torch: it runs before every ``./repro run``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from collections.abc import Hashable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESETS = Path("config") / "presets"  # ./repro runs in the project folder
+LOCKS = Path(".snakemake") / "locks"
+OWNER = LOCKS / "cnnrepro.owner"  # Snakemake reads only <n>.{input,output}.lock there
+SCHEDULER_ENV = "CNNREPRO_SCHEDULER"  # the local Snakemake that runs this job
+
+
+class ConfigFileError(ValueError):
+    """A config file is missing, not YAML, or not a mapping of config keys."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping (YAML would keep "
+                    f"only the last)", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A config file as a mapping; every error names the file (and line and column)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigFileError(f"{path}: no such config file")
+    try:
+        data = yaml.load(path.read_text(), Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        context = f" ({err.context})" if err.context else ""
+        raise ConfigFileError(f"{path}{where}: {err.problem}{context}") from None
+    except yaml.YAMLError as err:
+        raise ConfigFileError(f"{path}: not valid YAML ({err})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigFileError(f"{path}: the top level must be a mapping of config keys "
+                              f"(`key: value` lines), not a {type(data).__name__}")
+    return data
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.yaml"))
+
+
+def compose(argv: list[str]) -> tuple[list[str], list[Path]]:
+    """``./repro run`` arguments as Snakemake arguments, and the config files in order.
+
+    ``--preset NAME`` (``config/presets/NAME.yaml``) and the ``.yaml``/``.yml``/``.json``
+    files right after it, plus every ``--configfile``/``--configfiles`` list, become one
+    trailing ``--configfile`` list: the preset, then the others as given. Without a
+    ``--cores``, ``--jobs``, ``--profile`` or ``--executor``, ``--cores all`` is added.
+    """
+    rest: list[str] = []
+    preset: Path | None = None
+    files: list[Path] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        flag, _, inline = arg.partition("=")
+        if flag == "--preset":
+            if preset is not None:
+                raise ConfigFileError("--preset given twice: one preset, then overlays")
+            name = inline or (argv[i + 1] if i + 1 < len(argv) else "")
+            i += 1 if inline else 2
+            preset = PRESETS / f"{name}.yaml"
+            if not preset.is_file():
+                raise ConfigFileError(f"--preset {name!r}: no such preset; the presets are "
+                                      f"{', '.join(presets())} (config/presets/)")
+            while i < len(argv) and argv[i].endswith((".yaml", ".yml", ".json")):
+                files.append(Path(argv[i]))
+                i += 1
+        elif flag in ("--configfile", "--configfiles"):
+            i += 1
+            if inline:
+                files.append(Path(inline))
+            while not inline and i < len(argv) and not argv[i].startswith("-"):
+                files.append(Path(argv[i]))
+                i += 1
+        else:
+            rest.append(arg)
+            i += 1
+    if not any(a.partition("=")[0] in ("--cores", "--jobs", "--profile", "--executor")
+               or (a[:2] in ("-c", "-j", "-e")) for a in rest):
+        rest += ["--cores", "all"]
+    configfiles = ([preset] if preset else []) + files
+    return rest + (["--configfile", *map(str, configfiles)] if configfiles else []), configfiles
+
+
+# --------------------------------------------------------------------------- lock owner
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), to tell a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def _alive(pid: int, start: int | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if Path("/proc").is_dir():  # Linux: a zombie or a new process under the same pid is gone
+        ticks = _start_ticks(pid)
+        return ticks is not None and (start is None or ticks == start)
+    return True
+
+
+def _this_process() -> dict[str, Any]:
+    pid = os.getpid()
+    return {"pid": pid, "host": socket.gethostname(), "start": _start_ticks(pid)}
+
+
+def _gone(owner: dict[str, Any]) -> bool:
+    """Whether a recorded process is known to be gone (only on its own host)."""
+    return owner.get("host") == socket.gethostname() and not _alive(owner["pid"],
+                                                                    owner.get("start"))
+
+
+def record_owner(workdir: str | os.PathLike = ".") -> None:
+    """Write which process holds this folder's Snakemake lock (called from ``onstart``:
+    the main Snakemake process, lock held). Snakemake removes the whole lock folder,
+    this record included, when it unlocks."""
+    path = Path(workdir) / OWNER
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_this_process()) + "\n")
+
+
+def mark_scheduler() -> None:
+    """Name this process (a local Snakemake) in the environment its jobs inherit, so a job
+    whose direct parent is a shell (conda activation) still sees it die."""
+    os.environ[SCHEDULER_ENV] = json.dumps(_this_process())
+
+
+def scheduler_gone() -> bool:
+    """Whether the local Snakemake named by :func:`mark_scheduler` is gone."""
+    try:
+        return _gone(json.loads(os.environ[SCHEDULER_ENV]))
+    except (KeyError, ValueError, TypeError):
+        return False
+
+
+def stale_lock(workdir: str | os.PathLike = ".") -> str | None:
+    """A sentence saying this folder's Snakemake lock is stale and how to clear it, or
+    None (no lock, its owner alive, on another host, or unknown)."""
+    locks = Path(workdir) / LOCKS
+    if not any(locks.glob("*.lock")):
+        return None
+    try:
+        owner = json.loads((Path(workdir) / OWNER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not _gone(owner):
+        return None
+    return (f"repro: this folder is locked by a Snakemake run that is gone (pid {owner['pid']} "
+            f"on {owner['host']} no longer runs: killed or crashed). Clear its stale lock, "
+            f"then run your command again:\n  ./repro run --unlock")
+
+
+def main(argv: list[str]) -> None:
+    """``./repro run``: check the config files and the lock, then become Snakemake."""
+    try:
+        args, configfiles = compose(argv)
+        for path in configfiles:
+            read_config_file(path)
+    except ConfigFileError as err:
+        sys.exit(f"repro: {err}")
+    stale = stale_lock()
+    if stale and "--unlock" not in args:
+        if not {"-n", "--dry-run", "--dryrun"} & set(args):
+            sys.exit(stale)
+        print(stale, file=sys.stderr)
+    if configfiles:
+        print(f"repro: config.yaml + {' + '.join(map(str, configfiles))}", file=sys.stderr)
+    os.execv(sys.executable, [sys.executable, "-m", "snakemake", *args])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,148 @@
+"""./repro run: config files checked first, preset and overlays after one --configfile,
+a stale lock spotted; the script itself with an absolute CNNREPRO_VENV."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bad_overlays import YAML_LEVEL, params
+from cnnrepro import launch
+from cnnrepro.launch import ConfigFileError, compose, stale_lock
+
+from conftest import MIRROR, ROOT
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A working copy of the project (the repro script and pyproject.toml copied, the
+    rest linked), as ./repro runs: in the project folder."""
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for name in ("repro", "pyproject.toml"):
+        shutil.copy2(ROOT / name, clone / name)
+    for name in ("Snakefile", "config.yaml", "config", "workflow", "src", "report", "profiles"):
+        (clone / name).symlink_to(ROOT / name)
+    monkeypatch.chdir(clone)
+    return clone
+
+
+def test_preset_and_overlays_go_after_one_configfile_flag(project):
+    args, files = compose(["--preset", "quick", "mine.yaml", "more.yml", "-n"])
+    assert args == ["-n", "--cores", "all", "--configfile", "config/presets/quick.yaml",
+                    "mine.yaml", "more.yml"]
+    assert files == [Path("config/presets/quick.yaml"), Path("mine.yaml"), Path("more.yml")]
+
+
+def test_several_configfile_flags_are_merged_preset_first(project):
+    args, _ = compose(["--configfile", "a.yaml", "--cores", "2", "--configfile=b.yaml",
+                       "--preset=cpu", "target.txt"])
+    assert args == ["--cores", "2", "target.txt", "--configfile", "config/presets/cpu.yaml",
+                    "a.yaml", "b.yaml"]
+
+
+@pytest.mark.parametrize("given", [["-c4"], ["--jobs", "3"], ["--profile", "profiles/slurm"],
+                                   ["--executor=slurm"]])
+def test_cores_all_only_when_nothing_says_how_to_run(project, given):
+    args, _ = compose(given)
+    assert "all" not in args
+
+
+def test_unknown_or_repeated_preset_is_one_sentence(project):
+    with pytest.raises(ConfigFileError, match=r"'quik': no such preset; the presets are cpu, "
+                                              r"quick"):
+        compose(["--preset", "quik"])
+    with pytest.raises(ConfigFileError, match="--preset given twice"):
+        compose(["--preset", "cpu", "--preset", "quick"])
+
+
+def _lock(workdir: Path, owner: dict | None) -> None:
+    locks = workdir / launch.LOCKS
+    locks.mkdir(parents=True)
+    (locks / "0.input.lock").write_text("results/x\n")
+    if owner is not None:
+        (workdir / launch.OWNER).write_text(json.dumps(owner))
+
+
+def test_a_lock_whose_owner_is_gone_is_stale(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    _lock(tmp_path, {"pid": gone.pid, "host": socket.gethostname(), "start": None})
+    message = stale_lock(tmp_path)
+    assert f"pid {gone.pid}" in message and "./repro run --unlock" in message
+
+
+def test_a_live_unknown_or_remote_owner_is_left_alone(tmp_path):
+    launch.record_owner(tmp_path)  # this process: alive
+    (tmp_path / launch.LOCKS / "0.output.lock").write_text("results/x\n")
+    assert stale_lock(tmp_path) is None
+    owner = json.loads((tmp_path / launch.OWNER).read_text())
+    (tmp_path / launch.OWNER).write_text(json.dumps({**owner, "host": "another-node"}))
+    assert stale_lock(tmp_path) is None  # a shared folder locked from elsewhere: cannot tell
+    (tmp_path / launch.OWNER).unlink()
+    assert stale_lock(tmp_path) is None
+    shutil.rmtree(tmp_path / launch.LOCKS)
+    assert stale_lock(tmp_path) is None
+
+
+# --------------------------------------------------------------------------- the script
+
+
+def repro(project: Path, *args: str) -> subprocess.CompletedProcess:
+    """./repro with an absolute CNNREPRO_VENV holding this interpreter (no install)."""
+    venv = project.parent / "venv"
+    (venv / "bin").mkdir(parents=True, exist_ok=True)
+    python = venv / "bin" / "python"
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    digest = hashlib.sha256((project / "pyproject.toml").read_bytes()).hexdigest()
+    (venv / ".cnnrepro-pyproject.sha256").write_text(digest + "\n")
+    env = {**os.environ, "CNNREPRO_VENV": str(venv), "CNNREPRO_DATA_MIRROR": str(MIRROR),
+           "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run(["./repro", *args], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.parametrize("text, expect", params(YAML_LEVEL))
+def test_repro_names_file_and_line_of_a_bad_config_file_before_snakemake(project, text, expect):
+    # Snakemake reads --configfile itself and names neither file nor line: ./repro reads first
+    (project / "mine.yaml").write_text(text)
+    proc = repro(project, "run", "--preset", "quick", "mine.yaml", "-n")
+    assert proc.returncode != 0
+    assert proc.stderr.startswith("repro: " + expect.format(file="mine.yaml")), proc.stderr
+    assert not (project / ".snakemake").exists(), "Snakemake must not have started"
+
+
+def test_repro_names_a_missing_preset_and_overlay(project):
+    proc = repro(project, "run", "--preset", "quik")
+    assert proc.returncode != 0 and "no such preset; the presets are cpu, quick" in proc.stderr
+    proc = repro(project, "run", "--preset", "quick", "absent.yaml")
+    assert proc.returncode != 0 and "repro: absent.yaml: no such config file" in proc.stderr
+
+
+def test_repro_runs_snakemake_with_the_preset_in_force(project):
+    (project / "mine.yaml").write_text("studies:\n  vdk: {enabled: false}\n")
+    proc = repro(project, "run", "--preset", "quick", "mine.yaml", "-n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "repro: config.yaml + config/presets/quick.yaml + mine.yaml" in proc.stderr
+    assert ("cnnrepro: settings from config.yaml + config/presets/quick.yaml + mine.yaml: "
+            "preset 'quick'") in proc.stderr
+    assert "data from the offline mirror" in proc.stderr
+    assert not (project / "results").exists()  # a dry run
+
+
+def test_repro_stops_at_a_stale_lock_and_says_how_to_clear_it(project):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    _lock(project, {"pid": gone.pid, "host": socket.gethostname(), "start": None})
+    proc = repro(project, "run", "--preset", "quick")
+    assert proc.returncode != 0 and "./repro run --unlock" in proc.stderr
+    assert "Snakemake" in proc.stderr and not (project / "results").exists()
