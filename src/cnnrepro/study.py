@@ -83,7 +83,6 @@ class Study:
     schema: Path | None = None          # the study's config keys (JSON schema, YAML)
     check_config: Callable[[dict, dict], None] | None = None  # (study config, config)
     training_overrides: Callable[[dict, str], str | None] | None = None  # (config, model)
-    extra_runs: Callable[[dict], list[dict]] | None = None  # training specs run once each
 
     def study_files(self, config: dict[str, Any], root: str = ".") -> paths.StudyFiles:
         """This study's artifacts for ``config``'s models and seeds."""

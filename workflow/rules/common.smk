@@ -4,9 +4,9 @@ import shutil
 
 from cnnrepro import config as cfg
 from cnnrepro import paths
+from cnnrepro import runinfo
 from cnnrepro import studies
 from cnnrepro.datasets import SPECS, options as dataset_options, resolve_mirror, verify_mirror
-from cnnrepro.estimate import announce
 
 cfg.validate(config)  # fails naming the key, before any job is built
 MIRROR = resolve_mirror(config["data"]["mirror"])

@@ -21,15 +21,6 @@ def training_overrides(config: dict, model: str) -> str | None:
     return STUDY.file("overrides", model=model)
 
 
-def grid_runs(config: dict) -> list[dict]:
-    """The training spec of every grid point of every model (for the cost estimate)."""
-    settings = config["studies"]["lenet"]
-    if not settings["grid"]["enabled"]:
-        return []
-    return [grid.grid_spec(config, model, i, j) for model in settings["models"]
-            for i, j in grid.grid_points(settings["grid"])]
-
-
 STUDY = Study(
     name="lenet",
     run_files={"evolution": "probe/evolution.npz"},
@@ -51,5 +42,4 @@ STUDY = Study(
     has_claims=True,
     schema=Path(__file__).with_name("schema.yaml"),
     training_overrides=training_overrides,
-    extra_runs=grid_runs,
 )
