@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import time
 from collections import Counter
 
 import pandas as pd
@@ -35,7 +37,7 @@ def test_guard_stops_a_long_cpu_run_and_names_the_choices(full_config):
     assert "not started" in text and "about 24.0 h" in text
     assert "estimate.guard_hours (12 h)" in text
     assert "./repro run --cores all --configfile config/presets/cpu.yaml" in text
-    assert f"CUDA GPU (about {human(_day_long('cuda').wall)} there" in text
+    assert f"CUDA GPU: about {human(_day_long('cuda').wall)} there" in text
     assert "./repro run --accept-cost --cores all" in text
     # under the CPU preset the way out is the quick preset
     assert "config/presets/quick.yaml" in guard(_day_long("cpu"), _config(full_config, "cpu"),
@@ -91,7 +93,12 @@ def test_summary_says_why_the_pdf_is_missing_and_how_to_build_it(tmp_path, full_
     assert "not among this run's targets" in summary(config, tmp_path, wall=10, latexmk=True)
     pdf = tmp_path / paths.paper("pdf")
     pdf.write_bytes(b"%PDF")
-    assert f"paper    {pdf.resolve()}" in summary(config, tmp_path, wall=10, latexmk=False)
+    fresh = summary(config, tmp_path, wall=10, latexmk=False)
+    assert f"paper    {pdf.resolve()}\n" in fresh
+    # a report this run did not rebuild says so
+    old = time.time() - 3600
+    os.utime(pdf, (old, old))
+    assert f"paper    {pdf.resolve()}  (from an earlier run)" in summary(config, tmp_path, 10)
 
 
 def test_failure_shows_the_log_tail_and_the_resume_command(tmp_path):
@@ -105,7 +112,7 @@ def test_failure_shows_the_log_tail_and_the_resume_command(tmp_path):
     text = failure_text(failed, ["snakemake", "--cores", "2", "--rerun-incomplete"], tmp_path)
     assert "2 jobs failed" in text
     assert "rule train_model (study=vdk, model=vdk_cnnet, seed=0)" in text
-    assert f"last 15 lines of {log}" in text
+    assert f"last 15 lines of {log.resolve()}" in text
     assert "| RuntimeError: out of memory" in text and "| line 26" in text
     assert "| line 25" not in text
     assert "results/logs/missing.log was not written" in text

@@ -264,8 +264,8 @@ def describe(est: Estimate, config: dict[str, Any]) -> str:
               f"{n_runs - n_measured} from the FLOP model")
     where = f"{est.cores} core{'s' if est.cores > 1 else ''}" + (
         " with CUDA" if est.device == "cuda" else "")
-    lines = [f"cnnrepro: preset '{config['preset']}', seeds {config['seeds']}: {n_jobs} jobs "
-             f"to run, about {human(est.wall)} on {where}",
+    lines = [f"cnnrepro: preset '{config['preset']}', seeds {config['seeds']}: {n_jobs} "
+             f"job{'s' if n_jobs > 1 else ''} to run, about {human(est.wall)} on {where}",
              f"  ({human(est.job_time)} of job time; {source})",
              f"  {'stage':22s} {'jobs':>4s}  {'time':>8s}  from"]
     for rule, (n, seconds, measured) in stages.items():

@@ -20,6 +20,7 @@ import os
 import shlex
 import shutil
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,10 +37,6 @@ from .io import atomic_path, write_json
 GUARD_ENV = "CNNREPRO_COST_GUARD"
 ESTIMATE_JSON_ENV = "CNNREPRO_ESTIMATE_JSON"
 LOG_TAIL = 15  # lines of a failed job's log shown
-
-
-class RunTooLong(Exception):
-    """The estimate exceeds the guard on a machine without CUDA (``./repro run`` only)."""
 
 
 @dataclass
@@ -100,15 +97,17 @@ def guard(est: Estimate, config: dict[str, Any], cuda: bool, on_gpu: Estimate | 
     limit = config["estimate"]["guard_hours"] * 3600
     if cuda or est.wall <= limit:
         return None
-    preset = "quick" if config["preset"] == "cpu" else "cpu"
-    gpu = f" (about {human(on_gpu.wall)} there, FLOP model)" if on_gpu is not None else ""
-    return (f"cnnrepro: not started. This run would take about {human(est.wall)} on this "
-            f"machine's {est.cores} CPU cores (no CUDA here), beyond estimate.guard_hours "
+    preset, what = (("quick", "minutes, checks the pipeline") if config["preset"] == "cpu"
+                    else ("cpu", "each study in about an hour on 2 cores"))
+    gpu = f"about {human(on_gpu.wall)} there (FLOP model)" if on_gpu is not None else ""
+    return (f"cnnrepro: not started: this run would take about {human(est.wall)} on this "
+            f"machine's {est.cores} CPU cores (no CUDA here), more than estimate.guard_hours "
             f"({config['estimate']['guard_hours']:g} h). Choose one:\n"
-            f"  the {preset} preset:   ./repro run --cores all --configfile "
-            f"config/presets/{preset}.yaml\n"
-            f"  a machine with a CUDA GPU{gpu}\n"
-            f"  go ahead anyway:  {shlex.join(go_ahead)}")
+            f"  the {preset} preset ({what}):\n"
+            f"      ./repro run --cores all --configfile config/presets/{preset}.yaml\n"
+            f"  a machine with a CUDA GPU: {gpu}\n"
+            f"  go ahead anyway:\n"
+            f"      {shlex.join(go_ahead)}")
 
 
 def _announce(workflow: Any, config: dict[str, Any]) -> list[Job]:
@@ -127,8 +126,9 @@ def _announce(workflow: Any, config: dict[str, Any]) -> list[Job]:
         why = guard(est, config, cuda_available(),
                     estimate(jobs, config["estimate"], cores, "cuda", found),
                     invocation(env={GUARD_ENV: "go"}))
-        if why:
-            raise RunTooLong(why)
+        if why:  # our message alone, not a traceback: the run ends before any job
+            logger.error(why)
+            raise SystemExit(1)
     if mode == "go":
         logger.info("cnnrepro: going ahead as asked (--accept-cost).")
     return jobs
@@ -177,19 +177,24 @@ def verdict_counts(claims_csv: Path) -> dict[str, int]:
 def summary(config: dict[str, Any], root: str | Path, wall: float,
             estimated: float | None = None, latexmk: bool = True) -> str:
     """The end-of-run summary: where the report and the paper are, the verdicts per study,
-    the preset in force and the wall time."""
+    the preset in force and the wall time (``wall`` seconds, ending now)."""
     root = Path(root).resolve()
     index, pdf, tex = (root / paths.report_index(), root / paths.paper("pdf"),
                        root / paths.paper("tex"))
+    started = time.time() - wall
+
+    def earlier(path: Path) -> str:
+        return "  (from an earlier run)" if path.stat().st_mtime < started else ""
+
     said = f" (estimated at start: {human(estimated)})" if estimated else ""
     lines = [f"cnnrepro: finished in {clock(wall)}{said}.",
              f"  preset   '{config['preset']}', seeds {config['seeds']}: "
              f"{len(config['deviations'])} departures from the documents' settings "
              f"(listed in the report)"]
-    lines.append(f"  report   {index.as_uri()}" if index.is_file()
+    lines.append(f"  report   {index.as_uri()}{earlier(index)}" if index.is_file()
                  else "  report   not built: not among this run's targets")
     if pdf.is_file():
-        lines.append(f"  paper    {pdf}")
+        lines.append(f"  paper    {pdf}{earlier(pdf)}")
     elif not latexmk:
         lines.append("  paper    not built: latexmk not found. Install TeX (Debian: apt-get "
                      "install latexmk texlive-latex-recommended texlive-fonts-recommended), "
@@ -240,7 +245,7 @@ def failure_text(failed: list[dict[str, Any]], resume: list[str], root: str | Pa
     for job in failed:
         where = ", ".join(f"{k}={v}" for k, v in job["wildcards"].items())
         lines.append(f"  rule {job['rule']}" + (f" ({where})" if where else ""))
-        logs = [Path(root) / log for log in job["logs"]]
+        logs = [(Path(root) / log).resolve() for log in job["logs"]]
         for log in logs:
             if log.is_file():
                 tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL:]
