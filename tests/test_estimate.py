@@ -69,6 +69,10 @@ def test_wall_time_is_spread_over_cores_or_the_longest_chain():
     # a job holding 2 threads occupies 2 of the cores
     two = [Job("x", threads=2), Job("x", threads=2)]
     assert estimate(two, SETTINGS, cores=2, device="cpu", found=found).wall == 20
+    # on a cluster each job has its own node: two jobs at once run side by side
+    on_cluster = estimate(two, SETTINGS, cores=2, device="cpu", found=found, cluster=True)
+    assert on_cluster.wall == 10 and "a cluster, 2 jobs at once" in describe(
+        on_cluster, {"preset": "cpu", "seeds": [0]})
 
 
 def test_measured_seconds_scale_with_work_beyond_start_up():

@@ -150,8 +150,8 @@ def test_quick_run_ends_with_a_summary_of_what_it_made(quick_run):
         if study.has_claims:
             verdicts = pd.read_csv(workdir / f"results/{study.name}/summary/claims.csv")["verdict"]
             (line,) = [line for line in lines if line.strip().startswith(study.name + " ")]
-            said = dict((v, int(n)) for n, v in (part.split(" ", 1) for part in
-                                                  line.strip()[len(study.name):].split(", ")))
+            counts = line.strip()[len(study.name):].strip().split(", ")
+            said = {verdict: int(n) for n, verdict in (part.split(" ", 1) for part in counts)}
             assert said == dict(Counter(verdicts)), line
 
 

@@ -191,8 +191,9 @@ class Estimate:
     jobs: tuple[Job, ...]
     seconds: tuple[float, ...]
     measured: tuple[bool, ...]     # from this machine's benchmarks (else the FLOP model)
-    cores: int
+    cores: int                     # local cores, or jobs at once on a cluster
     device: str
+    cluster: bool = False          # each job on its own node (threads hold no local cores)
 
     @property
     def job_time(self) -> float:
@@ -202,7 +203,8 @@ class Estimate:
     @property
     def wall(self) -> float:
         """Seconds from the first job to the last on ``cores`` cores."""
-        spread = sum(s * min(j.threads, self.cores) for j, s in zip(self.jobs, self.seconds))
+        held = [1 if self.cluster else min(j.threads, self.cores) for j in self.jobs]
+        spread = sum(s * h for s, h in zip(self.seconds, held))
         done: list[float] = []
         for job, seconds in zip(self.jobs, self.seconds):
             done.append(max((done[i] for i in job.after), default=0.0) + seconds)
@@ -225,14 +227,15 @@ class Estimate:
         return totals
 
     def as_dict(self) -> dict[str, Any]:
-        return {"cores": self.cores, "device": self.device, "job_time": self.job_time,
+        return {"cores": self.cores, "device": self.device, "cluster": self.cluster,
+                "job_time": self.job_time,
                 "wall": self.wall,
                 "jobs": [{**asdict(job), "seconds": s, "measured": m}
                          for job, s, m in zip(self.jobs, self.seconds, self.measured)]}
 
 
 def estimate(jobs: list[Job], settings: dict[str, Any], cores: int, device: str,
-             found: list[Measurement] = ()) -> Estimate:
+             found: list[Measurement] = (), cluster: bool = False) -> Estimate:
     """Each job's seconds: measured where this machine has a benchmark for its rule, else
     the FLOP model (``settings``: the config's ``estimate`` block)."""
     seconds, measured = [], []
@@ -240,7 +243,7 @@ def estimate(jobs: list[Job], settings: dict[str, Any], cores: int, device: str,
         s = measured_seconds(job, list(found), device, settings["job_seconds"]) if job.runs else 0.0
         measured.append(s is not None and job.runs)
         seconds.append(s if s is not None else model_seconds(job, settings, device))
-    return Estimate(tuple(jobs), tuple(seconds), tuple(measured), cores, device)
+    return Estimate(tuple(jobs), tuple(seconds), tuple(measured), cores, device, cluster)
 
 
 def human(seconds: float) -> str:
@@ -262,7 +265,8 @@ def describe(est: Estimate, config: dict[str, Any]) -> str:
               "all from the FLOP model: no benchmarks here yet" if n_measured == 0 else
               f"{n_measured} jobs from this machine's benchmarks, "
               f"{n_runs - n_measured} from the FLOP model")
-    where = f"{est.cores} core{'s' if est.cores > 1 else ''}" + (
+    where = (f"a cluster, {est.cores} jobs at once" if est.cluster else
+             f"{est.cores} core{'s' if est.cores > 1 else ''}") + (
         " with CUDA" if est.device == "cuda" else "")
     lines = [f"cnnrepro: preset '{config['preset']}', seeds {config['seeds']}: {n_jobs} "
              f"job{'s' if n_jobs > 1 else ''} to run, about {human(est.wall)} on {where}",

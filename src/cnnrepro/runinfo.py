@@ -115,14 +115,15 @@ def _announce(workflow: Any, config: dict[str, Any]) -> list[Job]:
 
     jobs = jobs_of(workflow.dag, config)
     found = measurements()
-    device, cores = run_device(config), _cores(workflow)
-    est = estimate(jobs, config["estimate"], cores, device, found)
+    device, cluster = run_device(config), not workflow.local_exec
+    cores = min(workflow.nodes, len(jobs)) if cluster else _cores(workflow)
+    est = estimate(jobs, config["estimate"], cores, device, found, cluster)
     _STARTED.wall = est.wall
     logger.info(describe(est, config))
     if os.environ.get(ESTIMATE_JSON_ENV):
         write_json(os.environ[ESTIMATE_JSON_ENV], est.as_dict())
     mode = os.environ.get(GUARD_ENV)
-    if mode == "stop":
+    if mode == "stop" and not cluster:  # this host's CUDA says nothing of a cluster's nodes
         why = guard(est, config, cuda_available(),
                     estimate(jobs, config["estimate"], cores, "cuda", found),
                     invocation(env={GUARD_ENV: "go"}))
@@ -151,8 +152,8 @@ def preview(workflow: Any, config: dict[str, Any]) -> None:
         said = False
 
         def emit(self, record: logging.LogRecord) -> None:
-            if (not self.said and workflow.dryrun
-                    and getattr(record, "event", None) == LogEvent.RUN_INFO):
+            if (getattr(record, "event", None) == LogEvent.RUN_INFO and not self.said
+                    and workflow.dryrun):
                 self.said = True
                 _announce(workflow, config)
 
@@ -208,7 +209,7 @@ def summary(config: dict[str, Any], root: str | Path, wall: float,
         table = root / paths.study_file("claims", study.name)
         counts = (", ".join(f"{n} {verdict}" for verdict, n in verdict_counts(table).items())
                   if table.is_file() else "no claims table: not among this run's targets")
-        lines.append(f"    {study.name:9s}{counts}")
+        lines.append(f"    {study.name:8s} {counts}")
     lines.append(f"  this summary: {root / paths.run_summary()}")
     return "\n".join(lines)
 
