@@ -102,19 +102,25 @@ def _benchmark(root, name, seconds):
     return path
 
 
-def test_sizes_belong_to_the_benchmark_written_after_them(tmp_path):
+def test_sizes_belong_to_the_benchmark_file_as_the_run_left_it(tmp_path):
     bench = paths.benchmark("train_model", "vdk", "a", "seed0")
-    job = Job("train_model", "vdk", "a", work=1e12, benchmark=bench)
-    record_sizes([job], "cpu", tmp_path)
-    _benchmark(tmp_path, bench, 20.0)  # the job ran after its size was recorded
-    (found,) = measurements(tmp_path)
-    assert (found.rule, found.work, found.device, found.seconds) == ("train_model", 1e12, "cpu", 20)
-    # a later run records a bigger size, then stops before the job: the file keeps the old one
-    time.sleep(0.01)
-    record_sizes([Job("train_model", "vdk", "a", work=5e12, benchmark=bench)], "cpu", tmp_path)
-    os.utime(tmp_path / bench, (time.time() - 60, time.time() - 60))  # written before both
-    (found,) = measurements(tmp_path)
-    assert found.work is None and found.rule == "train_model" and found.seconds == 20
+    other = paths.benchmark("train_model", "vdk", "b", "seed0")
+    since = time.time() - 1
+    _benchmark(tmp_path, bench, 20.0)  # written during the run
+    _benchmark(tmp_path, other, 30.0)
+    os.utime(tmp_path / other, (since - 60, since - 60))  # written by an earlier run
+    record_sizes([Job("train_model", "vdk", "a", work=1e12, benchmark=bench),
+                  Job("train_model", "vdk", "b", work=2e12, benchmark=other),
+                  Job("figure", "vdk")], "cpu", since, tmp_path)
+    found = {m.benchmark: m for m in measurements(tmp_path)}
+    assert (found[bench].rule, found[bench].work, found[bench].device) == ("train_model", 1e12, "cpu")
+    assert found[bench].seconds == 20
+    assert found[other].work is None and found[other].rule == "train_model"  # size unknown
+    # a later run rewrites the file and is killed before it can record the new size
+    _benchmark(tmp_path, bench, 80.0)
+    os.utime(tmp_path / bench, (since + 60, since + 60))
+    found = {m.benchmark: m for m in measurements(tmp_path)}
+    assert found[bench].work is None and found[bench].seconds == 80
 
 
 def test_calibrated_estimate_of_a_measured_run_gives_back_its_seconds(tmp_path):
@@ -122,9 +128,10 @@ def test_calibrated_estimate_of_a_measured_run_gives_back_its_seconds(tmp_path):
             Job("train_model", "mnist", "cnn", work=4e12,
                 benchmark=paths.benchmark("train_model", "mnist", "cnn", "seed0"), after=(0,)),
             Job("figure", "mnist", benchmark=paths.benchmark("figure", "mnist", "f"), after=(1,))]
-    record_sizes(jobs, "cpu", tmp_path)
+    since = time.time() - 1
     for job, seconds in zip(jobs, (6.5, 42.0, 4.5)):
         _benchmark(tmp_path, job.benchmark, seconds)
+    record_sizes(jobs, "cpu", since, tmp_path)
     est = estimate(jobs, SETTINGS, 2, "cpu", measurements(tmp_path))
     assert est.measured == (True, True, True)
     assert est.job_time == pytest.approx(53.0)

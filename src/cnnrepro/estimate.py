@@ -6,7 +6,7 @@ and the printout says which, stage by stage:
 
 * **measured**: this machine's Snakemake ``benchmark:`` files under ``results/benchmarks/``,
   each paired with the size of the job it measured (``sizes.json`` beside them, written at
-  the start of every run). A job takes the seconds measured for its rule (for the same study
+  the end of every run for the files it wrote). A job takes the seconds measured for its rule (for the same study
   and model where there are such), scaled by its work over the measured job's work; the
   start-up part (``job_seconds``) is not scaled.
 * **FLOP model**: ``job_seconds`` + ``stage_factors[rule]`` × work / the device's GFLOP/s
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -117,28 +116,27 @@ class Measurement:
     device: str | None = None
 
 
-SIZES_KEPT = 5  # sizes remembered per benchmark file: runs stopped early leave newer ones
-
-
-def record_sizes(jobs: Iterable[Job], device: str, root: str | Path = ".") -> None:
-    """Remember the size of every job about to run under the benchmark file it will write,
-    so that a later estimate can scale its seconds (``sizes.json``: the last few sizes per
-    file, since a run may stop before the job and leave the file to an older one)."""
-    ledger = Path(root) / paths.benchmark_sizes()
+def record_sizes(jobs: Iterable[Job], device: str, since: float, root: str | Path = ".") -> None:
+    """Remember the size of every job that wrote its benchmark file at ``since`` (epoch
+    seconds) or later, under that file and its time stamp, so that a later estimate can
+    scale its seconds (merged into ``sizes.json``)."""
+    root = Path(root)
+    ledger = root / paths.benchmark_sizes()
     sizes = read_json(ledger) if ledger.is_file() else {}
-    now = time.time()
     for job in jobs:
-        if job.benchmark:
-            entry = {"rule": job.rule, "study": job.study, "model": job.model,
-                     "work": job.work, "device": device, "recorded": now}
-            sizes[job.benchmark] = (sizes.get(job.benchmark, []) + [entry])[-SIZES_KEPT:]
+        tsv = root / job.benchmark if job.benchmark else None
+        if tsv is not None and tsv.is_file() and tsv.stat().st_mtime >= since:
+            sizes[job.benchmark] = {"rule": job.rule, "study": job.study, "model": job.model,
+                                    "work": job.work, "device": device,
+                                    "written": tsv.stat().st_mtime}
     write_json(ledger, sizes)
 
 
 def measurements(root: str | Path = ".") -> list[Measurement]:
     """Every benchmark file under ``results/benchmarks``, with the size of the job it
-    measured: the last size recorded before the file was written. A file without one (it
-    predates ``sizes.json``) still gives the seconds of its rule."""
+    measured where ``sizes.json`` knows it (an entry made for the file as it is now). A
+    file without one (older than the ledger, or rewritten by a run that was killed) still
+    gives the seconds of its rule."""
     root = Path(root)
     folder, ledger = root / paths.benchmarks_dir(), root / paths.benchmark_sizes()
     sizes = read_json(ledger) if ledger.is_file() else {}
@@ -149,9 +147,8 @@ def measurements(root: str | Path = ".") -> list[Measurement]:
         seconds = [float(line.split("\t")[0]) for line in lines if line.strip()]
         if not seconds:
             continue
-        before = [e for e in sizes.get(name, []) if e["recorded"] <= tsv.stat().st_mtime]
-        if before:
-            e = before[-1]
+        e = sizes.get(name)
+        if e is not None and e["written"] == tsv.stat().st_mtime:
             found.append(Measurement(e["rule"], statistics.mean(seconds), name, e["study"],
                                      e["model"], e["work"], e["device"]))
         else:

@@ -2,7 +2,8 @@
 
 The Snakefile's handlers are one line each: :func:`start` (onstart), :func:`preview`
 (installed once: Snakemake calls no hook in a dry run), :func:`success` (onsuccess) and
-:func:`failure` (onerror). They turn Snakemake's DAG and scheduler into plain data
+:func:`failure` (onerror); the last two record the size of every job that wrote a
+benchmark file, for the next estimate. They turn Snakemake's DAG and scheduler into plain data
 (:class:`cnnrepro.estimate.Job` lists, failed jobs as dicts); the functions that decide and
 write the messages (:func:`guard`, :func:`summary`, :func:`failure_text`) take only those,
 so tests call them without Snakemake.
@@ -22,7 +23,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,12 @@ LOG_TAIL = 15  # lines of a failed job's log shown
 
 @dataclass
 class _Started:
-    """The estimate said at the start, quoted again at the end."""
+    """What the start said, for the end: the estimate, and the jobs whose sizes are
+    recorded beside the benchmark files they wrote."""
 
     wall: float | None = None
+    jobs: list[Job] = field(default_factory=list)
+    device: str = "cpu"
 
 
 _STARTED = _Started()
@@ -110,7 +114,9 @@ def guard(est: Estimate, config: dict[str, Any], cuda: bool, on_gpu: Estimate | 
             f"      {shlex.join(go_ahead)}")
 
 
-def _announce(workflow: Any, config: dict[str, Any]) -> list[Job]:
+def start(workflow: Any, config: dict[str, Any]) -> None:
+    """onstart (and a dry run, through :func:`preview`): say what the run will cost, and
+    stop it where ``./repro run`` asks. Writes nothing."""
     from snakemake.logging import logger
 
     jobs = jobs_of(workflow.dag, config)
@@ -118,7 +124,7 @@ def _announce(workflow: Any, config: dict[str, Any]) -> list[Job]:
     device, cluster = run_device(config), not workflow.local_exec
     cores = min(workflow.nodes, len(jobs)) if cluster else _cores(workflow)
     est = estimate(jobs, config["estimate"], cores, device, found, cluster)
-    _STARTED.wall = est.wall
+    _STARTED.wall, _STARTED.jobs, _STARTED.device = est.wall, jobs, device
     logger.info(describe(est, config))
     if os.environ.get(ESTIMATE_JSON_ENV):
         write_json(os.environ[ESTIMATE_JSON_ENV], est.as_dict())
@@ -132,14 +138,11 @@ def _announce(workflow: Any, config: dict[str, Any]) -> list[Job]:
             raise SystemExit(1)
     if mode == "go":
         logger.info("cnnrepro: going ahead as asked (--accept-cost).")
-    return jobs
 
 
-def start(workflow: Any, config: dict[str, Any]) -> None:
-    """onstart: say what the run will cost (stop it where ``./repro run`` asks), and
-    remember the size of every job for the benchmark file it will write."""
-    jobs = _announce(workflow, config)
-    record_sizes(jobs, run_device(config))
+def _record_sizes(workflow: Any) -> None:
+    """The size of every job that wrote its benchmark file during this run."""
+    record_sizes(_STARTED.jobs, _STARTED.device, workflow.start_time.timestamp())
 
 
 def preview(workflow: Any, config: dict[str, Any]) -> None:
@@ -155,7 +158,7 @@ def preview(workflow: Any, config: dict[str, Any]) -> None:
             if (getattr(record, "event", None) == LogEvent.RUN_INFO and not self.said
                     and workflow.dryrun):
                 self.said = True
-                _announce(workflow, config)
+                start(workflow, config)
 
     logger.addHandler(DryRunEstimate())
 
@@ -215,9 +218,11 @@ def summary(config: dict[str, Any], root: str | Path, wall: float,
 
 
 def success(workflow: Any, config: dict[str, Any]) -> None:
-    """onsuccess: print the summary and keep it in results/report/run-summary.txt."""
+    """onsuccess: record the jobs' sizes, print the summary and keep it in
+    results/report/run-summary.txt."""
     from snakemake.logging import logger
 
+    _record_sizes(workflow)
     text = summary(config, ".", (datetime.now() - workflow.start_time).total_seconds(),
                    _STARTED.wall, shutil.which("latexmk") is not None)
     with atomic_path(paths.run_summary()) as tmp:
@@ -265,6 +270,7 @@ def failure(workflow: Any, config: dict[str, Any]) -> None:
     """onerror: the failed jobs, the end of their logs and the command that resumes."""
     from snakemake.logging import logger
 
+    _record_sizes(workflow)
     failed = [{"rule": job.rule.name, "wildcards": dict(job.wildcards.items()),
                "logs": [str(log) for log in job.log]}
               for job in workflow.scheduler.failed]
