@@ -21,10 +21,24 @@ include: "workflow/rules/lenet.smk"
 include: "workflow/rules/report.smk"
 
 
+# Before the first job: the estimate of the jobs to run (a dry run prints it too), then the
+# checks; after the last: where the report is and what the claims came to; on failure: the
+# failed job's log and the command that resumes (cnnrepro.runinfo).
+runinfo.preview(workflow, config)
+
+
 onstart:
+    runinfo.start(workflow, config)
     launch.record_owner()  # lets ./repro tell a stale lock after a crash
     verify_inputs(config)
-    announce(config)
+
+
+onsuccess:
+    runinfo.success(workflow, config)
+
+
+onerror:
+    runinfo.failure(workflow, config)
 
 
 rule all:

@@ -6,9 +6,12 @@ invocation must then have nothing to do.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
+import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +32,7 @@ def test_quick_preset_produces_every_backbone_artifact(quick_run):
     workdir, proc = quick_run
     config = yaml.safe_load(Path(QUICK).read_text())
     base = yaml.safe_load((ROOT / "config.yaml").read_text())
-    assert "estimated training compute" in proc.stderr  # the cost is said up front
+    assert "jobs to run, about" in proc.stdout + proc.stderr  # the cost is said up front
     for dataset in cfg.needed_datasets(cfg.load(ROOT / "config.yaml", [QUICK])):
         splits = ["train", "val", "test"] if dataset == "caltech101_3" else ["train", "test"]
         for split in splits:
@@ -173,3 +176,98 @@ def test_quick_preset_runs_the_mnist_lab(quick_run):
     assert claims.loc["mnist.time", "verdict"] == "inconclusive"  # one seed: no verdict
     structure = pd.read_csv(workdir / "results/mnist/summary/structure.csv")
     assert set(structure["model"]) == {"cnn", "cnn_bn"}
+
+
+def test_quick_run_ends_with_a_summary_of_what_it_made(quick_run):
+    workdir, proc = quick_run
+    text = (workdir / "results/report/run-summary.txt").read_text()
+    assert text.splitlines()[0] in proc.stdout + proc.stderr  # printed, and kept in a file
+    assert (workdir / "results/report/index.html").resolve().as_uri() in text
+    assert f"paper    {(workdir / 'results/report/paper.pdf').resolve()}" in text
+    quick = cfg.load(ROOT / "config.yaml", [QUICK])
+    assert f"'quick', seeds [0]: {len(quick['deviations'])} departures" in text
+    lines = text.splitlines()
+    for study in studies.enabled(quick):
+        if study.has_claims:
+            verdicts = pd.read_csv(workdir / f"results/{study.name}/summary/claims.csv")["verdict"]
+            (line,) = [line for line in lines if line.strip().startswith(study.name + " ")]
+            counts = line.strip()[len(study.name):].strip().split(", ")
+            said = {verdict: int(n) for n, verdict in (part.split(" ", 1) for part in counts)}
+            assert said == dict(Counter(verdicts)), line
+
+
+def _estimate(workdir: Path, *args: str, configfiles=()) -> dict:
+    """The estimate a dry run prints, job by job (CNNREPRO_ESTIMATE_JSON)."""
+    out = workdir / "estimate.json"
+    env = {**os.environ, "CNNREPRO_DATA_MIRROR": str(MIRROR), "CNNREPRO_ESTIMATE_JSON": str(out)}
+    proc = subprocess.run([*SNAKEMAKE, "-n", *args, "--configfile", str(ROOT / "config.yaml"),
+                           *configfiles], cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "jobs to run, about" in proc.stdout + proc.stderr  # a dry run says it too
+    return json.loads(out.read_text())
+
+
+def test_estimate_counts_only_the_jobs_of_the_requested_targets(tmp_path):
+    everything = _estimate(tmp_path)  # the full settings
+    mnist = _estimate(tmp_path, "results/mnist/summary/claims.csv")
+    seconds = {job["benchmark"]: job["seconds"] for job in everything["jobs"] if job["benchmark"]}
+    assert {job["study"] for job in mnist["jobs"]} == {"mnist", ""}
+    assert {job["rule"] for job in mnist["jobs"] if not job["study"]} == {"prepare_dataset"}
+    # the same jobs at the same cost as in the whole run, and nothing else
+    assert mnist["job_time"] == pytest.approx(sum(seconds[job["benchmark"]]
+                                                  for job in mnist["jobs"]))
+    assert mnist["job_time"] < 0.01 * everything["job_time"]
+
+
+def test_calibrated_estimate_of_a_small_run_is_close_to_its_benchmarks(tmp_path):
+    target = "results/mnist/cnn/seed0/eval/metrics.json"
+    run = snakemake(tmp_path, target)
+    assert run.returncode == 0, run.stderr[-3000:]
+    est = _estimate(tmp_path, "--forceall", target, configfiles=(QUICK,))
+    measured = 0.0
+    for job in est["jobs"]:
+        if job["benchmark"]:
+            measured += float((tmp_path / job["benchmark"]).read_text().splitlines()[1].split()[0])
+    assert len(est["jobs"]) == 4  # two splits, training, evaluation
+    assert all(job["measured"] for job in est["jobs"] if job["runs"])
+    assert 1 / 1.5 <= est["job_time"] / measured <= 1.5, (est["job_time"], measured)
+
+
+def _repro_env(tmp_path: Path) -> dict[str, str]:
+    """./repro on this interpreter's environment, building nothing: a venv folder holding a
+    link to its snakemake and the stamp of pyproject.toml; no CUDA visible."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "snakemake").symlink_to(Path(sys.prefix) / "bin" / "snakemake")
+    stamp = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    (venv / ".cnnrepro-pyproject.sha256").write_text(stamp + "\n")
+    return {**os.environ, "CNNREPRO_VENV": os.path.relpath(venv, ROOT),
+            "CNNREPRO_DATA_MIRROR": str(MIRROR), "CUDA_VISIBLE_DEVICES": ""}
+
+
+def test_repro_run_stops_a_run_over_the_guard_without_cuda(tmp_path):
+    over = tmp_path / "guard.yaml"
+    over.write_text("estimate: {guard_hours: 0.001}\n")  # the quick preset is ~100 times that
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    args = ["--cores", "1", "-d", str(workdir), "--configfile", str(ROOT / "config.yaml"),
+            QUICK, str(over)]
+    env = _repro_env(tmp_path)
+    stopped = subprocess.run([str(ROOT / "repro"), "run", *args], env=env, capture_output=True,
+                             text=True, timeout=600)
+    said = stopped.stdout + stopped.stderr
+    assert stopped.returncode != 0
+    assert "not started" in said
+    assert "./repro run --cores all --configfile config/presets/cpu.yaml" in said
+    assert "./repro run --accept-cost --cores 1" in said
+    assert not (workdir / "results").exists(), "no job may start"
+    ahead = subprocess.run([str(ROOT / "repro"), "run", "--accept-cost", "-n", *args], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert ahead.returncode == 0, ahead.stderr[-3000:]
+    said = ahead.stdout + ahead.stderr
+    assert "going ahead as asked" in said and "not started" not in said
+    # plain snakemake is not guarded: it says the estimate and runs
+    plain = snakemake(workdir, "-n", configfiles=(QUICK, str(over)))
+    said = plain.stdout + plain.stderr
+    assert plain.returncode == 0 and "jobs to run, about" in said and "not started" not in said

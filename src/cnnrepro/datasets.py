@@ -76,7 +76,7 @@ class DatasetSpec:
     channels: int
     image_size: int | None          # None: set by the dataset's options (``image_size``)
     num_classes: int | None         # None: the options' ``classes``
-    full_sizes: tuple[int, int]     # (train, test) images, for the cost estimate
+    full_sizes: tuple[int, int]     # (train, test) images, or the total twice (split_sizes)
     config_key: str | None = None   # its options block under ``data:`` in config.yaml
 
 
@@ -135,6 +135,16 @@ def split_sizes(config: dict[str, Any], name: str, mirror: Path | None = None
         for split, n in _split_counts(counts.get(cls, 0), opts["split"]).items():
             sizes[split] += n
     return sizes
+
+
+def estimate_sizes(config: dict[str, Any], name: str) -> tuple[int, int]:
+    """(train, test) images of the prepared splits, for the cost estimate: a dataset split
+    by ratios (Caltech: ``full_sizes`` holds its total) gets its total times each ratio."""
+    spec = SPECS[name]
+    if spec.config_key != "caltech":
+        return spec.full_sizes
+    ratios = options(config, name)["split"]
+    return round(spec.full_sizes[0] * ratios["train"]), round(spec.full_sizes[1] * ratios["test"])
 
 
 def check_options(name: str, config: dict[str, Any]) -> list[str]:

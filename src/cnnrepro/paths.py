@@ -7,8 +7,8 @@
                                                       snapshots/, eval/…, and the study's own
                                                       per-run files (its registry entry names them)
     results/<study>/<file>                            the study's own files (summary/…, grid/…)
-    results/report/…                                  pages, figures, the paper
-    results/logs/<rule>/…, results/benchmarks/<rule>/…
+    results/report/…                                  pages, figures, the paper, run-summary.txt
+    results/logs/<rule>/…, results/benchmarks/<rule>/…, results/benchmarks/sizes.json
 
 Rules and the package both ask this module; nothing else spells a path. Every function
 returns a string and takes Snakemake wildcards as defaults (``"{study}"``, ``"{model}"``,
@@ -91,6 +91,11 @@ def paper(ext: str = "tex") -> str:
     return f"{report_dir()}/paper.{ext}"
 
 
+def run_summary() -> str:
+    """What the last successful run made (written at its end, for runs in the background)."""
+    return f"{report_dir()}/run-summary.txt"
+
+
 def log(rule: str, *keys: str) -> str:
     return f"{RESULTS}/logs/{rule}" + ("/" + "/".join(keys) if keys else "") + ".log"
 
@@ -101,6 +106,16 @@ def benchmark(rule: str, *keys: str) -> str:
 
 def benchmarks_dir() -> str:
     return f"{RESULTS}/benchmarks"
+
+
+def benchmark_sizes() -> str:
+    """The size of the job behind every benchmark file (for the calibrated estimate)."""
+    return f"{benchmarks_dir()}/sizes.json"
+
+
+def benchmark_rule(path: str) -> str:
+    """The rule a benchmark file (relative to the workflow's directory) belongs to."""
+    return path.removeprefix(benchmarks_dir() + "/").split("/")[0].removesuffix(".tsv")
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,6 @@ class Study:
     schema: Path | None = None          # the study's config keys (JSON schema, YAML)
     check_config: Callable[[dict, dict], None] | None = None  # (study config, config)
     training_overrides: Callable[[dict, str], str | None] | None = None  # (config, model)
-    extra_runs: Callable[[dict], list[dict]] | None = None  # training specs run once each
     # datasets it reads beyond its own `dataset` (config) -> names; prepared when it is enabled
     extra_datasets: Callable[[dict], list[str]] | None = None
 

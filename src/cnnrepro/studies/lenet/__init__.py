@@ -57,15 +57,6 @@ def check_config(study: dict, config: dict) -> None:
                  study["dataset"], "train")
 
 
-def grid_runs(config: dict) -> list[dict]:
-    """The training spec of every grid point of every model (for the cost estimate)."""
-    settings = config["studies"]["lenet"]
-    if not settings["grid"]["enabled"]:
-        return []
-    return [grid.grid_spec(config, model, i, j) for model in settings["models"]
-            for i, j in grid.grid_points(settings["grid"])]
-
-
 STUDY = Study(
     name="lenet",
     run_files={"evolution": "probe/evolution.npz"},
@@ -88,5 +79,4 @@ STUDY = Study(
     schema=Path(__file__).with_name("schema.yaml"),
     check_config=check_config,
     training_overrides=training_overrides,
-    extra_runs=grid_runs,
 )
