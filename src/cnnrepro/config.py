@@ -224,6 +224,7 @@ def sources_line(config: dict[str, Any], files: list[str | Path]) -> str:
     the last ``--configfile`` flag: a preset given by an earlier flag is silently gone)."""
     shown = [os.path.relpath(f) if not os.path.relpath(f).startswith("..") else str(f)
              for f in files]  # Snakemake makes the given paths absolute
+    shown = list(dict.fromkeys(shown))  # config.yaml given again on the command line
     line = f"cnnrepro: settings from {' + '.join(shown)}: preset '{config['preset']}'"
     if config["preset"] == "full" and any(Path(f).resolve() != ROOT / "config.yaml"
                                           for f in files):
