@@ -17,6 +17,7 @@ rule explain_vdk:
         spec=lambda w: cfg.training_spec(config, "vdk", w.model),
         seed=lambda w: int(w.seed),
         settings=config["studies"]["vdk"]["attribution"],
+        batching=config["runtime"]["attribution_batch"],
     wildcard_constraints:
         seed=r"\d+",
     log:
