@@ -31,6 +31,11 @@ SCHEMA_AND_SEMANTICS = [
     ("deterministic_string", "deterministic: 'yes'\n", "config key deterministic"),
     ("preset_not_a_string", "preset: 3\n", "config key preset"),
     ("deviations_not_a_list", "deviations: fewer epochs\n", "config key deviations"),
+    ("precision_unknown", "runtime: {precision: bf16}\n", "config key runtime.precision"),
+    ("checkpoint_negative", "runtime: {checkpoint_seconds: -1}\n",
+     "config key runtime.checkpoint_seconds"),
+    ("nt_batch_zero", "runtime: {attribution_batch: {cuda: {nt_samples_batch_size: 0, "
+     "internal_batch_size: null}}}\n", "config key runtime.attribution_batch.cuda"),
     # data
     ("mirror_not_a_path", "data: {mirror: 5}\n", "config key data.mirror"),
     ("dataset_extra_unknown", "data: {datasets: [imagenet]}\n", "config key data.datasets.0"),

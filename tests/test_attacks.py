@@ -55,3 +55,32 @@ def test_targeted_fgsm_descends_the_target_cross_entropy(trained_mnist):
         before = wrapped(x01).gather(1, target[:, None])
         after = wrapped(adv).gather(1, target[:, None])
     assert (after > before).float().mean() > 0.8  # the target logit goes up on most images
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_a_sweep_from_one_gradient_equals_torchattacks_per_epsilon(trained_mnist, targeted):
+    model, x01, y, mean, std = sample_images(trained_mnist, 64)
+    wrapped = Normalized(model, mean, std).eval()
+    labels = (y + 1) % 10 if targeted else y
+    epsilons = [0.0, 1 / 255, 0.05, 0.1, 0.3]
+    swept = dict(attacks.fgsm_sweep(wrapped, x01, labels, epsilons, targeted=targeted))
+    assert list(swept) == epsilons
+    for eps in epsilons:
+        one = attacks.fgsm_perturb(wrapped, x01, labels, eps, targeted=targeted)
+        assert torch.equal(swept[eps], one), eps  # the same bits, not only close
+    assert torch.equal(swept[0.0], x01)
+    assert not torch.equal(swept[0.1], swept[0.05])
+
+
+def test_the_clean_sweep_predicts_as_per_epsilon_torchattacks_calls(trained_mnist):
+    model, x01, y, mean, std = sample_images(trained_mnist, 64)
+    epsilons = [0.0, 0.05, 0.2]
+    result = attacks.fgsm_clean(model, x01, y, mean, std, epsilons, 10, batch_size=24)
+    wrapped = Normalized(model, mean, std).eval()
+    for row, eps in zip(result["curve"], epsilons):
+        adv = torch.cat([attacks.fgsm_perturb(wrapped, x01[i:i + 24], y[i:i + 24], eps)
+                         for i in range(0, 64, 24)])
+        with torch.no_grad():
+            pred = wrapped(adv).argmax(1)
+        assert row["accuracy"] == (pred == y).float().mean().item()
+        assert (result["confusion"][eps].sum(0) == torch.bincount(pred, minlength=10).numpy()).all()

@@ -29,6 +29,9 @@ def test_ig_deletion_beats_random_ordering(trained_mnist):
     assert ins_ig.mean() > ins_rand.mean()
 
 
+BATCHING = {"nt_samples_batch_size": 10, "internal_batch_size": None}  # the CPU default
+
+
 def test_every_method_runs_on_every_vdk_architecture():
     from cnnrepro.models import build_model
 
@@ -36,6 +39,29 @@ def test_every_method_runs_on_every_vdk_architecture():
     for opts in ({}, {"branches": False}, {"branch_dilations": [2, 4]}):
         model = build_model("vdk_cnnet", opts, 10, 3, 32).eval()
         maps = attribution.explain(model, torch.randn(2, 3, 32, 32), torch.tensor([1, 2]),
-                                   settings, seed=0)
+                                   settings, seed=0, captum_batching=BATCHING)
         assert set(maps) == set(attribution.PAPER_METHODS)
         assert all(m.shape == (2, 3, 32, 32) and torch.isfinite(m).all() for m in maps.values())
+
+
+def test_captum_batching_moves_smoothgrad_maps_only_by_float_rounding():
+    """The CUDA defaults batch NoiseTunnel and IG differently from the CPU's: on the CPU the
+    noise draws come out the same whatever the batching (one generator, drawn in order), so
+    the maps agree to float32 rounding; the batch sizes are recorded because a CUDA
+    generator need not behave so."""
+    from cnnrepro.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("baseline_cnn", {}, 10, 3, 32).eval()
+    x, target = torch.randn(2, 3, 32, 32), torch.tensor([3, 7])
+    settings = {"nt_samples": 8, "nt_stdev": 0.2, "ig_steps": 10}
+    one = attribution.explain(model, x, target, settings, 0,
+                              {"nt_samples_batch_size": 8, "internal_batch_size": None},
+                              methods=("integrated_gradients", "ig_smoothgrad_sq"))
+    other = attribution.explain(model, x, target, settings, 0,
+                                {"nt_samples_batch_size": 3, "internal_batch_size": 20},
+                                methods=("integrated_gradients", "ig_smoothgrad_sq"))
+    for method in one:
+        scale = one[method].abs().max()
+        assert ((one[method] - other[method]).abs().max() / scale).item() < 1e-5, method
+    assert attribution.batching({"cpu": BATCHING, "cuda": {}}, torch.device("cpu")) == BATCHING

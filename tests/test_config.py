@@ -56,6 +56,15 @@ def test_bad_config_names_the_key(mutate, key):
     assert key in str(err.value)
 
 
+def test_tf32_is_listed_among_the_departures_once():
+    config = raw_config()
+    assert "TF32" not in " ".join(cfg.validate(copy.deepcopy(config))["deviations"])
+    config["runtime"]["precision"] = "tf32"
+    validated = cfg.validate(cfg.validate(config))  # validating again adds nothing
+    assert validated["deviations"] == [cfg.TF32_DEVIATION]
+    assert cfg.training_spec(validated, "vdk", "vdk_cnnet")["precision"] == "tf32"
+
+
 def test_training_spec_merges_model_overrides(full_config):
     spec = cfg.training_spec(full_config, "lenet", "ffnn")
     assert spec["training"]["lr"] == pytest.approx(1e-4)

@@ -111,6 +111,21 @@ def test_vgg_fallback_is_labelled_and_frozen():
     assert trainable == ["classifier.6.weight", "classifier.6.bias"]
 
 
+def test_vgg_at_224_pixels_skips_the_identity_pool_with_the_same_logits():
+    """At 224 px the features are 7x7, so AdaptiveAvgPool2d((7, 7)) (no deterministic CUDA
+    backward) is left out; the logits are the same bits with it."""
+    torch.manual_seed(0)
+    model = build_model("vgg19_transfer", {"weights": None}, 3, 3, 224).eval()
+    assert isinstance(model.avgpool, torch.nn.Identity)
+    x = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        without = model(x)
+        model.avgpool = torch.nn.AdaptiveAvgPool2d((7, 7))
+        assert torch.equal(model(x), without)
+    small = build_model("vgg19_transfer", {"weights": None}, 3, 3, 64)
+    assert isinstance(small.avgpool, torch.nn.AdaptiveAvgPool2d)  # 2x2 features: a real pool
+
+
 def test_unknown_architecture_and_option_are_errors():
     with pytest.raises(ModelError, match="unknown architecture"):
         build_model("resnet", {}, 10, 3, 32)

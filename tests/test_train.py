@@ -72,6 +72,24 @@ def test_killed_run_resumes_to_the_uninterrupted_result(mnist_spec, mnist_data, 
     assert not (out / "work").exists()
 
 
+def test_checkpoints_are_written_by_time_and_at_the_end(mnist_spec, mnist_data, tmp_path,
+                                                       monkeypatch):
+    import cnnrepro.train as training
+
+    mnist_spec["training"]["epochs"] = 3
+    written = []
+    save = training.save_checkpoint
+    monkeypatch.setattr(training, "save_checkpoint",
+                        lambda path, run, epoch, history: (written.append(epoch),
+                                                           save(path, run, epoch, history)))
+    _, _, w_every = run(mnist_spec, 0, mnist_data, tmp_path / "every", checkpoint_seconds=0)
+    assert written == [1, 2, 3]
+    written.clear()
+    _, _, w_hour = run(mnist_spec, 0, mnist_data, tmp_path / "hour", checkpoint_seconds=3600)
+    assert written == [3]  # three epochs take seconds: only the end's
+    assert same_weights(w_every, w_hour)  # how often the state is saved changes nothing
+
+
 def test_checkpoint_for_another_config_is_not_resumed(mnist_spec, mnist_data, tmp_path):
     def stop(epoch, row):
         raise Killed

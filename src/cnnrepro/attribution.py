@@ -40,25 +40,31 @@ def saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor, **_: Any) 
 
 
 def integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
-                         ig_steps: int = 50, **_: Any) -> torch.Tensor:
-    """Integrated Gradients from a zero baseline (the dataset mean after normalisation)."""
+                         ig_steps: int = 50, internal_batch_size: int | None = None,
+                         **_: Any) -> torch.Tensor:
+    """Integrated Gradients from a zero baseline (the dataset mean after normalisation);
+    ``internal_batch_size`` inputs per forward pass (None: all steps at once)."""
     from captum.attr import IntegratedGradients
     x = _prepare(model, x)
     return IntegratedGradients(model).attribute(x, baselines=torch.zeros_like(x),
-                                                target=target, n_steps=ig_steps)
+                                                target=target, n_steps=ig_steps,
+                                                internal_batch_size=internal_batch_size)
 
 
 def ig_smoothgrad_sq(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
                      nt_samples: int = 100, nt_stdev: float = 0.2, ig_steps: int = 50,
-                     seed: int = 0, **_: Any) -> torch.Tensor:
-    """NoiseTunnel(IntegratedGradients, SmoothGrad²), as the VDK notebook called it."""
+                     seed: int = 0, nt_samples_batch_size: int = 10,
+                     internal_batch_size: int | None = None, **_: Any) -> torch.Tensor:
+    """NoiseTunnel(IntegratedGradients, SmoothGrad²), as the VDK notebook called it, in
+    batches of ``nt_samples_batch_size`` noisy samples (the noise is drawn per batch, so
+    the batching is part of the result)."""
     from captum.attr import IntegratedGradients, NoiseTunnel
     x = _prepare(model, x)
     torch.manual_seed(seed)  # NoiseTunnel draws its noise from torch's global RNG
     return NoiseTunnel(IntegratedGradients(model)).attribute(
         x, baselines=torch.zeros_like(x), target=target, nt_type="smoothgrad_sq",
         nt_samples=nt_samples, stdevs=nt_stdev, n_steps=ig_steps,
-        nt_samples_batch_size=max(1, 500 // ig_steps))
+        nt_samples_batch_size=nt_samples_batch_size, internal_batch_size=internal_batch_size)
 
 
 def deeplift(model: nn.Module, x: torch.Tensor, target: torch.Tensor, **_: Any) -> torch.Tensor:
@@ -116,14 +122,13 @@ def deletion_insertion(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
     n, c, h, w = x.shape
     scores = attributions.abs().sum(1).reshape(n, -1)
     order = torch.argsort(scores, dim=1, descending=True, stable=True)
+    ranks = torch.argsort(order, dim=1)  # each pixel's place in the ordering, on x's device
     fractions = torch.linspace(0, 1, steps + 1)
-    counts = (fractions * h * w).round().long()
+    counts = (fractions * h * w).round().long().to(x.device)
     deletion, insertion = np.zeros(n), np.zeros(n)
     for i in range(n):
-        ranks = torch.empty(h * w, dtype=torch.long)
-        ranks[order[i]] = torch.arange(h * w)
         # mask[s, p] = pixel p is among the first counts[s] pixels of the ordering
-        mask = (ranks[None, :] < counts[:, None]).reshape(steps + 1, 1, h, w).to(x)
+        mask = (ranks[i][None, :] < counts[:, None]).reshape(steps + 1, 1, h, w).to(x)
         base = torch.full_like(x[i:i + 1], baseline)
         deleted = x[i:i + 1] * (1 - mask) + base * mask
         inserted = base * (1 - mask) + x[i:i + 1] * mask
@@ -138,12 +143,22 @@ def random_attributions(shape: torch.Size, seed: int) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
 
 
+def batching(per_device: dict[str, dict[str, int | None]], device: torch.device
+             ) -> dict[str, int | None]:
+    """Captum's batch sizes for ``device`` from config ``runtime.attribution_batch``
+    (``nt_samples_batch_size``, ``internal_batch_size``): what :func:`explain` takes and
+    what an attribution file records."""
+    return dict(per_device[torch.device(device).type])
+
+
 def explain(model: nn.Module, x: torch.Tensor, target: torch.Tensor, settings: dict[str, Any],
-            seed: int, methods: tuple[str, ...] = PAPER_METHODS) -> dict[str, torch.Tensor]:
+            seed: int, captum_batching: dict[str, int | None],
+            methods: tuple[str, ...] = PAPER_METHODS) -> dict[str, torch.Tensor]:
     """Every method on a batch, one image at a time (NoiseTunnel is minutes per model on a
-    CPU, hence the progress bar in the job's log). Image ``i`` uses seed ``seed + i``."""
+    CPU, hence the progress bar in the job's log). Image ``i`` uses seed ``seed + i``;
+    ``captum_batching`` is :func:`batching`'s answer."""
     keys = ("nt_samples", "nt_stdev", "ig_steps")
-    options = {k: settings[k] for k in keys if k in settings}
+    options = {**{k: settings[k] for k in keys if k in settings}, **captum_batching}
     out = {}
     for method in methods:
         parts = [attribute(model, x[i:i + 1], target[i:i + 1], method, seed=seed + i, **options)

@@ -92,7 +92,19 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
                               f"allowed here: {allowed}")
         raise ConfigError(f"config key {key}: {err.message}")
     _check_semantics(config)
+    _list_runtime_deviations(config)
     return config
+
+
+# A setting outside the study blocks that changes numbers: the report lists it among the
+# run's departures (config ``deviations``) whatever preset is in force.
+TF32_DEVIATION = ("runtime.precision tf32: CUDA computes float32 convolutions and matmuls in "
+                  "TF32 (10-bit mantissa) instead of full float32 as the originals")
+
+
+def _list_runtime_deviations(config: dict[str, Any]) -> None:
+    if config["runtime"]["precision"] == "tf32" and TF32_DEVIATION not in config["deviations"]:
+        config["deviations"].append(TF32_DEVIATION)
 
 
 def _check_semantics(config: dict[str, Any]) -> None:
@@ -252,6 +264,7 @@ def training_spec(config: dict[str, Any], study: str, model: str) -> dict[str, A
         "training": training,
         "device": config["device"],
         "deterministic": config["deterministic"],
+        "precision": config["runtime"]["precision"],
     }
 
 

@@ -259,6 +259,11 @@ def vgg19_transfer(num_classes: int, in_channels: int, image_size: int, *,
     for module in model.modules():
         if isinstance(module, nn.ReLU):
             module.inplace = False  # torchvision's VGG uses in-place ReLUs
+    if image_size // 32 == 7:
+        # The features are already 7x7, where AdaptiveAvgPool2d((7, 7)) is the identity
+        # (the same numbers); its CUDA backward has no deterministic kernel and would stop
+        # every gradient through the model (trained features, Grad-CAM) on a GPU.
+        model.avgpool = nn.Identity()
     for param in model.parameters():
         param.requires_grad = train_features
     last = model.classifier[-1]

@@ -1,4 +1,5 @@
-"""What every artifact carries: package versions, device, git commit, config slice, seed."""
+"""What every artifact carries: package versions, device and how it computes (determinism,
+float32 precision), git commit, config slice, seed."""
 
 from __future__ import annotations
 
@@ -32,6 +33,20 @@ def device_name(device: torch.device | str) -> str:
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
+def numerics() -> dict[str, Any]:
+    """How the process computes, as torch reports it now (set by
+    :func:`cnnrepro.runtime.set_numerics`): determinism, cuDNN autotuning and whether CUDA
+    runs float32 convolutions and matmuls in full float32 ("ieee") or TF32."""
+    return {
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "fill_uninitialized_memory": torch.utils.deterministic.fill_uninitialized_memory,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "cudnn_conv_fp32_precision": torch.backends.cudnn.conv.fp32_precision,
+        "cuda_matmul_fp32_precision": torch.backends.cuda.matmul.fp32_precision,
+    }
+
+
 def git_commit(where: str | Path = ".") -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
@@ -54,6 +69,7 @@ def stamp(config: dict[str, Any] | None = None, seed: int | None = None,
     }
     if device is not None:
         block["device"] = device_name(device)
+        block["numerics"] = numerics()
     if seed is not None:
         block["seed"] = seed
     if config is not None:

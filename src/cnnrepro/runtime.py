@@ -25,22 +25,40 @@ def select_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def set_determinism(enabled: bool) -> None:
-    """The one determinism switch (same seed and device ⇒ same numbers)."""
-    if enabled:
+PRECISIONS = ("ieee", "tf32")
+
+
+def set_numerics(deterministic: bool, precision: str = "ieee") -> None:
+    """The one determinism and precision switch (same seed and device ⇒ same numbers).
+
+    ``precision`` is how CUDA computes float32 convolutions and matmuls: ``"ieee"`` in full
+    float32, as the originals did (cuDNN's own default is TF32, a 10-bit mantissa), or
+    ``"tf32"``, faster on Ampere and later GPUs and a departure (config ``runtime.precision``).
+    The CPU computes float32 either way. NaN-filling of new tensors, which deterministic
+    mode turns on, stays off: every tensor this pipeline allocates uninitialised is
+    written before it is read, so the filling costs time and changes no number."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if deterministic:
         # cuBLAS needs a fixed workspace for deterministic matmuls; it must be set
         # before the first CUDA call.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(enabled, warn_only=False)
-    torch.backends.cudnn.benchmark = not enabled
-    torch.backends.cudnn.deterministic = enabled
+    torch.use_deterministic_algorithms(deterministic, warn_only=False)
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    torch.backends.cudnn.benchmark = not deterministic  # autotuning picks kernels by timing
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.conv.fp32_precision = precision
+    torch.backends.cuda.matmul.fp32_precision = precision
 
 
 @contextlib.contextmanager
 def warn_only_determinism() -> Iterator[None]:
-    """Let ops without a deterministic flag (max_unpool2d, used by Captum's DeepLift on
-    max-pool layers) run with a warning instead of an error. On the CPU they are
-    deterministic anyway; the flag exists for their CUDA kernels."""
+    """Let ops without a deterministic CUDA kernel run with a warning instead of an error.
+    Used only around Captum's DeepLift, whose max-pool rule calls ``max_unpool2d``: its
+    CUDA kernel is flagged because overlapping pooling windows make two writes race for
+    one output; the max-pools of the vdk models (the only ones DeepLift runs on) have
+    stride = kernel (no overlap), so each output is written once and the result is
+    deterministic. On the CPU it is anyway."""
     enabled = torch.are_deterministic_algorithms_enabled()
     if enabled:
         torch.use_deterministic_algorithms(True, warn_only=True)

@@ -2,10 +2,12 @@
 
 The dataset sits on the device as uint8 tensors and is batched by slicing a seeded
 permutation (the airbench habit: no DataLoader workers, no per-sample PIL transforms).
-After every epoch a checkpoint (model, optimizer, epoch, data-order generator and torch
-RNG states, history) is written atomically to ``<out>/work/checkpoint.pt``; a job run
-again after a kill resumes from it and ends bit-identical to an uninterrupted run on the
-same device. Outputs appear only at the end, atomically.
+A checkpoint (model, optimizer, epoch, data-order generator and torch RNG states,
+history) is written atomically to ``<out>/work/checkpoint.pt`` after the first epoch that
+ends ``checkpoint_seconds`` after the last one (by time, not every epoch: a 374-epoch run
+of a fast model would otherwise write hundreds of them) and after the last epoch; a job
+run again after a kill resumes from it and ends bit-identical to an uninterrupted run on
+the same device. Outputs appear only at the end, atomically.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from .io import read_json, write_csv, write_json, write_torch
 from .models import build_model
 from .provenance import stamp
 from .runtime import (batches, normalizer, predict_logits, seed_everything, select_device,
-                      set_determinism)
+                      set_numerics)
 
 log = logging.getLogger(__name__)
 HOLDOUT_SEED = 0  # the validation hold-out is the same for every training seed
@@ -153,7 +155,7 @@ def setup(spec: dict[str, Any], seed: int, data: dict[str, str | Path],
     """Seeded model, optimizer and data order; the splits on the device."""
     if threads:
         torch.set_num_threads(threads)
-    set_determinism(spec["deterministic"])
+    set_numerics(spec["deterministic"], spec["precision"])
     device = select_device(spec["device"])
     splits = {k: v.to(device) for k, v in load_study_splits(spec, data).items()}
     normalize = normalizer(spec["normalize"]["mean"], spec["normalize"]["std"], device)
@@ -206,6 +208,13 @@ def save_checkpoint(path: Path, run: Run, epoch: int, history: list[dict[str, fl
     write_torch(path, {"digest": run.digest, "epoch": epoch, "model": run.model.state_dict(),
                        "optimizer": run.optimizer.state_dict(),
                        "rng": _rng_state(run.generator), "history": history})
+
+
+def checkpoint_due(epoch: int, epochs: int, since_last: float, interval: float) -> bool:
+    """Whether the checkpoint is written after ``epoch`` (1-based) of ``epochs``:
+    ``interval`` seconds have passed since the last one, or training is over (the state is
+    kept until the outputs are written)."""
+    return epoch == epochs or since_last >= interval
 
 
 def load_checkpoint(path: Path, digest: str) -> dict[str, Any] | None:
@@ -269,12 +278,15 @@ def write_outputs(run: Run, history: list[dict[str, float]], start_epoch: int,
 
 def train(spec: dict[str, Any], seed: int, data: dict[str, str | Path], out_dir: str | Path,
           threads: int | None = None, overrides: str | Path | None = None,
-          on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+          on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+          checkpoint_seconds: float = 0) -> dict[str, Any]:
     """Train one model; write ``model.pt``, ``history.csv``, ``train.json``, ``snapshots/``.
 
     ``data`` maps split names (train, test, optionally val) to prepared ``.npz`` files;
     ``overrides`` is an optional training-overrides file (:func:`apply_overrides`).
-    ``on_epoch_end(epoch, row)`` runs after each epoch's checkpoint is on disk.
+    ``checkpoint_seconds``: the least time between checkpoints (:func:`checkpoint_due`; 0:
+    after every epoch; the pipeline passes ``runtime.checkpoint_seconds``).
+    ``on_epoch_end(epoch, row)`` runs after each epoch and its checkpoint, if one was due.
     """
     out_dir = Path(out_dir)
     work = out_dir / "work"
@@ -295,12 +307,16 @@ def train(spec: dict[str, Any], seed: int, data: dict[str, str | Path], out_dir:
     bar = tqdm(range(start_epoch, training["epochs"]), initial=start_epoch,
                total=training["epochs"], desc=f"{run.spec['study']}/{run.spec['model']}/seed{seed}",
                unit="epoch", mininterval=5)
+    last_checkpoint = time.monotonic()
     for epoch in bar:
         row = {"epoch": epoch + 1, **train_one_epoch(run, loss_fn), **score_splits(run)}
         history.append(row)
         if epoch + 1 in snapshot_epochs:
             write_torch(work / "snapshots" / f"epoch_{epoch + 1:03d}.pt", run.model.state_dict())
-        save_checkpoint(work / "checkpoint.pt", run, epoch + 1, history)
+        if checkpoint_due(epoch + 1, training["epochs"], time.monotonic() - last_checkpoint,
+                          checkpoint_seconds):
+            save_checkpoint(work / "checkpoint.pt", run, epoch + 1, history)
+            last_checkpoint = time.monotonic()
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}",
                         test=f"{row.get('test_acc', float('nan')):.3f}")
         if on_epoch_end is not None:
@@ -339,7 +355,7 @@ def open_trained(spec: dict[str, Any], weights: str | Path, data: dict[str, str 
     study's splits on the device (subsets and hold-out as in training)."""
     if threads:
         torch.set_num_threads(threads)
-    set_determinism(spec["deterministic"])
+    set_numerics(spec["deterministic"], spec["precision"])
     device = select_device(spec["device"])
     splits = {k: v.to(device) for k, v in load_study_splits(spec, data).items()}
     return load_trained(weights, spec, splits["train"], device), splits, device

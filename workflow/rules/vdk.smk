@@ -4,25 +4,25 @@
 VDK = studies.get("vdk")
 
 
-rule explain_vdk:
+rule attack_fgsm_vdk:
     input:
         unpack(lambda w: data_paths("vdk")),
         weights=VDK.run_file("weights"),
     output:
-        attributions=VDK.run_file("attributions"),
-        faithfulness=VDK.run_file("faithfulness"),
+        fgsm=VDK.run_file("fgsm"),
+        fgsm_curve=VDK.run_file("fgsm_curve"),
     params:
         study="vdk",
-        stage="explain",
+        stage="fgsm",
         spec=lambda w: cfg.training_spec(config, "vdk", w.model),
         seed=lambda w: int(w.seed),
-        settings=config["studies"]["vdk"]["attribution"],
+        settings=config["studies"]["vdk"]["fgsm"],
     wildcard_constraints:
         seed=r"\d+",
     log:
-        paths.log("explain_vdk", "{model}", "seed{seed}"),
+        paths.log("attack_fgsm_vdk", "{model}", "seed{seed}"),
     benchmark:
-        paths.benchmark("explain_vdk", "{model}", "seed{seed}")
+        paths.benchmark("attack_fgsm_vdk", "{model}", "seed{seed}")
     threads: resources_of("analyse", "threads")
     resources:
         mem_mb=resources_of("analyse", "mem_mb"),
@@ -34,23 +34,23 @@ rule explain_vdk:
         "../scripts/stage.py"
 
 
-use rule explain_vdk as attack_fgsm_vdk with:
+# `use rule ... with: params:` keeps the parent's params and overrides or adds the named
+# ones: the explain stage alone takes Captum's batching.
+use rule attack_fgsm_vdk as explain_vdk with:
     output:
-        fgsm=VDK.run_file("fgsm"),
-        fgsm_curve=VDK.run_file("fgsm_curve"),
+        attributions=VDK.run_file("attributions"),
+        faithfulness=VDK.run_file("faithfulness"),
     params:
-        study="vdk",
-        stage="fgsm",
-        spec=lambda w: cfg.training_spec(config, "vdk", w.model),
-        seed=lambda w: int(w.seed),
-        settings=config["studies"]["vdk"]["fgsm"],
+        stage="explain",
+        settings=config["studies"]["vdk"]["attribution"],
+        batching=config["runtime"]["attribution_batch"],
     log:
-        paths.log("attack_fgsm_vdk", "{model}", "seed{seed}"),
+        paths.log("explain_vdk", "{model}", "seed{seed}"),
     benchmark:
-        paths.benchmark("attack_fgsm_vdk", "{model}", "seed{seed}")
+        paths.benchmark("explain_vdk", "{model}", "seed{seed}")
 
 
-use rule explain_vdk as attack_blur_vdk with:
+use rule attack_fgsm_vdk as attack_blur_vdk with:
     output:
         blur=VDK.run_file("blur"),
         blur_summary=VDK.run_file("blur_summary"),

@@ -9,4 +9,6 @@ with log_to(snakemake.log[0]):
     data = {k: v for k, v in snakemake.input.items() if k in ("train", "val", "test")}
     train(snakemake.params.spec, snakemake.params.seed, data,
           Path(snakemake.output.weights).parent, threads=snakemake.threads,
-          overrides=snakemake.input.get("overrides"))
+          overrides=snakemake.input.get("overrides"),
+          # not a param: how often a job saves its state changes none of its outputs
+          checkpoint_seconds=snakemake.config["runtime"]["checkpoint_seconds"])

@@ -7,6 +7,7 @@ and the claims table read them.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -33,21 +34,26 @@ def showcase_indices(labels: np.ndarray, classes: list[str], per_class: int) -> 
 
 
 def explain(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
-            settings: dict[str, Any], attributions: str, faithfulness: str,
-            threads: int | None = None) -> None:
-    """Attributions of the showcase images, and deletion/insertion AUC per method."""
+            settings: dict[str, Any], batching: dict[str, dict[str, int | None]],
+            attributions: str, faithfulness: str, threads: int | None = None) -> None:
+    """Attributions of the showcase images, and deletion/insertion AUC per method.
+    ``batching``: config ``runtime.attribution_batch`` (Captum's batch sizes per device
+    type); the ones used are recorded in the attributions file's provenance."""
     model, splits, device = open_trained(spec, weights, data, threads)
+    captum_batching = attribution.batching(batching, device)
     normalize = normalizer(spec["normalize"]["mean"], spec["normalize"]["std"], device)
     full_test = load_split(data["test"]).to(device)  # the car is picked from the full set
     labels = full_test.labels.cpu().numpy()
     show = showcase_indices(labels, full_test.classes, settings["images_per_class"])
     x = normalize(full_test.images[show])
     target = full_test.labels[show]
-    maps = attribution.explain(model, x, target, settings, seed)
+    maps = attribution.explain(model, x, target, settings, seed, captum_batching)
     with torch.no_grad():
         probs = torch.softmax(model(x), 1).cpu().numpy()
+    provenance = {**stamp(spec, seed, device), "captum_batching": captum_batching}
     write_npz(attributions, images=full_test.images[show].cpu().numpy(), labels=labels[show],
               indices=show, probs=probs, classes=np.asarray(full_test.classes),
+              provenance=np.asarray(json.dumps(provenance)),
               **{m: a.cpu().numpy().astype(np.float32) for m, a in maps.items()})
 
     test = splits["test"]
@@ -55,7 +61,8 @@ def explain(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, st
     xa, ya = normalize(test.images[pick]), test.labels[pick]
     auc_settings = {**settings, "nt_samples": settings["auc_nt_samples"]}
     rows = []
-    for method, attr in {**attribution.explain(model, xa, ya, auc_settings, seed),
+    for method, attr in {**attribution.explain(model, xa, ya, auc_settings, seed,
+                                               captum_batching),
                          "random": attribution.random_attributions(xa.shape, seed)}.items():
         deletion, insertion = attribution.deletion_insertion(model, xa, ya, attr.to(device),
                                                              settings["auc_steps"])
