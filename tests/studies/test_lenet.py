@@ -13,7 +13,9 @@ import torch
 from PIL import Image
 
 from cnnrepro import config as cfg
+from cnnrepro.datasets import estimate_sizes, input_shape
 from cnnrepro.ensemble import Stacked
+from cnnrepro.estimate import run_cost
 from cnnrepro.io import write_npz
 from cnnrepro.models import build_model
 from cnnrepro.studies.lenet.claims import PAPER_WINNERS, confusion_rate
@@ -257,14 +259,25 @@ def test_selection_picks_each_protocol_from_its_own_grid(tmp_path):
     assert "paper" in overrides["selected_by"]
 
 
-def test_full_config_plans_one_grid_job_per_model_and_protocol(tmp_path):
+def test_full_config_plans_one_grid_job_per_model_and_protocol(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNREPRO_ESTIMATE_JSON", str(tmp_path / "estimate.json"))
     proc = snakemake(tmp_path, "-n", "--quiet", "rules", configfiles=())
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout + proc.stderr, flags=re.M))
-    lenet = cfg.load(ROOT / "config.yaml")["studies"]["lenet"]
+    config = cfg.load(ROOT / "config.yaml")
+    lenet = config["studies"]["lenet"]
     assert int(counts["grid_lenet"]) == len(lenet["grid"]["protocols"]) * len(lenet["models"]) == 4
     assert int(counts["select_lenet"]) == len(lenet["models"])
     assert "grid_point_lenet" not in counts
+    # the estimate counts a grid job as its 64 training runs
+    shape, sizes = input_shape(config, "cifar10"), estimate_sizes(config, "cifar10")
+    jobs = json.loads((tmp_path / "estimate.json").read_text())["jobs"]
+    grid_jobs = [job for job in jobs if job["rule"] == "grid_lenet"]
+    for job in grid_jobs:
+        protocol = job["benchmark"].rsplit("/", 1)[-1].removesuffix(".tsv")
+        expected = 64 * run_cost(grid_spec(config, job["model"], protocol), shape, sizes)
+        assert job["work"] == pytest.approx(expected)
+    assert {job["model"] for job in grid_jobs} == set(lenet["models"])
 
 
 @pytest.mark.e2e

@@ -39,7 +39,6 @@ from ...train import load_study_splits, make_model
 
 STUDY = "lenet"
 PICK_BY = {"clean": "val_acc", "paper": "test_acc"}  # protocol -> what its pick maximises
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
 
 def logspace(spec: dict[str, Any]) -> list[float]:
@@ -97,7 +96,7 @@ def train_points(spec: dict[str, Any], runs: list[dict[str, Any]], seed: int,
                  ) -> tuple[pd.DataFrame, list[nn.Module]]:
     """Train every point of ``runs`` from the same seeded initialisation and data order,
     ``chunk_size`` points at a time (None: all at once). Returns the history (one row per
-    point and epoch: :data:`METRICS` and the chunk's seconds) and the trained models."""
+    point and epoch: losses, accuracies and the chunk's seconds) and the trained models."""
     training, train = spec["training"], splits["train"]
     normalize = normalizer(spec["normalize"]["mean"], spec["normalize"]["std"], device)
     chunk_size = chunk_size or len(runs)
