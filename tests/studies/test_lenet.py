@@ -216,13 +216,16 @@ def test_paper_grid_is_the_originals_and_clean_grid_the_final_architecture():
     assert clean["cnn"]["options"]["kernel"] == 5
 
 
-def test_a_pick_from_a_grid_that_does_not_run_is_a_config_error(tmp_path):
+def test_bad_grid_settings_are_config_errors(tmp_path):
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text("studies:\n  lenet:\n    grid: {protocols: [clean], selection: paper}\n")
     with pytest.raises(cfg.ConfigError, match="grid.selection"):
         cfg.load(ROOT / "config.yaml", [overlay])
     overlay.write_text("studies:\n  lenet:\n    grid: {paper_models: {cnn: {options: {kernels: 3}}}}\n")
     with pytest.raises(cfg.ConfigError, match="paper_models.cnn.options"):
+        cfg.load(ROOT / "config.yaml", [overlay])
+    overlay.write_text("studies:\n  lenet:\n    grid: {paper_models: {cnn: {training: {batchsize: 3}}}}\n")
+    with pytest.raises(cfg.ConfigError, match="paper_models.cnn.training"):
         cfg.load(ROOT / "config.yaml", [overlay])
 
 
