@@ -6,13 +6,14 @@ as PyTorch's model-ensembling tutorial does: ``torch.func.stack_module_state`` s
 their weights along a new first dimension and ``torch.vmap`` over
 ``torch.func.functional_call`` runs every copy on the same batch in one call (a vmapped
 convolution is a grouped convolution, a vmapped Linear a batched matmul). Each copy's
-slice of the stacked tensors is one parameter group of a single optimiser, with its own
-learning rate and weight decay; the loss is the sum of the copies' mean losses, so each
+slice of the stacked tensors is one parameter group of a single (fused) optimiser, with
+its own learning rate and weight decay; the loss is the sum of the copies' mean losses, so each
 copy's gradient is exactly that of its own loss.
 
 The results are numerically equivalent to separately trained runs, not bit-identical:
-the batched kernels sum in another order. The optimiser step itself is the same
-arithmetic as a separate optimiser's (one group per copy), bit for bit.
+the batched kernels sum in another order, and the fused optimiser step rounds differently
+from the default one. Given the same gradients, the step is the same arithmetic as a
+separate fused optimiser's per copy, bit for bit.
 """
 
 from __future__ import annotations
@@ -57,10 +58,13 @@ class Stacked:
             raise ValueError(f"{len(settings)} optimiser settings for {self.size} copies")
         groups = [{"params": list(weights.values()), "lr": s["lr"],
                    "weight_decay": s["weight_decay"]} for weights, s in zip(self.copies, settings)]
+        # fused: one kernel per group and step. The groups' many small per-tensor updates
+        # are what costs here (the default single-tensor Adam was 8x slower for 16 FFNN
+        # copies on 2 CPU cores); elementwise, so as deterministic as the default.
         if training["optimizer"] == "sgd":
             return torch.optim.SGD(groups, lr=settings[0]["lr"],
-                                   momentum=training.get("momentum", 0.0))
-        return torch.optim.Adam(groups, lr=settings[0]["lr"])
+                                   momentum=training.get("momentum", 0.0), fused=True)
+        return torch.optim.Adam(groups, lr=settings[0]["lr"], fused=True)
 
     def zero_grad(self) -> None:
         for p in self.params.values():

@@ -21,7 +21,7 @@ from cnnrepro.models import build_model
 from cnnrepro.studies.lenet.claims import PAPER_WINNERS, confusion_rate
 from cnnrepro.studies.lenet.grid import (grid_runs, grid_spec, logspace, point_spec, run_grid,
                                          select, train_points)
-from cnnrepro.train import load_study_splits, load_trained, make_optimizer, train
+from cnnrepro.train import load_study_splits, load_trained, train
 from cnnrepro.studies.lenet.probes import (animation_frames, covariance_sample, probe_data,
                                           write_gif)
 from conftest import ROOT, snakemake
@@ -177,7 +177,9 @@ def test_stacked_param_group_steps_equal_separate_optimizers_bit_for_bit(trainin
                 {"lr": 0.1, "weight_decay": 1.0}]
     stacked = Stacked(models)
     optimizer = stacked.optimizer(training, settings)
-    separate = [make_optimizer(m, {**training, **s}) for m, s in zip(models, settings)]
+    kind = torch.optim.SGD if training["optimizer"] == "sgd" else torch.optim.Adam
+    extra = {"momentum": training["momentum"]} if "momentum" in training else {}
+    separate = [kind(m.parameters(), **s, **extra, fused=True) for m, s in zip(models, settings)]
     for _ in range(3):
         grads = {name: torch.randn_like(p) for name, p in stacked.params.items()}
         stacked.zero_grad()
