@@ -45,7 +45,7 @@ def test_no_two_artifacts_of_a_study_share_a_path(name, full_config):
     files = study.study_files(full_config)
     run_names = {**paths.RUN_FILES, **study.run_files}
     resolved = [str(files.run(n, files.models[0], 0)) for n in run_names]
-    resolved += [str(files.file(n, model=files.models[0], i=0, j=0))
+    resolved += [str(files.file(n, model=files.models[0], protocol="clean"))
                  for n in {**paths.STUDY_FILES, **study.files}]
     assert len(resolved) == len(set(resolved))
     assert all(Path(p).parts[0] == "results" for p in resolved)

@@ -77,10 +77,13 @@ def jobs_of(dag: Any, config: dict[str, Any]) -> list[Job]:
         spec = spec if isinstance(spec, dict) and "arch" in spec else None
         study = job.wildcards.get("study") or job.params.get("study") or (spec or {}).get("study", "")
         model = job.wildcards.get("model") or (spec or {}).get("model", "")
-        trains = "weights" in job.output.keys()  # a job that writes weights trains them
+        # A job that writes weights trains them; one with params.runs (a vectorised grid)
+        # trains one model per entry, each with its spec.
+        runs = len(job.params.get("runs") or [None])
+        trains = "weights" in job.output.keys() or "runs" in job.params.keys()
         found.append(Job(
             rule=job.rule.name, study=str(study), model=str(model),
-            work=job_work(config, spec, trains), threads=int(job.threads),
+            work=runs * job_work(config, spec, trains), threads=int(job.threads),
             benchmark=str(job.benchmark) if job.benchmark else None,
             after=tuple(sorted(index[d] for d in dag.dependencies[job] if d in index)),
             runs=not job.is_norun))

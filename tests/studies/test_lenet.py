@@ -1,4 +1,5 @@
-"""The lenet study: model sizes, the data probe, the GIF, the grid's fan-out and its pick."""
+"""The lenet study: model sizes, the data probe, the GIF, the vectorised grids, their
+settings, fan-out and picks."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from cnnrepro import config as cfg
+from cnnrepro.datasets import estimate_sizes, input_shape
+from cnnrepro.ensemble import Stacked
+from cnnrepro.estimate import run_cost
 from cnnrepro.io import write_npz
 from cnnrepro.models import build_model
 from cnnrepro.studies.lenet.claims import PAPER_WINNERS, confusion_rate
-from cnnrepro.studies.lenet.grid import logspace, select
+from cnnrepro.studies.lenet.grid import (grid_runs, grid_spec, logspace, point_spec, run_grid,
+                                         select, train_points)
+from cnnrepro.train import load_study_splits, load_trained, train
 from cnnrepro.studies.lenet.probes import (animation_frames, covariance_sample, probe_data,
                                           write_gif)
 from conftest import ROOT, snakemake
@@ -95,34 +102,187 @@ def test_gif_has_one_frame_per_shown_snapshot_in_epoch_order(tmp_path):
     assert markers == sorted(markers) and len(set(markers)) == len(markers)
 
 
-def test_selection_picks_by_validation_and_by_test(tmp_path):
+def tiny_data(tmp_path, n_train=96, n_test=30):
+    """Three classes of 3x8x8 images whose class shifts the mean: learnable in two epochs."""
+    rng = np.random.default_rng(0)
+    paths = {}
+    for name, n in (("train", n_train), ("test", n_test)):
+        labels = np.arange(n) % 3
+        images = rng.normal(96 + 40 * labels[:, None, None, None], 40, (n, 3, 8, 8))
+        paths[name] = str(tmp_path / f"{name}.npz")
+        write_npz(paths[name], images=images.clip(0, 255).astype(np.uint8), labels=labels,
+                  classes=np.asarray(["a", "b", "c"]))
+    return paths
+
+
+def tiny_spec(arch, options, optimizer="adam"):
+    return {"study": "lenet", "model": arch, "dataset": "tiny", "arch": arch,
+            "options": options, "normalize": {"mean": [0.5] * 3, "std": [0.5] * 3},
+            "subset": {}, "holdout_fraction": 0.25, "grid_protocol": "clean",
+            "training": {"optimizer": optimizer, "batch_size": 16, "epochs": 2,
+                         "snapshot_epochs": []},
+            "device": "cpu", "deterministic": True}
+
+
+@pytest.mark.parametrize("arch, options, chunk_size", [
+    ("lenet_cnn", {"channels": [4, 8], "kernel": 3}, 3),  # 2 chunks: 3 points, then 1
+    ("ffnn", {"hidden": [16]}, None)])
+def test_vectorised_grid_points_equal_separately_trained_points(tmp_path, arch, options,
+                                                                chunk_size):
+    """Numerically equivalent, not bit-identical: the stacked (grouped) convolutions and
+    batched matmuls sum in another order, so weights agree to 1e-5 and every accuracy is
+    the same (a near-tie flipping one image would show up here as a failure)."""
+    data = tiny_data(tmp_path)
+    spec = tiny_spec(arch, options)
+    grid = {"lr": {"start": -3, "stop": -2, "num": 2}, "weight_decay": {"start": -4, "stop": -1, "num": 2}}
+    runs = grid_runs(grid)
+    run_grid(data=data, spec=spec, runs=runs, seed=0, chunk_size=chunk_size,
+             history=str(tmp_path / "grid.csv"), meta=str(tmp_path / "grid.json"))
+    vectorised = pd.read_csv(tmp_path / "grid.csv")
+    assert len(vectorised) == len(runs) * 2 and json.loads(
+        (tmp_path / "grid.json").read_text())["splits"] == {"train": 72, "val": 24, "test": 30}
+    splits = load_study_splits(spec, data)
+    _, models = train_points(spec, runs, 0, splits, torch.device("cpu"), chunk_size)
+    for k, run in enumerate(runs):
+        out = tmp_path / f"point{k}"
+        train(point_spec(spec, run), 0, data, out)
+        separate = pd.read_csv(out / "history.csv")
+        ours = vectorised[(vectorised.lr_index == run["lr_index"])
+                          & (vectorised.wd_index == run["wd_index"])].reset_index(drop=True)
+        # accuracies: the same images right (one image is 1/24 here; train.py's are float32)
+        for column in ("train_acc", "val_acc", "test_acc"):
+            np.testing.assert_allclose(ours[column], separate[column], rtol=0, atol=1e-6,
+                                       err_msg=f"point {k} {column}")
+        for column in ("train_loss", "val_loss", "test_loss"):
+            np.testing.assert_allclose(ours[column], separate[column], rtol=1e-5, atol=1e-6,
+                                       err_msg=f"point {k} {column}")
+        reference = load_trained(out / "model.pt", point_spec(spec, run), splits["train"],
+                                 torch.device("cpu")).state_dict()
+        got = models[k].state_dict()
+        assert got.keys() == reference.keys()
+        for name in reference:
+            torch.testing.assert_close(got[name], reference[name], rtol=1e-5, atol=1e-5)
+    # the points learned different things: the check is not of four copies of one run
+    finals = vectorised[vectorised.epoch == 2]
+    assert finals["train_loss"].nunique() == len(runs)
+
+
+@pytest.mark.parametrize("training", [{"optimizer": "adam"},
+                                      {"optimizer": "sgd", "momentum": 0.9}])
+def test_stacked_param_group_steps_equal_separate_optimizers_bit_for_bit(training):
+    torch.manual_seed(0)
+    models = [build_model("lenet_cnn", {"channels": [4, 8], "kernel": 3}, 3, 3, 8)
+              for _ in range(3)]  # different weights: each copy must keep its own
+    settings = [{"lr": 1e-3, "weight_decay": 0.0}, {"lr": 1e-2, "weight_decay": 1e-3},
+                {"lr": 0.1, "weight_decay": 1.0}]
+    stacked = Stacked(models)
+    optimizer = stacked.optimizer(training, settings)
+    kind = torch.optim.SGD if training["optimizer"] == "sgd" else torch.optim.Adam
+    extra = {"momentum": training["momentum"]} if "momentum" in training else {}
+    separate = [kind(m.parameters(), **s, **extra, fused=True) for m, s in zip(models, settings)]
+    for _ in range(3):
+        grads = {name: torch.randn_like(p) for name, p in stacked.params.items()}
+        stacked.zero_grad()
+        for name, p in stacked.params.items():
+            p.grad = grads[name].clone()
+        stacked.share_grads()
+        optimizer.step()
+        for k, (model, opt) in enumerate(zip(models, separate)):
+            opt.zero_grad()
+            for name, p in model.named_parameters():
+                p.grad = grads[name][k].clone()
+            opt.step()
+    for k, model in enumerate(models):
+        for name, p in model.named_parameters():
+            assert torch.equal(stacked.params[name][k], p.detach()), (k, name)
+            assert torch.equal(stacked.module(k).state_dict()[name], p.detach())
+    first = next(iter(stacked.params.values()))
+    assert not torch.equal(first[0], first[1])  # the groups' settings took effect separately
+
+
+def test_paper_grid_is_the_originals_and_clean_grid_the_final_architecture():
+    config = cfg.load(ROOT / "config.yaml")
+    cnn, ffnn = (grid_spec(config, m, "paper") for m in ("cnn", "ffnn"))
+    assert cnn["options"]["kernel"] == 3 and cnn["training"]["batch_size"] == 200
+    assert ffnn["training"]["batch_size"] == 100
+    assert cnn["holdout_fraction"] == ffnn["holdout_fraction"] == 0  # picked on the test set
+    conv = build_model(cnn["arch"], cnn["options"], 10, 3, 32).features[0]
+    assert (conv.kernel_size, conv.padding) == ((3, 3), (1, 1))
+    clean = {m: grid_spec(config, m, "clean") for m in ("cnn", "ffnn")}
+    final = {m: cfg.training_spec(config, "lenet", m) for m in ("cnn", "ffnn")}
+    for m in ("cnn", "ffnn"):
+        assert clean[m]["options"] == final[m]["options"]
+        assert clean[m]["training"]["batch_size"] == final[m]["training"]["batch_size"] == 200
+        assert clean[m]["holdout_fraction"] == config["studies"]["lenet"]["grid"]["holdout_fraction"] > 0
+        assert "lr" not in clean[m]["training"]  # each point brings its own
+    assert clean["cnn"]["options"]["kernel"] == 5
+
+
+def test_bad_grid_settings_are_config_errors(tmp_path):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("studies:\n  lenet:\n    grid: {protocols: [clean], selection: paper}\n")
+    with pytest.raises(cfg.ConfigError, match="grid.selection"):
+        cfg.load(ROOT / "config.yaml", [overlay])
+    overlay.write_text("studies:\n  lenet:\n    grid: {paper_models: {cnn: {options: {kernels: 3}}}}\n")
+    with pytest.raises(cfg.ConfigError, match="paper_models.cnn.options"):
+        cfg.load(ROOT / "config.yaml", [overlay])
+    overlay.write_text("studies:\n  lenet:\n    grid: {paper_models: {cnn: {training: {batchsize: 3}}}}\n")
+    with pytest.raises(cfg.ConfigError, match="paper_models.cnn.training"):
+        cfg.load(ROOT / "config.yaml", [overlay])
+
+
+def test_selection_picks_each_protocol_from_its_own_grid(tmp_path):
     grid = {"lr": {"start": -4, "stop": -2, "num": 2},
             "weight_decay": {"start": -3, "stop": -1, "num": 2}, "selection": "paper"}
-    accs = {(0, 0): (0.3, 0.5), (0, 1): (0.6, 0.4), (1, 0): (float("nan"), float("nan")),
-            (1, 1): (0.5, 0.45)}
+    accs = {"clean": {(0, 0): (0.3, 0.9), (0, 1): (0.6, 0.4), (1, 0): (float("nan"),) * 2,
+                      (1, 1): (0.5, 0.45)},
+            "paper": {(0, 0): ("", 0.5), (0, 1): ("", 0.4), (1, 0): ("", 0.55),
+                      (1, 1): ("", float("nan"))}}
     histories = []
-    for (i, j), (val, test) in accs.items():  # grid_points order: row-major
-        path = tmp_path / f"{i}{j}.csv"
-        path.write_text(f"epoch,train_loss,val_acc,test_acc\n1,1.0,{val},{test}\n")
-        histories.append(str(path))
-    select(histories=histories, grid=grid, model="cnn", grid_table=str(tmp_path / "grid.csv"),
-           selection=str(tmp_path / "sel.json"), overrides=str(tmp_path / "over.json"))
+    for protocol, points in accs.items():
+        lines = ["lr_index,wd_index,lr,weight_decay,epoch,train_loss,val_acc,test_acc"]
+        for run, (val, test) in zip(grid_runs(grid), points.values()):
+            for epoch in (1, 2):  # the pick reads the last epoch only
+                last = epoch == 2
+                lines.append(f"{run['lr_index']},{run['wd_index']},{run['lr']},"
+                             f"{run['weight_decay']},{epoch},1.0,{val if last else 0.99},"
+                             f"{test if last else 0.99}")
+        histories.append(tmp_path / f"{protocol}.csv")
+        histories[-1].write_text("\n".join(lines) + "\n")
+    select(histories=[str(h) for h in histories], protocols=list(accs), grid=grid, model="cnn",
+           grid_table=str(tmp_path / "grid.csv"), selection=str(tmp_path / "sel.json"),
+           overrides=str(tmp_path / "over.json"))
     pick = json.loads((tmp_path / "sel.json").read_text())
-    assert (pick["clean"]["lr_index"], pick["clean"]["wd_index"]) == (0, 1)
-    assert (pick["paper"]["lr_index"], pick["paper"]["wd_index"]) == (0, 0)
+    assert (pick["clean"]["lr_index"], pick["clean"]["wd_index"]) == (0, 1)  # not test's (0, 0)
+    assert (pick["paper"]["lr_index"], pick["paper"]["wd_index"]) == (1, 0)
     assert pick["clean"]["weight_decay"] == pytest.approx(1e-1)
+    assert pick["paper"]["val_acc"] is None and pick["paper"]["by"] == "test_acc"
+    table = pd.read_csv(tmp_path / "grid.csv")
+    assert table.groupby("protocol").size().to_dict() == {"clean": 4, "paper": 4}
     overrides = json.loads((tmp_path / "over.json").read_text())  # the configured pick
-    assert overrides["training"] == {"lr": pytest.approx(1e-4), "weight_decay": pytest.approx(1e-3)}
+    assert overrides["training"] == {"lr": pytest.approx(1e-2), "weight_decay": pytest.approx(1e-3)}
     assert "paper" in overrides["selected_by"]
 
 
-def test_full_config_plans_64_grid_jobs_per_model(tmp_path):
+def test_full_config_plans_one_grid_job_per_model_and_protocol(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNREPRO_ESTIMATE_JSON", str(tmp_path / "estimate.json"))
     proc = snakemake(tmp_path, "-n", "--quiet", "rules", configfiles=())
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout + proc.stderr, flags=re.M))
-    models = cfg.load(ROOT / "config.yaml")["studies"]["lenet"]["models"]
-    assert int(counts["grid_point_lenet"]) == 64 * len(models)
-    assert int(counts["select_lenet"]) == len(models)
+    config = cfg.load(ROOT / "config.yaml")
+    lenet = config["studies"]["lenet"]
+    assert int(counts["grid_lenet"]) == len(lenet["grid"]["protocols"]) * len(lenet["models"]) == 4
+    assert int(counts["select_lenet"]) == len(lenet["models"])
+    assert "grid_point_lenet" not in counts
+    # the estimate counts a grid job as its 64 training runs
+    shape, sizes = input_shape(config, "cifar10"), estimate_sizes(config, "cifar10")
+    jobs = json.loads((tmp_path / "estimate.json").read_text())["jobs"]
+    grid_jobs = [job for job in jobs if job["rule"] == "grid_lenet"]
+    for job in grid_jobs:
+        protocol = job["benchmark"].rsplit("/", 1)[-1].removesuffix(".tsv")
+        expected = 64 * run_cost(grid_spec(config, job["model"], protocol), shape, sizes)
+        assert job["work"] == pytest.approx(expected)
+    assert {job["model"] for job in grid_jobs} == set(lenet["models"])
 
 
 @pytest.mark.e2e
@@ -133,6 +293,7 @@ def test_quick_grid_runs_picks_a_point_and_final_training_uses_it(quick_run):
     for model in quick["studies"]["lenet"]["models"]:
         pick = json.loads((workdir / f"results/lenet/grid/{model}/selection.json").read_text())
         assert pick["clean"]["lr"] in logspace(grid["lr"])
+        assert pick["paper"]["weight_decay"] in logspace(grid["weight_decay"])
         meta = json.loads((workdir / f"results/lenet/{model}/seed0/train.json").read_text())
         assert meta["provenance"]["config"]["training"]["lr"] == pick[grid["selection"]]["lr"]
     # The quick grid does not contain the original's winners: "not picked" is not comparable.

@@ -1,36 +1,46 @@
-# Study lenet: the grid search (one training job per point and model), its two picks, the
-# data and snapshot probes, the animation, and the claims. Final training (train_model)
-# applies the pick through the study's training-overrides file.
+# Study lenet: the grid searches (one vectorised job per model and protocol: every point
+# trained together), their picks, the data and snapshot probes, the animation, and the
+# claims. Final training (train_model) applies the pick through the training-overrides file.
 from cnnrepro.studies.lenet import grid as lenet_grid, probes as lenet_probes
 
 LENET = studies.get("lenet")
 GRID = config["studies"]["lenet"]["grid"]
 
 
-use rule train_model as grid_point_lenet with:
+rule grid_lenet:
     input:
         unpack(lambda w: data_paths("lenet")),
     output:
-        weights=temp(LENET.file("grid_weights", i="{i}", j="{j}")),
-        history=LENET.file("grid_history", i="{i}", j="{j}"),
-        meta=LENET.file("grid_meta", i="{i}", j="{j}"),
+        history=LENET.file("grid_history", protocol="{protocol}"),
+        meta=LENET.file("grid_meta", protocol="{protocol}"),
     params:
-        spec=lambda w: lenet_grid.grid_spec(config, w.model, int(w.i), int(w.j)),
+        study="lenet",
+        stage="grid",
+        spec=lambda w: lenet_grid.grid_spec(config, w.model, w.protocol),
+        runs=lenet_grid.grid_runs(GRID),
         seed=GRID["seed"],
+        chunk_size=GRID["chunk_size"],
     wildcard_constraints:
-        i=r"\d+",
-        j=r"\d+",
+        protocol="clean|paper",
     log:
-        paths.log("grid_point_lenet", "{model}", "lr{i}_wd{j}"),
+        paths.log("grid_lenet", "{model}", "{protocol}"),
     benchmark:
-        paths.benchmark("grid_point_lenet", "{model}", "lr{i}_wd{j}")
+        paths.benchmark("grid_lenet", "{model}", "{protocol}")
+    threads: resources_of("train", "threads")
+    resources:
+        mem_mb=resources_of("train", "mem_mb"),
+        runtime=resources_of("train", "runtime"),
+        gpu=resources_of("train", "gpu"),
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/stage.py"
 
 
 rule select_lenet:
     input:
         histories=lambda w: [
-            LENET.file("grid_history", model=w.model, i=i, j=j)
-            for i, j in lenet_grid.grid_points(GRID)
+            LENET.file("grid_history", model=w.model, protocol=p) for p in GRID["protocols"]
         ],
     output:
         grid_table=LENET.file("grid_table"),
@@ -39,6 +49,7 @@ rule select_lenet:
     params:
         study="lenet",
         stage="select",
+        protocols=GRID["protocols"],
         grid=GRID,
         model=lambda w: w.model,
     log:

@@ -1,8 +1,8 @@
 """Study ``lenet``: a LeNet-style CNN vs a feed-forward net on CIFAR-10
 (``papers/cifar10-lenet-vs-ffnn.txt``).
 
-The grid search (one training run per point and model, ``grid``) and its two picks
-(``select``), final training on the configured pick (a training-overrides file the generic
+The grid searches (one vectorised job per model and protocol, ``grid``) and their
+picks (``select``), final training on the configured pick (a training-overrides file the generic
 trainer applies), the data probe (``data_probe``), the CNN's snapshot probe
 (``evolution``) and its GIF (``animate``), then the claims (``claims``).
 """
@@ -55,26 +55,48 @@ def check_config(study: dict, config: dict) -> None:
                           f"{probes.CNN}'s weights at some epochs; the list is empty")
     check_images(config, "studies.lenet.grid.train_subset", study["grid"]["train_subset"],
                  study["dataset"], "train")
+    check_grid(study, where)
+
+
+def check_grid(study: dict, where: str) -> None:
+    """The pick final training uses comes from a grid that runs; the paper grid's settings
+    name models of the study and options their architectures have."""
+    from ...config import ConfigError
+    from ...models import allowed_options
+
+    grid = study["grid"]
+    if grid["selection"] not in grid["protocols"]:
+        raise ConfigError(f"{where}.grid.selection: {grid['selection']!r} picks from a grid "
+                          f"that does not run (grid.protocols: {grid['protocols']})")
+    for model, settings in grid["paper_models"].items():
+        if model not in study["models"]:
+            raise ConfigError(f"{where}.grid.paper_models.{model}: not a model of the study "
+                              f"({sorted(study['models'])})")
+        arch = study["models"][model]["arch"]
+        unknown = set(settings.get("options", {})) - allowed_options(arch)
+        if unknown:
+            raise ConfigError(f"{where}.grid.paper_models.{model}.options: {sorted(unknown)} "
+                              f"are not options of {arch} ({sorted(allowed_options(arch))})")
 
 
 STUDY = Study(
     name="lenet",
     run_files={"evolution": "probe/evolution.npz"},
-    files={"grid_weights": "grid/{model}/lr{i}_wd{j}/model.pt",
-           "grid_history": "grid/{model}/lr{i}_wd{j}/history.csv",
-           "grid_meta": "grid/{model}/lr{i}_wd{j}/train.json",
+    files={"grid_history": "grid/{model}/{protocol}/history.csv",
+           "grid_meta": "grid/{model}/{protocol}/train.json",
            "grid_table": "grid/{model}/grid.csv",
            "selection": "grid/{model}/selection.json",
            "overrides": "grid/{model}/overrides.json", "data_probe": "probe/data.npz",
            "grid_summary": "summary/grid.csv"},
-    stages={"select": grid.select, "data_probe": probes.probe_data,
+    stages={"grid": grid.run_grid, "select": grid.select, "data_probe": probes.probe_data,
             "evolution": probes.follow_kernel, "animate": probes.write_animation,
             "claims": claims.claims},
     figures=FIGURES,
     animations={"lenet_feature_maps": "The feature map, ReLU and max-pool output of the "
                 "peacock, one frame per shown epoch (left to right)."},
-    tables=(Table("grid_summary", "Every grid point of both models: learning rate, weight "
-                  "decay, validation and test accuracy after the grid's epochs (lenet.grid)."),),
+    tables=(Table("grid_summary", "Every point of both models' grids (clean and paper "
+                  "protocol): learning rate, weight decay, validation and test accuracy after "
+                  "the grid's epochs (lenet.grid)."),),
     has_claims=True,
     schema=Path(__file__).with_name("schema.yaml"),
     check_config=check_config,

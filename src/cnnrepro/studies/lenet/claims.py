@@ -87,29 +87,32 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], grid_seed: int | None
     write_csv(grid_summary, pd.concat(grids) if grids else pd.DataFrame(
         {"note": ["grid search disabled (studies.lenet.grid.enabled)"]}))
     if grid_seed is not None:
-        # The picks depend on the grid's points, epochs, hold-out, subset and seed (not on
-        # which pick final training uses) and on the training settings the grid keeps
-        # (grid.grid_spec: its own lr, weight decay, epochs and hold-out replace the rest).
-        grid_run = tuple(f"grid.{k}" for k in ("lr", "weight_decay", "epochs",
-                                               "holdout_fraction", "train_subset", "seed")) + (
+        # A pick depends on its grid's points, epochs, subset and seed (not on which pick
+        # final training uses) and on the training settings the grid keeps
+        # (grid.grid_spec: its own lr, weight decay and epochs replace the rest); the clean
+        # grid on its hold-out, the paper grid on the original's grid settings.
+        grid_run = tuple(f"grid.{k}" for k in ("lr", "weight_decay", "epochs", "train_subset",
+                                               "seed")) + (
             "training.optimizer", "training.batch_size", "training.momentum", "subset.train",
             "normalize", "dataset")
+        protocol_keys = {"clean": ("grid.holdout_fraction",),
+                         "paper": ("grid.paper_models", "subset.test")}
         # A shrunken grid (a preset) may not contain the original's winner at all: its
         # departing grid keys make these claims not comparable.
         for model in models:
             pick = read_json(files.file("selection", model=model))
             winner = PAPER_WINNERS[model]
-            for protocol in ("paper", "clean"):
+            for protocol in [p for p in ("paper", "clean") if p in pick]:
                 chosen = pick[protocol]
                 same = [float(np.isclose(chosen["lr"], winner["lr"], rtol=0.01)
                               and np.isclose(chosen["weight_decay"], winner["weight_decay"],
                                              rtol=0.01))]
-                table.threshold(f"lenet.grid.{model}.{protocol}", f"{model}: the grid's "
-                                f"{protocol} pick (by {chosen['by']}) is the original's winner "
+                table.threshold(f"lenet.grid.{model}.{protocol}", f"{model}: the {protocol} "
+                                f"grid's pick (by {chosen['by']}) is the original's winner "
                                 f"(1 = yes; ours: lr {chosen['lr']:.4g}, weight decay "
                                 f"{chosen['weight_decay']:.4g})", protocol,
                                 f"lr {winner['lr']:g}, wd {winner['weight_decay']:g}", same, 0.5,
                                 below=False, seeds=[grid_seed],
-                                depends_on=grid_run + (f"models.{model}.arch",
-                                                       f"models.{model}.options"))
+                                depends_on=grid_run + protocol_keys[protocol] + (
+                                    f"models.{model}.arch", f"models.{model}.options"))
     write_csv(claims, table.frame())
