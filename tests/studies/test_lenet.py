@@ -121,7 +121,7 @@ def tiny_spec(arch, options, optimizer="adam"):
             "subset": {}, "holdout_fraction": 0.25, "grid_protocol": "clean",
             "training": {"optimizer": optimizer, "batch_size": 16, "epochs": 2,
                          "snapshot_epochs": []},
-            "device": "cpu", "deterministic": True}
+            "device": "cpu", "deterministic": True, "precision": "ieee"}
 
 
 @pytest.mark.parametrize("arch, options, chunk_size", [

@@ -34,7 +34,7 @@ from ...datasets import Split
 from ...ensemble import Stacked, mean_losses
 from ...io import write_csv, write_json
 from ...provenance import stamp
-from ...runtime import batches, normalizer, seed_everything, select_device, set_determinism
+from ...runtime import batches, normalizer, seed_everything, select_device, set_numerics
 from ...train import load_study_splits, make_model
 
 STUDY = "lenet"
@@ -144,7 +144,7 @@ def run_grid(*, data: dict[str, str], spec: dict[str, Any], runs: list[dict[str,
     are not kept: the final models are trained again with the pick."""
     if threads:
         torch.set_num_threads(threads)
-    set_determinism(spec["deterministic"])
+    set_numerics(spec["deterministic"], spec["precision"])
     device = select_device(spec["device"])
     splits = {k: v.to(device) for k, v in load_study_splits(spec, data).items()}
     tic = time.perf_counter()
