@@ -60,21 +60,24 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
         n, ok = len(rows), int(rows["match"].sum())
         table.add(f"concepts.formula.{layer.replace(' ', '_')}",
                   f"{layer} convolution: measured weights, parameters, MACs and output size"
-                  " (receptive field for the dilated one) equal the formulas", "slides",
-                  FORMULAS.get(layer, "-"), [ok / n], HOLDS if ok == n else FAILS,
-                  f"holds if every one of the {n} checks matches ({ok} do)", "share of checks",
+                  f" (receptive field for the dilated one) equal the formulas (value: the fraction"
+                  f" of its {n} checks that match)", "slides",
+                  FORMULAS[layer], [ok / n], HOLDS if ok == n else FAILS,
+                  f"holds if every one of the {n} checks matches ({ok} do)", "fraction",
                   seeds=[grid_seed], deterministic=True, depends_on=("convtypes",))
     ratios = pd.read_csv(files.file("convtypes_ratios"))
     exact = ratios["mac_ratio_exact"].astype(bool)
     table.add("concepts.separable_ratio", "depthwise-separable / standard MACs = 1/C_out + 1/K² "
-              "exactly (same K, stride, padding)", "slides",
+              "exactly (same K, stride, padding; value: the fraction of configurations)",
+              "slides",
               "O(C_in·K²·W·H + C_out·C_in·W·H) / O(C_out·C_in·K²·W·H)", [float(exact.mean())],
               HOLDS if exact.all() else FAILS,
               f"holds if the measured ratio equals the formula as exact fractions in every one "
-              f"of {len(ratios)} configurations", "share of configurations", seeds=[grid_seed],
+              f"of {len(ratios)} configurations", "fraction", seeds=[grid_seed],
               deterministic=True, depends_on=("convtypes",))
 
-    agreement = {seed: pd.read_csv(path) for (_, seed), path in files.runs("cam_agreement").items()}
+    # every (model, seed) of the study's own GAP models
+    agreement = {run: pd.read_csv(path) for run, path in files.runs("cam_agreement").items()}
     pearson = [float(a["pearson"].min()) for a in agreement.values()]
     scaled = all(np.allclose(a["scale"], a["expected_scale"], rtol=settings["scale_rtol"])
                  for a in agreement.values())
@@ -85,7 +88,7 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
               "Grad-CAM generalises CAM", pearson, HOLDS if ok else FAILS,
               f"holds if the lowest Pearson correlation over images is >= {floor:g} on every "
               f"seed and the fitted scale is 1/(h·w) within {settings['scale_rtol']:g} "
-              "(relative)", "min Pearson r", seeds=list(agreement),
+              "(relative)", "r", seeds=[seed for _, seed in agreement],
               deterministic=True, depends_on=("cam", "models"))
 
     sweep = pd.read_csv(files.file("fgsm_sweep"))
@@ -103,13 +106,13 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
         table.threshold(f"concepts.fgsm.{name}.untargeted",
                         f"untargeted FGSM at ε = {eps:g} misclassifies most images ({who})",
                         "slides", SLIDE_FGSM, list(at["untargeted_error"]),
-                        settings["untargeted_error"], below=False, unit="error rate",
+                        settings["untargeted_error"], below=False, unit="fraction",
                         learned=learned, seeds=list(at["seed"]), depends_on=depends)
         table.threshold(f"concepts.fgsm.{name}.targeted",
                         f"targeted FGSM ({fgsm_settings['target_rule']} class) at ε = {eps:g} "
                         f"reaches its target ({who})", "slides",
                         "x′ = x − ε·sign(∇ₓJ(x, y_target)) moves x toward the target",
                         list(at["targeted_success"]), settings["targeted_success"],
-                        below=False, unit="success rate", learned=learned,
+                        below=False, unit="fraction", learned=learned,
                         seeds=list(at["seed"]), depends_on=depends)
     write_csv(claims, table.frame())

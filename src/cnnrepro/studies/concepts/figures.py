@@ -26,8 +26,9 @@ def _rgb(images: np.ndarray) -> np.ndarray:
 
 
 def _overlay(ax: plt.Axes, image: np.ndarray, heat: np.ndarray, title: str) -> None:
-    """A heat map in [0, 1] (jet, half transparent) over a (C, H, W) [0, 1] image."""
-    image_panel(image if image.shape[0] == 3 else image[0], title, (ax.figure, ax))
+    """A heat map in [0, 1] (jet, half transparent) over a (C, H, W) [0, 1] image (one
+    channel: grey)."""
+    image_panel(image, title, (ax.figure, ax))
     ax.imshow(heat, cmap="jet", alpha=0.5, vmin=0, vmax=1)
 
 
@@ -123,7 +124,7 @@ def concepts_hierarchy(files: StudyFiles) -> plt.Figure:
         for j, (image, channel) in enumerate(zip(data[f"{level}_images"],
                                                  data[f"{level}_channels"])):
             axes[row, j].set_visible(True)
-            image_panel(image if image.shape[0] == 3 else image[0],
+            image_panel(image,
                         f"{level} {data[f'{level}_layer']}\nchannel {channel}",
                         (fig, axes[row, j]))
         row += 1
@@ -155,7 +156,7 @@ def concepts_cam(files: StudyFiles) -> plt.Figure:
         top.set_visible(True)
         bottom.set_visible(True)
         label, pred = int(data["labels"][i]), int(data["pred"][i])
-        image_panel(images[i][0] if images[i].shape[0] == 1 else images[i], classes[label],
+        image_panel(images[i], classes[label],
                     (fig, top))
         _overlay(bottom, images[i], data["cam"][i],
                  f"{classes[pred]} {100 * data['conf'][i]:.0f}%")
@@ -184,7 +185,7 @@ def concepts_gradcam(files: StudyFiles) -> plt.Figure:
         classes = meta["classes"]
         image = _rgb(data[f"{name}__images"][i])
         label, pred = int(data[f"{name}__labels"][i]), int(data[f"{name}__pred"][i])
-        image_panel(image if image.shape[0] == 3 else image[0],
+        image_panel(image,
                     f"{classes[label]} → {classes[pred]} "
                     f"{100 * data[f'{name}__conf'][i]:.0f}%", (fig, ax_img),
                     colour="black" if pred == label else "red")
@@ -219,15 +220,15 @@ def concepts_fgsm(files: StudyFiles) -> plt.Figure:
         classes, eps = meta["classes"], meta["epsilon"]
         label, clean, adv = (int(data[key + k][i]) for k in ("label", "clean_pred", "adv_pred"))
         image, delta = data[key + "image"][i], data[key + "perturbation"][i]
-        image_panel(image if image.shape[0] == 3 else image[0],
+        image_panel(image,
                     f"x: {classes[label]}\n→ {classes[clean]} "
                     f"{100 * data[key + 'clean_conf'][i]:.1f}%", (fig, ax_x))
         ax_x.set_ylabel(f"{meta['study']}/{meta['model']}\n{kind}, ε = {eps:.3g}", fontsize=7)
         shown = 0.5 + delta / (2 * eps) if eps > 0 else np.full_like(delta, 0.5)
         goal = (f" → {classes[int(data[key + 'target'][i])]}" if kind == "targeted" else "")
-        image_panel(shown if shown.shape[0] == 3 else shown[0], f"ε·sign(∇){goal}", (fig, ax_d))
+        image_panel(shown, f"ε·sign(∇){goal}", (fig, ax_d))
         adv_image = data[key + "adv_image"][i]
-        image_panel(adv_image if adv_image.shape[0] == 3 else adv_image[0],
+        image_panel(adv_image,
                     f"x′: {classes[adv]} {100 * data[key + 'adv_conf'][i]:.1f}%", (fig, ax_adv),
                     colour="red" if adv != clean else "black")
     fig.tight_layout()
