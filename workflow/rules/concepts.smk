@@ -64,7 +64,7 @@ rule hierarchy_concepts:
         "../scripts/stage.py"
 
 
-use rule hierarchy_concepts as cam_concepts with:
+rule cam_concepts:
     input:
         unpack(lambda w: data_paths("concepts")),
         weights=CONCEPTS.run_file("weights"),
@@ -83,9 +83,18 @@ use rule hierarchy_concepts as cam_concepts with:
         paths.log("cam_concepts", "{model}", "seed{seed}"),
     benchmark:
         paths.benchmark("cam_concepts", "{model}", "seed{seed}")
+    threads: resources_of("analyse", "threads")
+    resources:
+        mem_mb=resources_of("analyse", "mem_mb"),
+        runtime=resources_of("analyse", "runtime"),
+        gpu=resources_of("analyse", "gpu"),
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/stage.py"
 
 
-use rule hierarchy_concepts as gradcam_concepts with:
+rule gradcam_concepts:
     input:
         concepts_upstream.files(
             [r for runs in concepts_upstream.targets(config, "gradcam").values() for r in runs]
@@ -101,9 +110,19 @@ use rule hierarchy_concepts as gradcam_concepts with:
         paths.log("gradcam_concepts"),
     benchmark:
         paths.benchmark("gradcam_concepts")
+    threads: resources_of("analyse", "threads")
+    resources:
+        mem_mb=resources_of("analyse", "mem_mb"),
+        runtime=resources_of("analyse", "runtime"),
+        gpu=resources_of("analyse", "gpu"),
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/stage.py"
 
 
-use rule hierarchy_concepts as attack_fgsm_concepts with:
+# Same params as gradcam_concepts (a derived rule keeps every param it does not override).
+use rule gradcam_concepts as attack_fgsm_concepts with:
     input:
         concepts_upstream.files(
             [r for runs in concepts_upstream.targets(config, "fgsm", True).values() for r in runs]
