@@ -1,5 +1,5 @@
 # Reproduction pipeline of five CNN studies: a table of contents.
-# Stages: data -> train -> evaluate -> aggregate -> study analyses (vdk, mnist, lenet) -> report.
+# Stages: data -> train -> evaluate -> aggregate -> study analyses (vdk, mnist, lenet, concepts) -> report.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -18,6 +18,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/vdk.smk"
 include: "workflow/rules/mnist.smk"
 include: "workflow/rules/lenet.smk"
+include: "workflow/rules/concepts.smk"
 include: "workflow/rules/report.smk"
 
 

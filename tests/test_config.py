@@ -133,8 +133,9 @@ def test_model_option_types_come_from_the_builder_annotations():
 
 def test_only_the_enabled_studies_datasets_are_needed():
     config = cfg.load(ROOT / "config.yaml")
-    assert cfg.needed_datasets(config) == ["cifar10", "mnist", "caltech101_3"]
-    for name in ("vdk", "lenet", "caltech"):
+    # concepts trains on Fashion-MNIST and borrows models of the CIFAR-10, Caltech and MNIST studies
+    assert cfg.needed_datasets(config) == ["cifar10", "mnist", "caltech101_3", "fashion_mnist"]
+    for name in ("vdk", "lenet", "caltech", "concepts"):
         config["studies"][name]["enabled"] = False
     assert cfg.needed_datasets(config) == ["mnist"]
     config["data"]["datasets"] = ["fashion_mnist", "mnist"]  # extras by hand, as before
@@ -143,7 +144,7 @@ def test_only_the_enabled_studies_datasets_are_needed():
 
 def test_a_study_can_ask_for_more_datasets(monkeypatch):
     config = cfg.load(ROOT / "config.yaml")
-    for name in ("vdk", "lenet", "caltech"):
+    for name in ("vdk", "lenet", "caltech", "concepts"):
         config["studies"][name]["enabled"] = False
     mnist = studies.REGISTRY["mnist"]
     monkeypatch.setitem(studies.REGISTRY, "mnist", dataclasses.replace(

@@ -78,7 +78,7 @@ def test_dilated_branch_receptive_field(dilation, level):
 
 SHAPES = {"vdk_cnnet": (3, 32, 10), "baseline_cnn": (3, 32, 10), "mnist_cnn": (1, 28, 10),
           "lenet_cnn": (3, 32, 10), "ffnn": (3, 32, 10), "caltech_cnn": (3, 64, 3),
-          "vgg19_transfer": (3, 64, 3)}
+          "vgg19_transfer": (3, 64, 3), "gap_cnn": (1, 28, 10)}
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))

@@ -178,6 +178,31 @@ def test_quick_preset_runs_the_mnist_lab(quick_run):
     assert set(structure["model"]) == {"cnn", "cnn_bn"}
 
 
+def test_quick_preset_runs_the_concepts_study(quick_run):
+    workdir, _ = quick_run
+    quick = cfg.load(ROOT / "config.yaml", [QUICK])
+    results = workdir / "results/concepts"
+    checks = pd.read_csv(results / "convtypes/checks.csv")
+    assert len(checks) > 50 and checks["match"].all()  # every formula row, measured
+    assert (pd.read_csv(results / "gap/seed0/explain/cam_agreement.csv")["pearson"] > 0.999).all()
+    sweep = pd.read_csv(results / "fgsm/sweep.csv")
+    assert set(sweep["target"]) == set(quick["studies"]["concepts"]["fgsm"]["targets"])
+    gradcam = np.load(results / "gradcam/gradcam.npz")
+    assert set(json.loads(str(gradcam["targets"]))) == set(
+        quick["studies"]["concepts"]["gradcam"]["targets"])
+    claims = pd.read_csv(results / "summary/claims.csv").set_index("claim_id")
+    structural = claims[claims.index.str.startswith("concepts.formula.")]
+    assert len(structural) == 5 and (structural["verdict"] == "holds").all()
+    assert claims.loc["concepts.cam_gradcam", "verdict"] == "holds"
+    attacks = claims[claims.index.str.startswith("concepts.fgsm.")]
+    assert len(attacks) == 4 and (attacks["verdict"] == "not comparable").all()
+    page = (workdir / "results/report/concepts.html").read_text()
+    for name in studies.figures_for("concepts", quick["studies"]["concepts"]):
+        assert (workdir / f"results/report/concepts/{name}.png").stat().st_size > 0
+        assert f"concepts/{name}.png" in page
+    assert "concepts" in (workdir / "results/report/paper.tex").read_text()
+
+
 def test_quick_run_ends_with_a_summary_of_what_it_made(quick_run):
     workdir, proc = quick_run
     text = (workdir / "results/report/run-summary.txt").read_text()

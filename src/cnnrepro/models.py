@@ -272,6 +272,38 @@ def vgg19_transfer(num_classes: int, in_channels: int, image_size: int, *,
     return model
 
 
+class GAPCNN(nn.Module):
+    """``features`` (conv blocks ending with the last block's ReLU) → ``gap`` → ``classifier``."""
+
+    def __init__(self, features: nn.Sequential, channels: int, num_classes: int):
+        super().__init__()
+        self.features = features
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.flatten(self.gap(self.features(x))))
+
+
+def gap_cnn(num_classes: int, in_channels: int, image_size: int, *,
+            channels: list[int] = (32, 64, 128), kernel: int = 3, pool: int | None = 2,
+            batch_norm: bool = False) -> nn.Module:
+    """The concepts study's CAM model: 'same' conv blocks (max-pool ``pool`` after every
+    block but the last; null keeps the full resolution), global average pooling and one
+    Linear classifier (no hidden FC layer), so that the classifier's weights weight the
+    last block's feature maps (CAM, Zhou et al. 2016)."""
+    channels = list(channels)
+    if not channels:
+        raise ModelError("gap_cnn needs at least one conv block (channels is empty)")
+    if pool and image_size // pool ** (len(channels) - 1) < 1:
+        raise ModelError(f"gap_cnn: {len(channels) - 1} max-pools of {pool} leave nothing of "
+                         f"a {image_size}-pixel image")
+    features, c = conv_stack(in_channels, channels[:-1], kernel, kernel // 2, pool, batch_norm)
+    last, c = conv_stack(c, channels[-1:], kernel, kernel // 2, None, batch_norm)
+    return GAPCNN(nn.Sequential(*features, *last), c, num_classes)
+
+
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "vdk_cnnet": vdk_cnnet,
     "baseline_cnn": baseline_cnn,
@@ -280,6 +312,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "ffnn": ffnn,
     "caltech_cnn": caltech_cnn,
     "vgg19_transfer": vgg19_transfer,
+    "gap_cnn": gap_cnn,
 }
 
 

@@ -258,7 +258,11 @@ def verdict_summary(pages: list[StudyPage], preset: str) -> dict[str, Any]:
 LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
                  "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                  "\\": r"\textbackslash{}", "±": r"$\pm$", "²": r"$^2$", "…": r"\ldots{}",
-                 "→": r"$\to$", "×": r"$\times$", "–": "--", "≤": r"$\le$", "≥": r"$\ge$"}
+                 "→": r"$\to$", "×": r"$\times$", "–": "--", "≤": r"$\le$", "≥": r"$\ge$",
+                 # the concepts study's formulas (pdflatex knows none of these)
+                 "·": r"$\cdot$", "−": "-", "′": "'", "¹": r"$^1$", "₀": r"$_0$", "ₓ": r"$_x$",
+                 "ε": r"$\varepsilon$", "Σ": r"$\Sigma$", "∂": r"$\partial$", "∇": r"$\nabla$",
+                 "≈": r"$\approx$", "≠": r"$\neq$", "⌊": r"$\lfloor$", "⌋": r"$\rfloor$"}
 
 
 def latex_escape(text: Any) -> str:

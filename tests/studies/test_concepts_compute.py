@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnrepro.models import build_model
+from cnnrepro.models import build_model, gap_cnn
 from cnnrepro.runtime import Normalized, seed_everything
 from cnnrepro.studies.concepts import cam, convtypes, fgsm_examples
 
@@ -150,20 +150,20 @@ def test_default_grid_is_the_documented_one():
 # ---------------------------------------------------------------- CAM ---------------
 
 def test_gap_cnn_structure():
-    model = cam.gap_cnn(5, 3, 16, channels=(4, 6, 8), kernel=3)
+    model = gap_cnn(5, 3, 16, channels=(4, 6, 8), kernel=3)
     assert isinstance(model.features[-1], nn.ReLU)
     assert isinstance(model.gap, nn.AdaptiveAvgPool2d)
     assert isinstance(model.classifier, nn.Linear) and model.classifier.in_features == 8
     assert sum(isinstance(m, nn.Linear) for m in model.modules()) == 1
     assert model(torch.rand(2, 3, 16, 16)).shape == (2, 5)
     assert model.features(torch.rand(1, 3, 16, 16)).shape == (1, 8, 4, 4)
-    bn = cam.gap_cnn(2, 1, 8, channels=[4], batch_norm=True)
+    bn = gap_cnn(2, 1, 8, channels=[4], batch_norm=True)
     assert any(isinstance(m, nn.BatchNorm2d) for m in bn.modules())
     assert isinstance(bn.features[-1], nn.ReLU)
 
 
 def test_cam_by_hand_on_a_tiny_gap_model():
-    model = cam.gap_cnn(2, 1, 4, channels=[2], kernel=1)
+    model = gap_cnn(2, 1, 4, channels=[2], kernel=1)
     with torch.no_grad():
         model.features[0].weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
         model.features[0].bias.zero_()
@@ -177,7 +177,7 @@ def test_cam_by_hand_on_a_tiny_gap_model():
 
 def test_gradcam_equals_cam_up_to_a_positive_scale():
     seed_everything(0)
-    model = cam.gap_cnn(4, 3, 16, channels=(6, 8), kernel=3).eval()
+    model = gap_cnn(4, 3, 16, channels=(6, 8), kernel=3).eval()
     x = torch.randn(5, 3, 16, 16)
     target = torch.tensor([0, 1, 2, 3, 0])
     agreement = cam.cam_gradcam_agreement(model, x, target)
@@ -214,7 +214,7 @@ def test_gradcam_and_guided_gradcam_on_study_models(arch, options, size):
 
 def test_hierarchical_features():
     seed_everything(0)
-    model = cam.gap_cnn(3, 3, 8, channels=(4, 6, 8), kernel=3).eval()
+    model = gap_cnn(3, 3, 8, channels=(4, 6, 8), kernel=3).eval()
     levels = cam.depth_levels(model)
     assert list(levels) == ["low", "middle", "deep"]
     assert [name for name, _ in levels.values()] == ["features.0", "features.3", "features.6"]

@@ -13,10 +13,10 @@ from typing import Any, Callable
 
 from ..plotting import SHARED, save
 from ..study import Figure, Study
-from . import caltech, lenet, mnist, vdk
+from . import caltech, concepts, lenet, mnist, vdk
 
 REGISTRY: dict[str, Study] = {s.name: s for s in (vdk.STUDY, mnist.STUDY, lenet.STUDY,
-                                                   caltech.STUDY)}
+                                                   caltech.STUDY, concepts.STUDY)}
 
 
 def get(name: str) -> Study:

@@ -1,6 +1,7 @@
 """Class activation maps, Grad-CAM and learned hierarchical features (``concepts.cam``).
 
-* :func:`gap_cnn` builds the CAM model: conv blocks → global average pooling → one Linear.
+* The CAM model is :func:`cnnrepro.models.gap_cnn` (architecture ``gap_cnn``): conv blocks →
+  global average pooling → one Linear.
 * :func:`class_activation_maps` is CAM (Zhou et al., 2016): M_c = Σ_k w_k^c A_k with A the
   last conv block's activations and w the classifier's weights, upsampled bilinearly.
   Hand-written because Captum has no CAM; it is a weighted sum, nothing to get wrong.
@@ -27,43 +28,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cnnrepro.models import ModelError, conv_stack
 from cnnrepro.runtime import forward_with_hooks
-
-
-# ---------------------------------------------------------------- the GAP model -----
-
-class GAPCNN(nn.Module):
-    """``features`` (conv blocks ending with the last block's ReLU) → ``gap`` → ``classifier``."""
-
-    def __init__(self, features: nn.Sequential, channels: int, num_classes: int):
-        super().__init__()
-        self.features = features
-        self.gap = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten()
-        self.classifier = nn.Linear(channels, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.flatten(self.gap(self.features(x))))
-
-
-def gap_cnn(num_classes: int, in_channels: int, image_size: int, *,
-            channels: list[int] = (32, 64, 128), kernel: int = 3, pool: int = 2,
-            batch_norm: bool = False) -> nn.Module:
-    """The CAM model: 'same' conv blocks (max-pool ``pool`` after every block but the last),
-    global average pooling and one Linear classifier (no hidden FC layer), so that the
-    classifier's weights weight the last block's feature maps (a registry builder like
-    those of :mod:`cnnrepro.models`; ``pool=0`` keeps the full resolution)."""
-    channels = list(channels)
-    if not channels:
-        raise ModelError("gap_cnn needs at least one conv block (channels is empty)")
-    if pool and image_size // pool ** (len(channels) - 1) < 1:
-        raise ModelError(f"gap_cnn: {len(channels) - 1} max-pools of {pool} leave nothing of "
-                         f"a {image_size}-pixel image")
-    features, c = conv_stack(in_channels, channels[:-1], kernel, kernel // 2, pool or None,
-                             batch_norm)
-    last, c = conv_stack(c, channels[-1:], kernel, kernel // 2, None, batch_norm)
-    return GAPCNN(nn.Sequential(*features, *last), c, num_classes)
 
 
 # ---------------------------------------------------------------- helpers -----------

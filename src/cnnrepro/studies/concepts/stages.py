@@ -1,0 +1,199 @@
+"""Study ``concepts``: its stages, each writing data files only (figures and the claims
+table read them).
+
+* :func:`convtypes_table`: the convolution types measured against the slides' formulas;
+* :func:`hierarchy`: low, middle and deep features of a borrowed trained model;
+* :func:`cam_maps`: CAM of the study's own GAP model and its agreement with Grad-CAM
+  (one job per seed);
+* :func:`gradcam`: Grad-CAM and Guided Grad-CAM of every target model;
+* :func:`fgsm`: FGSM and targeted FGSM examples, and the sweep over epsilon, on every
+  target model and seed.
+
+Borrowed models arrive resolved (:mod:`.upstream`): ``{spec, seed, weights, data, …}``.
+Every stage records its provenance: a ``provenance`` JSON string inside its NPZ, or a
+JSON file beside its CSV tables (the convolution types).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ...datasets import per_class_subset
+from ...io import write_csv, write_json, write_npz
+from ...provenance import stamp
+from ...runtime import normalizer
+from ...train import open_trained
+from . import cam, convtypes, fgsm_examples
+
+
+def _provenance(config: Any, seed: int | None, device: Any) -> np.ndarray:
+    return np.asarray(json.dumps(stamp(config, seed, device), default=str))
+
+
+def _opened(ref: dict[str, Any], threads: int | None):
+    """A borrowed model, its test split (its study's subset applied), device, mean, std."""
+    model, splits, device = open_trained(ref["spec"], ref["weights"], ref["data"], threads)
+    norm = ref["spec"]["normalize"]
+    return model, splits["test"], device, norm["mean"], norm["std"]
+
+
+def _describe(ref: dict[str, Any]) -> dict[str, Any]:
+    return {k: ref[k] for k in ("study", "model", "seed")}
+
+
+# ---------------------------------------------------------------- convolution types ---
+
+def convtypes_table(*, grid: dict[str, Any], seed: int, checks: str, ratios: str,
+                    layers: str, summary: str, meta: str, threads: int | None = None) -> None:
+    """Every layer of the grid measured (weights, parameters, MACs, output size, receptive
+    field, latency) and checked against its formula; ``summary`` counts the matches per
+    layer type and quantity."""
+    if threads:
+        torch.set_num_threads(threads)
+    settings = dict(grid)
+    repeats, warmup = settings.pop("repeats"), settings.pop("warmup")
+    tables = convtypes.measure_convtypes(settings, repeats=repeats, warmup=warmup, seed=seed)
+    found = tables["checks"]
+    counts = (found.groupby(["layer", "quantity", "expression"], sort=False)["match"]
+              .agg(rows="size", matches="sum").reset_index())
+    write_csv(checks, found)
+    write_csv(ratios, tables["ratios"])
+    write_csv(layers, tables["layers"])
+    write_csv(summary, counts)
+    write_json(meta, {"rows": int(len(found)), "matches": int(found["match"].sum()),
+                      "layers": int(len(tables["layers"])),
+                      "provenance": stamp({"convtypes": grid}, seed, "cpu")})
+
+
+# ---------------------------------------------------------------- hierarchy ------------
+
+def hierarchy(*, source: dict[str, Any], settings: dict[str, Any], features: str,
+              threads: int | None = None) -> None:
+    """Filters and activation-maximisation images of a low, a middle and a deep conv layer
+    of ``source`` (the deck's first slide). The images are optimised in the model's input
+    space within the normalised range of [0, 1] pixels and stored back in pixels."""
+    model, test, device, mean, std = _opened(source, threads)
+    shape = tuple(test.images.shape[1:])
+    m, s = np.asarray(mean), np.asarray(std)
+    bounds = (float((-m / s).min()), float(((1 - m) / s).max()))
+    found = cam.hierarchical_features(model, shape, channels_per_layer=settings["channels"],
+                                      steps=settings["steps"], lr=settings["lr"],
+                                      bounds=bounds, seed=source["seed"])
+    arrays: dict[str, np.ndarray] = {"levels": np.asarray(list(found))}
+    for level, f in found.items():
+        pixels = f["images"] * s.reshape(1, -1, 1, 1) + m.reshape(1, -1, 1, 1)
+        arrays.update({
+            f"{level}_layer": np.asarray(f["layer"]),
+            f"{level}_filters": f["filters"].astype(np.float32),
+            f"{level}_channels": np.asarray(f["channels"]),
+            f"{level}_images": np.clip(pixels, 0, 1).astype(np.float32),
+            f"{level}_activation_start": f["activation_start"],
+            f"{level}_activation_end": f["activation_end"]})
+        if f["filter_images"] is not None:
+            arrays[f"{level}_filter_images"] = f["filter_images"].astype(np.float32)
+    write_npz(features, **arrays,
+              provenance=_provenance({**_describe(source), "settings": settings},
+                                     source["seed"], device))
+
+
+# ---------------------------------------------------------------- CAM -----------------
+
+def cam_maps(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
+             settings: dict[str, Any], cam_file: str, agreement: str,
+             threads: int | None = None) -> None:
+    """CAM of the GAP model for the true class of ``images_per_class`` test images per
+    class, and, on ``agreement_images`` test images, CAM against Grad-CAM of the same last
+    conv block (for a GAP + linear model they agree up to the scale 1/(h·w))."""
+    model, splits, device = open_trained(spec, weights, data, threads)
+    test = splits["test"]
+    labels = test.labels.cpu().numpy()
+    normalize = normalizer(spec["normalize"]["mean"], spec["normalize"]["std"], device)
+    pick = per_class_subset(labels, settings["images_per_class"] * len(test.classes))
+    x, y = normalize(test.images[pick]), test.labels[pick]
+    maps = cam.class_activation_maps(model, x, y)
+    probs = torch.softmax(torch.from_numpy(maps["logits"]), 1).numpy()
+    write_npz(cam_file, images=test.images[pick].cpu().numpy(), labels=labels[pick],
+              pred=probs.argmax(1), conf=probs.max(1), cam=maps["normalized"].astype(np.float32),
+              classes=np.asarray(test.classes),
+              provenance=_provenance({"spec": spec, "settings": settings}, seed, device))
+    check = per_class_subset(labels, settings["agreement_images"])
+    table = cam.cam_gradcam_agreement(model, normalize(test.images[check]), test.labels[check])
+    write_csv(agreement, table.assign(test_index=check, model=spec["model"], seed=seed))
+
+
+# ---------------------------------------------------------------- Grad-CAM ------------
+
+def gradcam(*, targets: dict[str, list[dict[str, Any]]], settings: dict[str, Any],
+            gradcam_file: str, threads: int | None = None) -> None:
+    """Grad-CAM (Captum ``LayerGradCam``, ReLU as the slides) and ``GuidedGradCam`` of the
+    true class for ``images`` class-balanced test images of every target (its first seed),
+    at the target's ``layer`` (null: its last conv layer in call order). Arrays are stored
+    per target as ``<target>__<name>``; ``targets`` (a JSON string) says which model,
+    seed, layer and classes each is."""
+    arrays: dict[str, np.ndarray] = {}
+    described: dict[str, Any] = {}
+    device = "cpu"
+    for name, (ref, *_) in targets.items():
+        model, test, device, mean, std = _opened(ref, threads)
+        pick = per_class_subset(test.labels.cpu().numpy(), settings["images"])
+        images, y = test.images[pick], test.labels[pick]
+        x = normalizer(mean, std, device)(images)
+        layer_name = ref.get("layer") or cam.conv_layers(model, x[:1])[-1][0]
+        layer = dict(model.named_modules())[layer_name]
+        with torch.no_grad():
+            probs = torch.softmax(model(x), 1).cpu().numpy()
+        maps = cam.grad_cam(model, x, y, layer)
+        guided = cam.guided_grad_cam(model, x, y, layer)
+        arrays.update({f"{name}__images": images.cpu().numpy(),
+                       f"{name}__labels": y.cpu().numpy(), f"{name}__pred": probs.argmax(1),
+                       f"{name}__conf": probs.max(1),
+                       f"{name}__gradcam": maps["normalized"].astype(np.float32),
+                       f"{name}__guided": guided.astype(np.float32)})
+        described[name] = {**_describe(ref), "layer": layer_name, "classes": test.classes,
+                           "weights_used": getattr(model, "weights_used", None)}
+    write_npz(gradcam_file, **arrays, targets=np.asarray(json.dumps(described)),
+              provenance=_provenance({"targets": described, "settings": settings}, None,
+                                     device))
+
+
+# ---------------------------------------------------------------- FGSM ----------------
+
+def fgsm(*, targets: dict[str, list[dict[str, Any]]], settings: dict[str, Any],
+         examples: str, sweep: str, threads: int | None = None) -> None:
+    """For every target and seed, untargeted error and targeted success against epsilon
+    over ``images`` class-balanced test images (``sweep``); for the first seed, the
+    slides' triptych x + ε·sign(∇) = x′, untargeted and targeted, at the target's
+    ``epsilon`` for ``examples`` images of different classes (``examples``)."""
+    rows, arrays, described = [], {}, {}
+    device = "cpu"
+    for name, runs in targets.items():
+        for i, ref in enumerate(runs):
+            model, test, device, mean, std = _opened(ref, threads)
+            labels = test.labels.cpu().numpy()
+            pick = per_class_subset(labels, settings["images"])
+            images01, y = test.images[pick].float() / 255, test.labels[pick]
+            table = fgsm_examples.fgsm_sweep(model, images01, y, mean, std,
+                                             settings["epsilons"],
+                                             target_rule=settings["target_rule"])
+            rows.append(table.assign(target=name, study=ref["study"], model=ref["model"],
+                                     seed=ref["seed"]))
+            if i:
+                continue
+            show = per_class_subset(labels, settings["examples"])
+            x, y_show = test.images[show].float() / 255, test.labels[show]
+            for kind in ("untargeted", "targeted"):
+                out = fgsm_examples.fgsm_examples(model, x, y_show, mean, std, ref["epsilon"],
+                                                  targeted=kind == "targeted",
+                                                  target_rule=settings["target_rule"])
+                arrays.update({f"{name}__{kind}__{k}": np.asarray(v) for k, v in out.items()})
+            described[name] = {**_describe(ref), "epsilon": ref["epsilon"],
+                               "classes": test.classes}
+    write_csv(sweep, pd.concat(rows, ignore_index=True))
+    write_npz(examples, **arrays, targets=np.asarray(json.dumps(described)),
+              provenance=_provenance({"targets": described, "settings": settings}, None,
+                                     device))

@@ -1,0 +1,130 @@
+"""The trained models the concepts study borrows from the other studies (and its own).
+
+A reference in config is ``{study, model}`` (plus ``layer`` or ``epsilon`` where the stage
+needs one). :func:`resolve` turns it into what a stage opens (the training spec, the
+weights file and the prepared splits, all from :mod:`cnnrepro.paths`), and :func:`files`
+lists the same files for the rule's input: the weights are the training rule's own output,
+so enabling this study alone trains just the borrowed models (those seeds only), under the
+settings of the study that owns them.
+
+A borrowed model whose study is disabled is still trained that way (its config block is
+there and applies); :func:`disabled_note` says so at start-up. A reference to a study or a
+model that the config does not have is an error at start-up (:func:`check`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ... import paths
+from ...datasets import SPECS
+
+STUDY = "concepts"
+
+
+def resolve(config: dict[str, Any], ref: dict[str, Any], seed: int) -> dict[str, Any]:
+    """What a stage needs to open the model ``ref`` names, trained with ``seed``."""
+    from ...config import training_spec
+
+    spec = training_spec(config, ref["study"], ref["model"])
+    return {**ref, "seed": int(seed), "spec": spec,
+            "weights": paths.run_file("weights", ref["study"], ref["model"], seed),
+            "data": {split: paths.data(spec["dataset"], split)
+                     for split in SPECS[spec["dataset"]].splits}}
+
+
+def targets(config: dict[str, Any], kind: str, all_seeds: bool = False
+            ) -> dict[str, list[dict[str, Any]]]:
+    """``{name: [resolved per seed]}`` of a block's ``targets`` (``kind``: gradcam, fgsm);
+    the first seed only unless ``all_seeds``."""
+    seeds = config["seeds"] if all_seeds else config["seeds"][:1]
+    block = config["studies"][STUDY][kind]["targets"]
+    return {name: [resolve(config, ref, s) for s in seeds] for name, ref in block.items()}
+
+
+def hierarchy_source(config: dict[str, Any]) -> dict[str, Any]:
+    """The model whose layers the hierarchy stage shows (first seed)."""
+    return resolve(config, config["studies"][STUDY]["hierarchy"], config["seeds"][0])
+
+
+def references(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every borrowed model by its config key (``gradcam.targets.vgg19``, ``hierarchy``)."""
+    block = config["studies"][STUDY]
+    found = {f"{kind}.targets.{name}": ref for kind in ("gradcam", "fgsm")
+             for name, ref in block[kind]["targets"].items()}
+    found["hierarchy"] = block["hierarchy"]
+    return found
+
+
+def files(resolved: list[dict[str, Any]]) -> list[str]:
+    """The weights and splits behind resolved references, once each: a rule's input."""
+    found = [r["weights"] for r in resolved]
+    found += [p for r in resolved for p in r["data"].values()]
+    return list(dict.fromkeys(found))
+
+
+def studies_used(config: dict[str, Any]) -> list[str]:
+    """The studies whose models this one borrows, in config order (itself excluded)."""
+    return list(dict.fromkeys(r["study"] for r in references(config).values()
+                              if r["study"] != STUDY))
+
+
+def datasets(config: dict[str, Any]) -> list[str]:
+    """The datasets of the borrowed models (prepared when this study is enabled)."""
+    return list(dict.fromkeys(config["studies"][s]["dataset"] for s in studies_used(config)))
+
+
+def disabled_note(config: dict[str, Any]) -> str | None:
+    """One start-up line naming the borrowed models of disabled studies, or None."""
+    off = sorted({f"{r['study']}/{r['model']}" for r in references(config).values()
+                  if not config["studies"][r["study"]]["enabled"]})
+    if not off:
+        return None
+    return (f"cnnrepro: study concepts borrows {', '.join(off)} from studies that are disabled; "
+            "those models are trained for it anyway (only the seeds it uses), under their own "
+            "study's settings; set their targets to others to avoid that")
+
+
+def departures(config: dict[str, Any]) -> dict[str, str]:
+    """This study's departures from the full settings, and those of every study it borrows
+    from as ``studies.<study>.<key>`` (a borrowed model trained for fewer epochs moves an
+    attack's success rate as much as this study's own settings do)."""
+    from ...config import ROOT, load
+    from ...config import departures as study_departures
+
+    full = load(ROOT / "config.yaml")
+    found = dict(study_departures(config, STUDY, full))
+    for study in studies_used(config):
+        found.update({f"studies.{study}.{k}": v
+                      for k, v in study_departures(config, study, full).items()})
+    return found
+
+
+def check(config: dict[str, Any]) -> None:
+    """Every reference names a configured study and model; a named ``layer`` exists in that
+    model and is a Conv2d (the model is built on the meta device, nothing is loaded)."""
+    from torch import nn
+
+    from ...config import ConfigError
+    from ...datasets import input_shape
+    from ...models import meta_model
+
+    for key, ref in references(config).items():
+        where = f"studies.{STUDY}.{key}"
+        if ref["study"] not in config["studies"]:
+            raise ConfigError(f"config key {where}.study: no study {ref['study']!r}; "
+                              f"configured: {sorted(config['studies'])}")
+        models = config["studies"][ref["study"]]["models"]
+        if ref["model"] not in models:
+            raise ConfigError(f"config key {where}.model: study {ref['study']!r} has no model "
+                              f"{ref['model']!r}; it has {sorted(models)}")
+        if ref.get("layer") is None:
+            continue
+        spec = models[ref["model"]]
+        channels, size, classes = input_shape(config, config["studies"][ref["study"]]["dataset"])
+        modules = dict(meta_model(spec["arch"], spec.get("options", {}), classes, channels,
+                                  size).named_modules())
+        if not isinstance(modules.get(ref["layer"]), nn.Conv2d):
+            convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
+            raise ConfigError(f"config key {where}.layer: {ref['layer']!r} is not a Conv2d "
+                              f"layer of {ref['study']}/{ref['model']}; its Conv2d layers: {convs}")
