@@ -273,17 +273,17 @@ def vgg19_transfer(num_classes: int, in_channels: int, image_size: int, *,
 
 
 class GAPCNN(nn.Module):
-    """``features`` (conv blocks ending with the last block's ReLU) → ``gap`` → ``classifier``."""
+    """``features`` (conv blocks ending with the last block's ReLU) → global average pool →
+    ``classifier``. The pool is a mean over height and width: ``AdaptiveAvgPool2d``'s CUDA
+    backward has no deterministic implementation (Grad-CAM and training run it)."""
 
     def __init__(self, features: nn.Sequential, channels: int, num_classes: int):
         super().__init__()
         self.features = features
-        self.gap = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten()
         self.classifier = nn.Linear(channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.flatten(self.gap(self.features(x))))
+        return self.classifier(self.features(x).mean((2, 3)))
 
 
 def gap_cnn(num_classes: int, in_channels: int, image_size: int, *,

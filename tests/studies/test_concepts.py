@@ -54,7 +54,7 @@ def _spec(study: str, model: str, arch: str, options: dict, channels: int) -> di
             "subset": {}, "holdout_fraction": 0,
             "training": {"optimizer": "adam", "lr": 0.01, "weight_decay": 0.0, "batch_size": 20,
                          "epochs": 4},
-            "device": "cpu", "deterministic": True}
+            "device": "cpu", "deterministic": True, "precision": "ieee"}
 
 
 @pytest.fixture(scope="module")

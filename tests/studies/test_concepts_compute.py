@@ -152,8 +152,9 @@ def test_default_grid_is_the_documented_one():
 def test_gap_cnn_structure():
     model = gap_cnn(5, 3, 16, channels=(4, 6, 8), kernel=3)
     assert isinstance(model.features[-1], nn.ReLU)
-    assert isinstance(model.gap, nn.AdaptiveAvgPool2d)
     assert isinstance(model.classifier, nn.Linear) and model.classifier.in_features == 8
+    x = torch.rand(2, 3, 16, 16)  # the classifier sees the mean of each last-block map
+    assert torch.allclose(model(x), model.classifier(model.features(x).mean((2, 3))))
     assert sum(isinstance(m, nn.Linear) for m in model.modules()) == 1
     assert model(torch.rand(2, 3, 16, 16)).shape == (2, 5)
     assert model.features(torch.rand(1, 3, 16, 16)).shape == (1, 8, 4, 4)
