@@ -340,6 +340,14 @@ def test_fgsm_sweep(trained_small_model):
     assert sweep["untargeted_error"].iloc[0] == pytest.approx(float(clean_error))
     assert sweep["untargeted_error"].iloc[-1] > sweep["untargeted_error"].iloc[0]
     assert sweep["targeted_success"].iloc[-1] > sweep["targeted_success"].iloc[0]
+    # the one-gradient sweep gives the rates of one torchattacks call per epsilon
+    for row in sweep.itertuples():
+        one = fgsm_examples.fgsm_examples(trained_small_model, x, y, MEAN, STD, row.epsilon)
+        assert row.untargeted_error == pytest.approx(float((one["adv_pred"] != y.numpy()).mean()))
+        aim = fgsm_examples.fgsm_examples(trained_small_model, x, y, MEAN, STD, row.epsilon,
+                                          targeted=True)
+        hit = (aim["adv_pred"] == aim["target"])[aim["valid"]]
+        assert row.targeted_success == pytest.approx(float(hit.mean()))
     ll = fgsm_examples.fgsm_sweep(trained_small_model, x, y, MEAN, STD, [0.05],
                                   target_rule="least_likely")
     assert ll["n_targeted"].iloc[0] <= 24 and 0 <= ll["targeted_success"].iloc[0] <= 1

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from cnnrepro.attacks import fgsm_perturb
+from cnnrepro.attacks import fgsm_sweep as fgsm_sweep_images
 from cnnrepro.runtime import Normalized
 
 TARGET_RULES = ("next", "least_likely")
@@ -120,15 +121,18 @@ def fgsm_sweep(model: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
         targets.append(choose_targets(y, n_classes or probs.shape[1], target_rule, probs.log()))
     target = torch.cat(targets)
     valid = (target != labels).cpu().numpy()
+    wrong: dict[float, list[torch.Tensor]] = {eps: [] for eps in epsilons}
+    hit: dict[float, list[torch.Tensor]] = {eps: [] for eps in epsilons}
+    for start in range(0, len(labels), batch_size):  # one gradient per batch and attack
+        part = slice(start, start + batch_size)
+        x, y, t = images01[part], labels[part], target[part]
+        for eps, adv in fgsm_sweep_images(wrapped, x, y, epsilons):
+            wrong[eps].append((_predict(wrapped, adv)[0] != y).cpu())
+        for eps, adv in fgsm_sweep_images(wrapped, x, t, epsilons, targeted=True):
+            hit[eps].append((_predict(wrapped, adv)[0] == t).cpu())
     rows = []
     for eps in epsilons:
-        wrong, hit = [], []
-        for start in range(0, len(labels), batch_size):
-            part = slice(start, start + batch_size)
-            x, y, t = images01[part], labels[part], target[part]
-            wrong.append((_predict(wrapped, fgsm(wrapped, x, y, eps))[0] != y).cpu())
-            hit.append((_predict(wrapped, fgsm(wrapped, x, y, eps, t))[0] == t).cpu())
-        wrong_all, hit_all = torch.cat(wrong).numpy(), torch.cat(hit).numpy()
+        wrong_all, hit_all = torch.cat(wrong[eps]).numpy(), torch.cat(hit[eps]).numpy()
         rows.append({"epsilon": eps, "n": len(wrong_all),
                      "untargeted_error": float(wrong_all.mean()),
                      "targeted_success": float(hit_all[valid].mean()) if valid.any()
