@@ -15,6 +15,10 @@ from . import claims, stages
 from .claims import CNN, VGG
 from .figures import FALLBACK_NOTE, FIGURES
 
+VGG_NOTE = ("VGG19 was trained with the weights the VGG19 table below names (weights_used): "
+            "where that is the fallback, its backbone is random and frozen and its last layer "
+            "a standardised head, not the document's ImageNet model.")
+
 
 def check_config(study: dict, config: dict) -> None:
     from ...config import ConfigError, check_counts
@@ -48,8 +52,11 @@ STUDY = Study(
             "equivariance": stages.equivariance, "patches": stages.patches,
             "fallback": stages.fallback, "claims": claims.claims},
     figures=FIGURES,
-    figure_notes={n: f"For VGG19 (document Figs. 4.2-4.3): {FALLBACK_NOTE}"
-                  for n in ("training_curves", "confusion_matrices", "roc_curves")},
+    figure_notes={"training_curves": "The document's Figs. 3.3 (CNN) and 4.2 (VGG19). "
+                                     + VGG_NOTE,
+                  "confusion_matrices": "The document's Figs. 3.4 (CNN) and 4.3 (VGG19). "
+                                        + VGG_NOTE,
+                  "roc_curves": VGG_NOTE},
     tables=(Table("size_table", "Every stride, padding and filter-size setting "
                   "(Sec. 3.2.3-3.2.7): output size by n' = floor((n + 2p - f)/s) + 1 and as "
                   "measured; leftover = (n + 2p - f) mod s pixels the last window misses."),

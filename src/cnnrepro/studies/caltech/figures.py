@@ -7,8 +7,6 @@ and its report entry. Every VGG19 figure names in its title the weights the run 
 
 from __future__ import annotations
 
-import json
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -235,17 +233,10 @@ def caltech_fig4_patches(files: StudyFiles) -> plt.Figure:
     return _patch_figure(files, VGG, seed, f"{_vgg_title(files, seed)}, seed {seed}")
 
 
-@FIGURES.register(
-    "Guided backpropagation (Captum NeuronGuidedBackprop) of VGG19's last-conv-layer neurons "
-    "to the input, per image: the {patches[top]} most activated neurons, then up to "
-    "{patches[dead]} dead ones (zero activation on that image: their gradient image is "
-    "blank, as the document says). Gradients scaled per panel to [0, 1]. " + FALLBACK_NOTE,
-    "Figs. 4.5–4.7", (("patches", VGG), ("patch_table", VGG), ("train_meta", VGG)),
-    per_seed=True)
-def caltech_fig4_guided_backprop(files: StudyFiles) -> plt.Figure:
-    seed = files.seeds[0]
-    data = np.load(files.run("patches", VGG, seed))
-    table = pd.read_csv(files.run("patch_table", VGG, seed))
+def _gradient_figure(files: StudyFiles, model: str, seed: int, title: str) -> plt.Figure:
+    """Per image: the image, then the guided-backprop image of each top and dead neuron."""
+    data = np.load(files.run("patches", model, seed))
+    table = pd.read_csv(files.run("patch_table", model, seed))
     images = sorted(table["image"].unique())
     ncols = int(table.groupby("image").size().max())
     fig, axes = plt.subplots(len(images), ncols + 1, figsize=(2.0 * (ncols + 1),
@@ -261,9 +252,34 @@ def caltech_fig4_guided_backprop(files: StudyFiles) -> plt.Figure:
                         (fig, axes[r, k + 1]), colour="black" if row["kind"] == "top" else "red")
         for ax in axes[r, len(rows) + 1:]:
             ax.set_visible(False)
-    fig.suptitle(f"{_vgg_title(files, seed)}, seed {seed}", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+GUIDED = ("Guided backpropagation (Captum NeuronGuidedBackprop) of the last conv layer's "
+          "neurons to the input, per image: the {patches[top]} most activated neurons, then "
+          "up to {patches[dead]} dead ones (red titles; zero activation on that image: their "
+          "gradient image is blank, as the document says). Each panel scaled to [0, 1], a "
+          "blank one drawn grey.")
+
+
+@FIGURES.register(
+    GUIDED + " Here the trained CNN (the document shows the method on VGG19 only).",
+    "the method of Figs. 4.5–4.7 on the CNN (beyond the document)",
+    (("patches", CNN), ("patch_table", CNN)), per_seed=True)
+def caltech_fig3_guided_backprop(files: StudyFiles) -> plt.Figure:
+    seed = files.seeds[0]
+    return _gradient_figure(files, CNN, seed, f"trained CNN, seed {seed}")
+
+
+@FIGURES.register(
+    GUIDED + " Here VGG19 transfer. " + FALLBACK_NOTE,
+    "Figs. 4.5–4.7", (("patches", VGG), ("patch_table", VGG), ("train_meta", VGG)),
+    per_seed=True)
+def caltech_fig4_guided_backprop(files: StudyFiles) -> plt.Figure:
+    seed = files.seeds[0]
+    return _gradient_figure(files, VGG, seed, f"{_vgg_title(files, seed)}, seed {seed}")
 
 
 @FIGURES.register(
@@ -300,8 +316,6 @@ def caltech_vgg_fallback(files: StudyFiles) -> plt.Figure:
     ax_acc.set_xticks(range(len(bars)), list(bars))
     ax_acc.set(ylim=(0, 1.05), ylabel="accuracy")
     ax_acc.legend(fontsize=7)
-    used = json.dumps(sorted({r["weights_used"] for r in runs.values()}))
-    fig.suptitle(f"{weights_label([r['weights_used'] for r in runs.values()])} "
-                 f"(weights_used: {used})", fontsize=9)
+    fig.suptitle(weights_label([r["weights_used"] for r in runs.values()]), fontsize=9)
     fig.tight_layout()
     return fig
