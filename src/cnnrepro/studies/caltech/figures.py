@@ -102,7 +102,7 @@ def _filters_and_maps(fig, axes, filters: np.ndarray, maps: np.ndarray, title: s
         inset.set(xticks=[], yticks=[])
 
 
-def _layer_figure(data, show: int) -> plt.Figure:
+def _layer_figure(data, show: int, title: str) -> plt.Figure:
     classes = _classes(data)
     fig, axes = plt.subplots(2 * len(classes), show + 1,
                              figsize=(1.9 * (show + 1), 2.0 * 2 * len(classes)), squeeze=False)
@@ -112,6 +112,7 @@ def _layer_figure(data, show: int) -> plt.Figure:
             image_panel(data["images"][i], f"{label}, layer {layer}", (fig, row[0]))
             _filters_and_maps(fig, row[1:], data[f"filters{layer}"],
                               data[f"maps{layer}"][i, :show], f"L{layer}")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -124,7 +125,7 @@ def _layer_figure(data, show: int) -> plt.Figure:
     "Figs. 2.2–2.7", ("layers",))
 def caltech_fig2_stacked_layers(files: StudyFiles) -> plt.Figure:
     data = np.load(files.file("layers"))
-    return _layer_figure(data, min(6, data["maps1"].shape[1]))
+    return _layer_figure(data, min(6, data["maps1"].shape[1]), "Kaiming-initialised layers")
 
 
 @FIGURES.register(
@@ -154,9 +155,8 @@ def caltech_fig3_stride_padding_size(files: StudyFiles) -> plt.Figure:
     "Figs. 3.5–3.10", (("maps", CNN),), per_seed=True)
 def caltech_fig3_trained_filters(files: StudyFiles) -> plt.Figure:
     data = np.load(files.run("maps", CNN, files.seeds[0]))
-    fig = _layer_figure(data, min(6, data["maps1"].shape[1]))
-    fig.suptitle(f"trained CNN, seed {files.seeds[0]}", y=1.0)
-    return fig
+    return _layer_figure(data, min(6, data["maps1"].shape[1]),
+                         f"trained CNN, seed {files.seeds[0]}")
 
 
 @FIGURES.register(
@@ -289,7 +289,7 @@ def caltech_fig4_guided_backprop(files: StudyFiles) -> plt.Figure:
     "validation and test accuracy of the trained head and of a linear probe (standardised "
     "pooled conv features, logistic regression, C chosen on validation), chance dashed. "
     + FALLBACK_NOTE,
-    "Sec. 4 (the fallback's diagnosis; no figure in the document)",
+    "Sec. 4 (diagnosis of the fallback; no figure in the document)",
     (("fallback", VGG), ("metrics", VGG)))
 def caltech_vgg_fallback(files: StudyFiles) -> plt.Figure:
     runs = {s: read_json(p) for (_, s), p in files.runs("fallback", [VGG]).items()}
