@@ -40,7 +40,7 @@ def _vgg_title(files: StudyFiles, seed: int) -> str:
     "sqrt(2/(224*224))), its cross-correlation (what conv2d computes) and its true "
     "convolution (flipped kernel) at stride 1, padding 0 (224 to 222 pixels), and their "
     "difference (zero only for a flip-symmetric kernel).",
-    "Figs. 1.1–1.2", ("conv",))
+    "Figs. 1.1-1.2", ("conv",))
 def caltech_fig1_correlation_vs_convolution(files: StudyFiles) -> plt.Figure:
     data = np.load(files.file("conv"))
     classes = _classes(data)
@@ -122,7 +122,7 @@ def _layer_figure(data, show: int, title: str) -> plt.Figure:
     "initialised 3x3 filters (stride 1, padding 0, ReLU between) on each grayscale image: "
     "for each class, layer 1's maps (222 px) then layer 2's (220 px), the filter (input "
     "channel 0) inset at the top left of its map.",
-    "Figs. 2.2–2.7", ("layers",))
+    "Figs. 2.2-2.7", ("layers",))
 def caltech_fig2_stacked_layers(files: StudyFiles) -> plt.Figure:
     data = np.load(files.file("layers"))
     return _layer_figure(data, min(6, data["maps1"].shape[1]), "Kaiming-initialised layers")
@@ -135,7 +135,7 @@ def caltech_fig2_stacked_layers(files: StudyFiles) -> plt.Figure:
     "{settings[padding][stride]}), and Gaussians of size {settings[size][values]} (224 px, "
     "stride 1). Each title gives the measured output size; the size table lists formula "
     "and measurement for every setting.",
-    "Fig. 3.2 (and Sec. 3.2.3–3.2.4)", ("setting_maps", "size_table"))
+    "Fig. 3.2 (and Sec. 3.2.3-3.2.4)", ("setting_maps", "size_table"))
 def caltech_fig3_stride_padding_size(files: StudyFiles) -> plt.Figure:
     data = np.load(files.file("setting_maps"))
     table = pd.read_csv(files.file("size_table"))
@@ -152,7 +152,7 @@ def caltech_fig3_stride_padding_size(files: StudyFiles) -> plt.Figure:
 @FIGURES.register(
     "The trained CNN's learned filters (input channel 0, inset) and the feature maps of one "
     "test image per class, conv1 (222 px) then conv2 (220 px), before ReLU.",
-    "Figs. 3.5–3.10", (("maps", CNN),), per_seed=True)
+    "Figs. 3.5-3.10", (("maps", CNN),), per_seed=True)
 def caltech_fig3_trained_filters(files: StudyFiles) -> plt.Figure:
     data = np.load(files.run("maps", CNN, files.seeds[0]))
     return _layer_figure(data, min(6, data["maps1"].shape[1]),
@@ -165,7 +165,7 @@ def caltech_fig3_trained_filters(files: StudyFiles) -> plt.Figure:
     "between conv(shift x) and shift(conv x) away from the borders (zero means exactly "
     "equivariant). Middle: relative change of the max-pooled features. Right: share of "
     "images whose predicted class changes (invariance). Mean over seeds.",
-    "Sec. 3.2.10–3.2.11 (stated in the document, not measured there)", (("equivariance", CNN),))
+    "Sec. 3.2.10-3.2.11 (stated in the document, not measured there)", (("equivariance", CNN),))
 def caltech_equivariance(files: StudyFiles) -> plt.Figure:
     frame = pd.concat([pd.read_csv(p) for p in files.by_model("equivariance", [CNN])[CNN]])
     mean = frame.groupby(["mode", "shift"]).mean(numeric_only=True).reset_index()
@@ -266,7 +266,7 @@ GUIDED = ("Guided backpropagation (Captum NeuronGuidedBackprop) of the last conv
 
 @FIGURES.register(
     GUIDED + " Here the trained CNN (the document shows the method on VGG19 only).",
-    "the method of Figs. 4.5–4.7 on the CNN (beyond the document)",
+    "the method of Figs. 4.5-4.7 on the CNN (beyond the document)",
     (("patches", CNN), ("patch_table", CNN)), per_seed=True)
 def caltech_fig3_guided_backprop(files: StudyFiles) -> plt.Figure:
     seed = files.seeds[0]
@@ -275,7 +275,7 @@ def caltech_fig3_guided_backprop(files: StudyFiles) -> plt.Figure:
 
 @FIGURES.register(
     GUIDED + " Here VGG19 transfer. " + FALLBACK_NOTE,
-    "Figs. 4.5–4.7", (("patches", VGG), ("patch_table", VGG), ("train_meta", VGG)),
+    "Figs. 4.5-4.7", (("patches", VGG), ("patch_table", VGG), ("train_meta", VGG)),
     per_seed=True)
 def caltech_fig4_guided_backprop(files: StudyFiles) -> plt.Figure:
     seed = files.seeds[0]
