@@ -18,6 +18,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/vdk.smk"
 include: "workflow/rules/mnist.smk"
 include: "workflow/rules/lenet.smk"
+include: "workflow/rules/caltech.smk"
 include: "workflow/rules/concepts.smk"
 include: "workflow/rules/report.smk"
 

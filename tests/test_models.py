@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from cnnrepro.evaluate import layer_table
-from cnnrepro.models import ARCHITECTURES, ModelError, build_model
+from cnnrepro.models import ARCHITECTURES, FALLBACK_USED, ModelError, build_model
 
 
 def conv(cin, cout, k):
@@ -106,9 +106,10 @@ def _nothing():
 def test_vgg_fallback_is_labelled_and_frozen():
     with pytest.warns(UserWarning, match="fallback"):
         model = build_model("vgg19_transfer", {}, 3, 3, 64)
-    assert model.weights_used == "fallback: random"
+    assert model.weights_used == FALLBACK_USED
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert trainable == ["classifier.6.weight", "classifier.6.bias"]
+    assert trainable == ["classifier.6.1.weight", "classifier.6.1.bias"]
+    assert isinstance(model.classifier[6][0], nn.BatchNorm1d)  # the standardised head
 
 
 def test_vgg_at_224_pixels_skips_the_identity_pool_with_the_same_logits():

@@ -203,6 +203,30 @@ def test_quick_preset_runs_the_concepts_study(quick_run):
     assert "concepts" in (workdir / "results/report/paper.tex").read_text()
 
 
+def test_quick_preset_runs_the_caltech_visualisations(quick_run):
+    workdir, _ = quick_run
+    quick = cfg.load(ROOT / "config.yaml", [QUICK])
+    report = workdir / "results/report"
+    page = (report / "caltech.html").read_text()
+    for name, figure in studies.figures_for("caltech", quick["studies"]["caltech"]).items():
+        assert (report / f"caltech/{name}.png").is_file(), name
+        assert f"caltech/{name}.png" in page and figure.reproduces in page, name
+    sizes = pd.read_csv(workdir / "results/caltech/basics/size_table.csv")
+    assert sizes["match"].all() and len(sizes) == 2 * 4 + 2 * 3 + 4
+    claims = pd.read_csv(workdir / "results/caltech/summary/claims.csv").set_index("claim_id")
+    for structural in ("caltech.fig1.output_size", "caltech.fig2.layer2_size",
+                       "caltech.sizes.stride", "caltech.init.constant_symmetric",
+                       "caltech.equivariance.circular"):
+        assert claims.loc[structural, "verdict"] == "holds", structural
+    assert claims.loc["caltech.fig2.layer2_size", "reproduced_mean"] == 220
+    assert claims.loc["caltech.cnn.val_accuracy", "verdict"] == "not comparable"
+    weights = json.loads((workdir / "results/caltech/vgg19/seed0/train.json").read_text())
+    if weights["weights_used"].startswith("fallback"):  # no ImageNet weights offline
+        assert "fallback" in page
+        vgg = claims[claims.index.str.startswith("caltech.vgg")]
+        assert vgg["statement"].str.contains("fallback").all()
+
+
 def test_quick_run_ends_with_a_summary_of_what_it_made(quick_run):
     workdir, proc = quick_run
     text = (workdir / "results/report/run-summary.txt").read_text()

@@ -239,7 +239,9 @@ def vgg19_transfer(num_classes: int, in_channels: int, image_size: int, *,
     cache folder first, so a mirror can provide the file). When they cannot be had and
     ``fallback='random'``, the backbone keeps its random initialisation (still frozen: the
     study then measures a random-feature baseline) and a warning says so; the training
-    metadata records which one was used through ``model.weights_used``.
+    metadata records which one was used through ``model.weights_used``. The fallback's new
+    last layer is :func:`standardized_head`: on a random backbone a plain Linear stays at
+    chance (``cnnrepro.studies.caltech.vgg_fallback`` measures why).
     """
     from torchvision.models import VGG19_Weights, vgg19
     try:
@@ -251,11 +253,11 @@ def vgg19_transfer(num_classes: int, in_channels: int, image_size: int, *,
                              f"{fallback!r}") from err
         message = (f"VGG19 {weights} weights could not be loaded ({type(err).__name__}: "
                    f"{err}); using the config's fallback: a randomly initialised backbone. "
-                   f"Every VGG artifact is labelled 'fallback: random'.")
+                   f"Every VGG artifact is labelled as made with the fallback.")
         warnings.warn(message)
         log.warning(message)
         model = vgg19(weights=None)
-        used = "fallback: random"
+        used = FALLBACK_USED
     for module in model.modules():
         if isinstance(module, nn.ReLU):
             module.inplace = False  # torchvision's VGG uses in-place ReLUs
@@ -267,9 +269,23 @@ def vgg19_transfer(num_classes: int, in_channels: int, image_size: int, *,
     for param in model.parameters():
         param.requires_grad = train_features
     last = model.classifier[-1]
-    model.classifier[-1] = nn.Linear(last.in_features, num_classes)
+    model.classifier[-1] = (standardized_head(last.in_features, num_classes)
+                            if used == FALLBACK_USED else nn.Linear(last.in_features, num_classes))
     model.weights_used = used
     return model
+
+
+FALLBACK_USED = "fallback: random backbone, standardised head"
+
+
+def standardized_head(in_features: int, num_classes: int) -> nn.Sequential:
+    """``BatchNorm1d(affine=False)`` then a Linear: the head's input standardised with
+    running statistics of training batches only. A random VGG19's fc7 output is a small
+    common offset with a between-image spread several times below the dropout noise; SGD at
+    the study's lr barely moves a plain Linear on it, while on the standardised input it
+    learns (training batches must hold at least 2 images)."""
+    return nn.Sequential(nn.BatchNorm1d(in_features, affine=False),
+                         nn.Linear(in_features, num_classes))
 
 
 class GAPCNN(nn.Module):

@@ -12,7 +12,7 @@ from scipy import signal
 from torch import nn
 from torchvision.models import vgg19
 
-from cnnrepro.models import build_model, vgg19_transfer
+from cnnrepro.models import build_model, standardized_head, vgg19_transfer
 from cnnrepro.receptive_field import dilated_kernel_size, geometry, receptive_field
 from cnnrepro.studies.caltech import conv_basics as cb
 from cnnrepro.studies.caltech import equivariance as eq
@@ -320,10 +320,11 @@ def test_linear_probe_on_random_vgg_features_beats_chance():
             (("train", 10, 0), ("val", 5, 1), ("test", 5, 2))}
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    result = vf.random_feature_baseline({k: v[0] for k, v in data.items()},
-                                        {k: v[1] for k, v in data.items()},
-                                        lambda u8: (u8.float() / 255 - mean) / std, seed=0,
-                                        image_size=32)
+    torch.manual_seed(0)
+    model = vgg19_transfer(3, 3, 32, weights=None)
+    result = vf.backbone_probe(model, {k: v[0] for k, v in data.items()},
+                               {k: v[1] for k, v in data.items()},
+                               lambda u8: (u8.float() / 255 - mean) / std, seed=0)
     assert result["dim"] == 512 and result["n"] == {"train": 30, "val": 15, "test": 15}
     assert result["C"] in vf.PROBE_CS
     assert result["accuracy"]["test"] >= 0.8  # chance is 1/3
@@ -384,5 +385,5 @@ def test_standardized_head_learns_where_the_raw_head_does_not():
     torch.manual_seed(0)
     raw = train(nn.Linear(256, 3))
     torch.manual_seed(0)
-    standardized = train(vf.standardized_head(256, 3))
+    standardized = train(standardized_head(256, 3))
     assert raw < 0.6 and standardized > 0.95

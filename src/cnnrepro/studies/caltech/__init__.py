@@ -1,10 +1,71 @@
 """Study ``caltech``: visualising CNNs on a 3-class Caltech-101 subset
 (``papers/caltech101-visualizing-cnns.txt``).
 
-Today: training, evaluation and the shared figures of its two models (a small CNN and
-VGG19 transfer); the document's own artifacts are an open issue.
+Stages (``stages``): before training, the convolution basics (ch. 1), two stacked layers
+(ch. 2) and the stride/padding/filter-size settings with their size table (3.2.3–3.2.7);
+after training, the CNN's filters and maps, translation equivariance and invariance,
+patches and guided backprop of the CNN and VGG19, and the VGG19 backbone's diagnosis and
+linear probe (the meaningful baseline when the fallback ran); then the claims table.
 """
 
-from ...study import Study
+from pathlib import Path
 
-STUDY = Study(name="caltech")
+from ...study import Study, Table
+from . import claims, stages
+from .claims import CNN, VGG
+from .figures import FALLBACK_NOTE, FIGURES
+
+VGG_NOTE = ("VGG19 was trained with the weights the VGG19 table below names (weights_used): "
+            "where that is the fallback, its backbone is random and frozen and its last layer "
+            "a standardised head, not the document's ImageNet model.")
+
+
+def check_config(study: dict, config: dict) -> None:
+    from ...config import ConfigError, check_counts
+
+    archs = {CNN: "caltech_cnn", VGG: "vgg19_transfer"}
+    for name, arch in archs.items():
+        if study["models"].get(name, {}).get("arch") != arch:
+            raise ConfigError(f"config key studies.caltech.models.{name}: the study's stages "
+                              f"need a model {name!r} of arch {arch!r}")
+    shifts = study["equivariance"]["shifts"]
+    if study["claims"]["invariance_shift"] not in shifts:
+        raise ConfigError("config key studies.caltech.claims.invariance_shift: "
+                          f"{study['claims']['invariance_shift']} is not in "
+                          f"studies.caltech.equivariance.shifts {shifts}")
+    check_counts(config, "caltech", "test", {"equivariance.images": study["equivariance"]["images"]})
+    check_counts(config, "caltech", "train",
+                 {"basics.symmetry.images": study["basics"]["symmetry"]["images"]})
+
+
+STUDY = Study(
+    name="caltech",
+    run_files={"maps": "visual/trained_maps.npz", "equivariance": "visual/equivariance.csv",
+               "patches": "visual/patches.npz", "patch_table": "visual/patches.csv",
+               "fallback": "visual/fallback.json"},
+    files={"conv": "basics/conv.npz", "conv_meta": "basics/conv.json",
+           "layers": "basics/layers.npz", "layers_meta": "basics/layers.json",
+           "setting_maps": "basics/settings.npz", "size_table": "basics/size_table.csv",
+           "fallback_summary": "summary/vgg19_fallback.csv"},
+    stages={"conv_basics": stages.conv_basics, "stacked_layers": stages.stacked_layers,
+            "conv_settings": stages.conv_settings, "trained_maps": stages.trained_maps,
+            "equivariance": stages.equivariance, "patches": stages.patches,
+            "fallback": stages.fallback, "claims": claims.claims},
+    figures=FIGURES,
+    figure_notes={"training_curves": "The document's Figs. 3.3 (CNN) and 4.2 (VGG19). "
+                                     + VGG_NOTE,
+                  "confusion_matrices": "The document's Figs. 3.4 (CNN) and 4.3 (VGG19). "
+                                        + VGG_NOTE,
+                  "roc_curves": VGG_NOTE},
+    tables=(Table("size_table", "Every stride, padding and filter-size setting "
+                  "(Sec. 3.2.3-3.2.7): output size by n' = floor((n + 2p - f)/s) + 1 and as "
+                  "measured; leftover = (n + 2p - f) mod s pixels the last window misses."),
+            Table("fallback_summary", "VGG19 per seed: the weights training used "
+                  "(weights_used), accuracy of the trained head, and the linear probe of the "
+                  "frozen backbone's pooled conv features. " + FALLBACK_NOTE
+                  + " The probe shows how much class information the backbone keeps; with "
+                  "the fallback it cannot show what ImageNet features detect.")),
+    has_claims=True,
+    schema=Path(__file__).with_name("schema.yaml"),
+    check_config=check_config,
+)

@@ -1,13 +1,17 @@
-"""Why the random-VGG19 fallback sits at chance, and a meaningful offline baseline.
+"""Why a random-VGG19 fallback with a plain new last layer sits at chance, and the
+meaningful offline baseline the study runs instead.
 
 Without ImageNet weights, ``vgg19_transfer`` trains a new last layer on a frozen, randomly
-initialised VGG19. Measured on Caltech images (see :func:`scale_table`): the head's input
-(fc7 → ReLU → dropout, fc6/fc7 drawn from N(0, 0.01²)) is small, mostly a common positive
-offset (mean 0.04 per unit), and its between-image std (0.02) is about 7× smaller than
-the dropout noise in training mode (0.13). SGD at lr 1e-3 then barely moves the head
-(weight norm 1.00 → 1.03 in 10 epochs): logits stay at a few tenths and the loss at ln 3.
-Without dropout the raw head stays at chance too; standardising its input fixes it. The random conv features themselves are informative: a linear probe on
-standardised features (statistics from the training split only) is far above chance.
+initialised VGG19. With a plain Linear there, measured on Caltech images (see
+:func:`scale_table`): the head's input (fc7 → ReLU → dropout, fc6/fc7 drawn from
+N(0, 0.01²)) is small, mostly a common positive offset (mean 0.04 per unit), and its
+between-image std (0.02) is about 7× smaller than the dropout noise in training mode
+(0.13). SGD at lr 1e-3 then barely moves the head (weight norm 1.00 → 1.03 in 10 epochs):
+logits stay at a few tenths and the loss at ln 3. Without dropout the raw head stays at
+chance too; standardising its input fixes it, so the fallback's head is
+:func:`cnnrepro.models.standardized_head`. The random conv features themselves are
+informative: a linear probe on standardised features (statistics from the training split
+only, :func:`backbone_probe`) is far above chance.
 
 What this baseline shows: the pipeline end to end, and how much class information a
 *random* VGG19 keeps (the architecture's prior). What it cannot show: what ImageNet
@@ -28,7 +32,6 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.nn import functional as F
 
-from ...models import vgg19_transfer
 
 PROBE_CS = (0.001, 0.01, 0.1, 1.0)  # inverse L2 strengths tried; the validation split picks
 
@@ -69,7 +72,8 @@ def scale_table(model: nn.Module, x: torch.Tensor, seed: int = 0) -> pd.DataFram
 def head_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> dict:
     """Loss, logit range and the new head's weight and gradient norms for one batch in
     train mode (what one SGD step sees)."""
-    head = model.classifier[-1]
+    # the last Linear: the new layer itself, or the one inside the fallback's standardised head
+    head = [m for m in model.classifier[-1].modules() if isinstance(m, nn.Linear)][-1]
     was_training = model.training
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -117,25 +121,15 @@ def linear_probe(features: dict[str, np.ndarray], labels: dict[str, np.ndarray],
                          for name in features}}
 
 
-def random_feature_baseline(images: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
-                            normalize: Callable[[torch.Tensor], torch.Tensor], seed: int,
-                            pooling: str = "gap", image_size: int = 224) -> dict:
-    """The offline VGG19 baseline: a random VGG19 backbone (seeded; global RNG
-    untouched), frozen, and :func:`linear_probe` on its pooled conv features. ``images``
-    and ``labels`` map split names (train, val, test) to uint8 images and labels."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = vgg19_transfer(len(torch.unique(labels["train"])), 3, image_size,
-                               weights=None)
+def backbone_probe(model: nn.Module, images: dict[str, torch.Tensor],
+                   labels: dict[str, torch.Tensor],
+                   normalize: Callable[[torch.Tensor], torch.Tensor], seed: int,
+                   pooling: str = "gap") -> dict:
+    """:func:`linear_probe` on the pooled conv features of ``model``'s frozen backbone: for
+    the fallback, a random VGG19 (the offline baseline); with ImageNet weights, a linear
+    probe of those. ``images`` and ``labels`` map split names (train, val, test) to uint8
+    images and labels."""
     feats = {name: extract_features(model, x, normalize, pooling) for name, x in images.items()}
     result = linear_probe(feats, {k: v.cpu().numpy() for k, v in labels.items()}, seed=seed)
     return {"seed": seed, "pooling": pooling, "dim": feats["train"].shape[1],
             "n": {k: len(v) for k, v in feats.items()}, **result}
-
-
-def standardized_head(in_features: int, num_classes: int) -> nn.Sequential:
-    """The in-model variant of the fix: ``BatchNorm1d(affine=False)`` standardises the
-    head's input (running statistics from training batches only), then a Linear. With it
-    the pipeline's own SGD (lr 1e-3, momentum 0.9, batch 16) learns on random features."""
-    return nn.Sequential(nn.BatchNorm1d(in_features, affine=False),
-                         nn.Linear(in_features, num_classes))

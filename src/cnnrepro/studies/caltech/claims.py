@@ -1,0 +1,148 @@
+"""Study ``caltech``: the claims table and the VGG19 fallback summary.
+
+Structural claims (output sizes, the size table, constant-init symmetry, equivariance of
+the conv layers, zero guided backprop of dead neurons) hold for any weights: they are
+deterministic and judged under every preset. The trained models' numbers depend on
+training. Where the VGG19 ImageNet weights could not be had, the fallback's use is added
+to the run's departures (``models.vgg19.options.weights``), so every VGG claim that
+depends on the weights is ``not comparable``, and each VGG claim's statement names the
+weights it was made with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from ...claims import FAILS, HOLDS, ClaimTable, training_keys
+from ...io import read_json, write_csv
+from ...paths import StudyFiles
+
+CNN, VGG = "cnn", "vgg19"  # the study's model names (config; check_config requires both)
+PAPER_TRAIN, PAPER_VAL = 1.0, 0.8666666746139526  # document 3.2.8
+SIZE_EXPERIMENTS = {"stride": "3.2.3", "padding": "3.2.4", "size": "3.2.6"}
+
+
+def weights_label(weights_used: list[str | None]) -> str:
+    """How the VGG19 artifacts were made, for statements and captions."""
+    used = sorted({w or "unknown" for w in weights_used})
+    fell_back = [w for w in used if w.startswith("fallback")]
+    if fell_back:
+        return (f"[VGG19 {fell_back[0]}: ImageNet weights unavailable; a random frozen "
+                f"backbone, not the document's model]")
+    return f"[VGG19 weights: {', '.join(used)}]"
+
+
+def _exact(table: ClaimTable, claim_id: str, statement: str, paper: Any,
+           values: list[float], seeds: list[int] | None = None) -> None:
+    """A deterministic number that must equal the document's (sizes, counts)."""
+    ok = len(values) > 0 and all(v == paper for v in values)
+    table.add(claim_id, statement, "document", paper, values, HOLDS if ok else FAILS,
+              f"holds if the measured value equals {paper}", seeds=seeds or [0],
+              deterministic=True)
+
+
+def fallback_summary(files: StudyFiles) -> pd.DataFrame:
+    """Per seed: the weights VGG19 used, its accuracy with the trained head, and the
+    linear probe of its frozen backbone."""
+    rows = []
+    for seed in files.seeds:
+        metrics = read_json(files.run("metrics", VGG, seed))
+        fb = read_json(files.run("fallback", VGG, seed))
+        probe = fb["probe"]
+        rows.append({"seed": seed, "weights_used": fb["weights_used"],
+                     **{f"head_{s}_acc": metrics["splits"][s]["accuracy"]
+                        for s in ("train", "val", "test") if s in metrics["splits"]},
+                     "probe_C": probe["C"],
+                     **{f"probe_{s}_acc": a for s, a in probe["accuracy"].items()},
+                     "probe_dim": probe["dim"], "chance": fb["chance"],
+                     "head_loss": fb["head_gradient"]["loss"],
+                     "head_grad_norm": fb["head_gradient"]["head_grad_norm"]})
+    return pd.DataFrame(rows)
+
+
+def claims(*, files: StudyFiles, settings: dict[str, Any], conv_meta: str, layers_meta: str,
+           size_table: str, claims: str, fallback_summary_csv: str,
+           departures: dict[str, str] | None = None, preset: str = "full",
+           threads: int | None = None) -> None:
+    seeds = list(files.seeds)
+    summary = fallback_summary(files)
+    label = weights_label(list(summary["weights_used"]))
+    departures = dict(departures or {})
+    if label.startswith("[VGG19 fallback"):
+        departures["models.vgg19.options.weights"] = (
+            f"{summary['weights_used'].iloc[0]} instead of IMAGENET1K_V1 (not available)")
+    table = ClaimTable(seeds, departures=departures, preset=preset)
+
+    conv = read_json(conv_meta)
+    _exact(table, "caltech.fig1.output_size", f"a 3x3 filter at stride 1, padding 0 maps the "
+           f"{conv['input_size']}-pixel image to {conv['formula_size']} pixels "
+           "(n' = (n + 2p - f)/s + 1)", conv["formula_size"], [conv["output_size"]])
+    layers = read_json(layers_meta)
+    for n, (size, formula) in enumerate(zip(layers["sizes"], layers["formula_sizes"]), 1):
+        _exact(table, f"caltech.fig2.layer{n}_size", f"stacked layer {n} outputs {formula} "
+               "pixels", formula, [size])
+    sizes = pd.read_csv(size_table)
+    for experiment, section in SIZE_EXPERIMENTS.items():
+        part = sizes[sizes["experiment"] == experiment]
+        _exact(table, f"caltech.sizes.{experiment}", f"{section}: every {experiment} setting "
+               f"({len(part)} rows of the size table) has the formula's output size "
+               "(share of rows that match)", 1.0, [float(part["match"].mean())])
+    tol = settings["symmetry_tol"]
+    sym = conv["symmetry"]
+    table.add("caltech.init.constant_symmetric", f"constant initialisation never breaks "
+              f"symmetry: after {sym['steps']} SGD steps all filters of the layer are equal "
+              "(max |filter_i - filter_0|)", "document", 0.0, [sym["constant"]["spread"]],
+              HOLDS if sym["constant"]["spread"] <= tol else FAILS,
+              f"holds if the spread is <= {tol:g}", seeds=[0], deterministic=True)
+    table.add("caltech.init.kaiming_breaks", f"Kaiming initialisation breaks it: after "
+              f"{sym['steps']} SGD steps the filters differ (spread)", "document", "> 0",
+              [sym["kaiming"]["spread"]], HOLDS if sym["kaiming"]["spread"] > tol else FAILS,
+              f"holds if the spread is > {tol:g}", seeds=[0], deterministic=True)
+
+    metrics = [read_json(p) for p in files.by_model("metrics", [CNN])[CNN]]
+    for split, paper in (("train", PAPER_TRAIN), ("val", PAPER_VAL)):
+        table.numeric(f"caltech.cnn.{split}_accuracy", f"CNN {split} accuracy", "document",
+                      paper, [m["splits"][split]["accuracy"] for m in metrics],
+                      settings["accuracy_abs"], depends_on=training_keys(CNN))
+
+    shifts = pd.concat([pd.read_csv(p) for p in files.by_model("equivariance", [CNN])[CNN]])
+    etol = settings["equivariance_tol"]
+    for mode, frame in shifts.groupby("mode"):
+        worst = frame.groupby("seed")["equivariance_error"].max()
+        table.add(f"caltech.equivariance.{mode}", f"the CNN's stride-1 conv layers are "
+                  f"translation equivariant ({mode} shifts of {frame['shift'].min()}-"
+                  f"{frame['shift'].max()} px; largest relative error away from the borders)",
+                  "document", 0.0, list(worst), HOLDS if (worst <= etol).all() else FAILS,
+                  f"holds if every seed's error is <= {etol:g}", seeds=list(worst.index),
+                  deterministic=True)
+    k = settings["invariance_shift"]
+    moved = shifts[(shifts["mode"] == "zero") & (shifts["shift"] == k)]
+    if len(moved):
+        table.threshold("caltech.invariance.prediction", f"max pooling makes the CNN's "
+                        f"prediction invariant to a small translation: share of test images "
+                        f"whose predicted class changes under a {k}-px shift", "document",
+                        "small", list(moved.sort_values("seed")["prediction_change"]),
+                        settings["invariance_max"], below=True,
+                        depends_on=training_keys(CNN) + ("equivariance",))
+
+    patches = pd.concat([pd.read_csv(p) for p in files.by_model("patch_table", [VGG])[VGG]])
+    dead = patches[patches["kind"] == "dead"].groupby("seed")["gradient_abs_max"].max()
+    if len(dead):
+        table.add("caltech.vgg.dead_guided_backprop", f"{label} guided backprop of a dead "
+                  "neuron (zero activation) is a blank image: largest |gradient| over the "
+                  "dead neurons shown", "document", 0.0, list(dead),
+                  HOLDS if (dead == 0).all() else FAILS, "holds if it is exactly 0",
+                  seeds=list(dead.index), deterministic=True)
+    table.threshold("caltech.vgg.val_accuracy", f"{label} the transfer model trains well "
+                    "(validation accuracy)", "document", "trained well",
+                    list(summary["head_val_acc"]), settings["vgg_accuracy"], below=False,
+                    depends_on=training_keys(VGG))
+    table.threshold("caltech.vgg.probe_beats_chance", f"{label} (ours) a linear probe of the "
+                    "frozen backbone's pooled conv features beats chance on the test split",
+                    "ours", f"> {summary['chance'].iloc[0]:.3f}",
+                    list(summary["probe_test_acc"]), float(summary["chance"].iloc[0]),
+                    below=False, depends_on=("dataset", "normalize", "subset", "fallback"))
+    write_csv(claims, table.frame())
+    write_csv(fallback_summary_csv, summary)

@@ -1,0 +1,224 @@
+"""Study ``caltech``: its stages, each writing data files only (figures and claims read them).
+
+Before training (no model): ``conv_basics`` (ch. 1: correlation vs convolution, constant vs
+Kaiming, the symmetry experiment), ``stacked_layers`` (ch. 2) and ``conv_settings``
+(3.2.3–3.2.7: stride, padding, filter size and the size table). After training, per
+(model, seed): ``trained_maps`` (the CNN's filters and maps, 3.2.8–3.2.9), ``equivariance``
+(the CNN, 3.2.10–3.2.11), ``patches`` (both models: top and dead neurons of the last conv
+layer, receptive fields, guided backprop; 3.2.12, 4.2.3–4.2.4) and ``fallback`` (VGG19: the
+stage scales and a linear probe of its frozen backbone).
+
+The shown images are the first test image of every class (the document picks "one image
+from each of the three classes"), the same in every stage.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ...datasets import Split, load_split, per_class_subset
+from ...io import read_json, write_csv, write_json, write_npz
+from ...provenance import stamp
+from ...runtime import normalizer
+from ...train import open_trained
+from . import conv_basics as cb
+from .equivariance import shift_study
+from .filters import settings_experiment
+from .patches import guided_backprop, last_conv_relu, neuron_report
+from .vgg_fallback import backbone_probe, head_gradient, scale_table
+
+
+def showcase(split: Split, per_class: int = 1) -> np.ndarray:
+    """Indices of the first ``per_class`` images of every class, class by class."""
+    labels = split.labels.cpu().numpy()
+    return np.concatenate([np.flatnonzero(labels == c)[:per_class]
+                           for c in range(len(split.classes))])
+
+
+def _provenance(settings: dict[str, Any], seed: int | None = None,
+                device: torch.device | None = None) -> np.ndarray:
+    """The provenance block as a 0-d string array: an npz field beside the data."""
+    return np.asarray(json.dumps(stamp(settings, seed, device)))
+
+
+def _shown(data: dict[str, str]) -> tuple[Split, torch.Tensor]:
+    """The shown test images (uint8) and their grayscale version."""
+    test = load_split(data["test"])
+    shown = test.take(showcase(test))
+    return shown, cb.to_grayscale(shown.images)
+
+
+def conv_basics(*, data: dict[str, str], settings: dict[str, Any], conv: str, conv_meta: str,
+                threads: int | None = None) -> None:
+    """Ch. 1: a Kaiming 3×3 filter's cross-correlation and convolution maps of the shown
+    images, one conv layer under constant and Kaiming init, and the symmetry experiment
+    (a few SGD steps of a small net from each init on grayscale training images)."""
+    if threads:
+        torch.set_num_threads(threads)
+    seed = settings["seed"]
+    shown, gray = _shown(data)
+    kernel = cb.kaiming_filter(seed=seed)
+    compared = cb.correlation_vs_convolution(gray, kernel)
+    init = cb.initialisation_maps(gray, settings["init_channels"], seed=seed,
+                                  value=settings["constant_value"])
+    sym = settings["symmetry"]
+    train = load_split(data["train"])
+    train = train.take(per_class_subset(train.labels.numpy(), sym["images"]))
+    x = torch.nn.functional.interpolate(cb.to_grayscale(train.images), size=sym["image_size"],
+                                        mode="bilinear", antialias=True)
+    runs = {scheme: cb.symmetry_experiment(x, train.labels, scheme, sym["steps"], sym["lr"],
+                                           seed, settings["constant_value"])
+            for scheme in ("constant", "kaiming")}
+    write_npz(conv, images=shown.images.numpy(), labels=shown.labels.numpy(),
+              provenance=_provenance(settings, seed),
+              classes=np.asarray(shown.classes), gray=gray.numpy(), kernel=kernel.numpy(),
+              **{k: compared[k].numpy() for k in ("correlation", "convolution", "difference")},
+              **{f"init_{k}": v.numpy() for k, v in init.items()},
+              **{f"symmetry_{k}": r["filters"].numpy() for k, r in runs.items()})
+    write_json(conv_meta, {
+        "input_size": gray.shape[-1], "output_size": compared["size"][-1],
+        "formula_size": cb.output_size(gray.shape[-1], kernel.shape[-1]),
+        "max_abs_difference": compared["max_abs_difference"],
+        "init_rule": "fan-in: std sqrt(2 / (C_in k k)) = sqrt(2/9) for a 3x3 grayscale "
+                     "filter (the document writes sqrt(2 / (224 * 224)))",
+        "symmetry": {k: {key: r[key] for key in ("spread", "filter_std", "losses")}
+                     for k, r in runs.items()} | {"images": len(train), **sym},
+        "provenance": stamp(settings, seed)})
+
+
+def stacked_layers(*, data: dict[str, str], settings: dict[str, Any], layers: str,
+                   layers_meta: str, threads: int | None = None) -> None:
+    """Ch. 2: two stacked Kaiming layers (stride 1, padding 0) on the shown images; the
+    first ``show_channels`` maps of each layer are kept (all filters are)."""
+    if threads:
+        torch.set_num_threads(threads)
+    shown, gray = _shown(data)
+    out = cb.two_layer_maps(gray, tuple(settings["channels"]), settings["kernel"],
+                            settings["seed"])
+    keep = settings["show_channels"]
+    write_npz(layers, images=shown.images.numpy(), classes=np.asarray(shown.classes),
+              provenance=_provenance(settings, settings["seed"]),
+              filters1=out["filters"][0].numpy(), filters2=out["filters"][1].numpy(),
+              maps1=out["maps"][0][:, :keep].numpy(), maps2=out["maps"][1][:, :keep].numpy())
+    write_json(layers_meta, {"sizes": [s[-1] for s in out["sizes"]],
+                             "formula_sizes": out["formula_sizes"],
+                             "input_size": gray.shape[-1],
+                             "provenance": stamp(settings, settings["seed"])})
+
+
+def conv_settings(*, data: dict[str, str], settings: dict[str, Any], setting_maps: str,
+                  size_table: str, threads: int | None = None) -> None:
+    """3.2.3–3.2.7: the edge and Gaussian filters at every stride, padding and size
+    setting on the first shown image; the size table (formula vs measured)."""
+    if threads:
+        torch.set_num_threads(threads)
+    shown, gray = _shown(data)
+    table, maps = settings_experiment(gray[:1], settings)
+    write_csv(size_table, table)
+    write_npz(setting_maps, image=shown.images[0].numpy(), gray=gray[0, 0].numpy(),
+              image_class=np.asarray(shown.classes[int(shown.labels[0])]),
+              provenance=_provenance(settings),
+              **{k.replace("/", "__"): v for k, v in maps.items()})
+
+
+def _conv_indices(features: torch.nn.Sequential) -> list[int]:
+    return [i for i, m in enumerate(features) if isinstance(m, torch.nn.Conv2d)]
+
+
+def trained_maps(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
+                 settings: dict[str, Any], maps: str, threads: int | None = None) -> None:
+    """3.2.8–3.2.9: the trained CNN's conv filters (all) and each conv layer's first
+    ``show_channels`` feature maps (before ReLU) of the shown images."""
+    model, splits, device = open_trained(spec, weights, data, threads)
+    test = splits["test"]
+    shown = test.take(showcase(test))
+    x = normalizer(spec["normalize"]["mean"], spec["normalize"]["std"], device)(shown.images)
+    out = {}
+    with torch.no_grad():
+        for n, index in enumerate(_conv_indices(model.features), 1):
+            out[f"filters{n}"] = model.features[index].weight.cpu().numpy()
+            out[f"maps{n}"] = model.features[: index + 1](x)[:, :settings["show_channels"]
+                                                             ].cpu().numpy()
+    write_npz(maps, images=shown.images.cpu().numpy(), classes=np.asarray(shown.classes),
+              provenance=_provenance(spec, seed, device), **out)
+
+
+def equivariance(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
+                 settings: dict[str, Any], equivariance: str,
+                 threads: int | None = None) -> None:
+    """3.2.10–3.2.11 measured: equivariance error of the stride-1 conv part and the
+    change of pooled features and predictions under horizontal shifts of test images."""
+    model, splits, device = open_trained(spec, weights, data, threads)
+    test = splits["test"]
+    test = test.take(per_class_subset(test.labels.cpu().numpy(), settings["images"]))
+    x = normalizer(spec["normalize"]["mean"], spec["normalize"]["std"], device)(test.images)
+    table = shift_study(model, x, settings["shifts"], settings["modes"])
+    write_csv(equivariance, table.assign(model=spec["model"], seed=seed, images=len(test)))
+
+
+def patches(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
+            train_meta: str, settings: dict[str, Any], patches: str, patch_table: str,
+            threads: int | None = None) -> None:
+    """3.2.12 and 4.2.3–4.2.4: on each shown image, the ``top`` most activated and
+    ``dead`` dead neurons of the last conv layer (after its ReLU), each one's receptive
+    field box, input patch and guided-backprop image (Captum)."""
+    model, splits, device = open_trained(spec, weights, data, threads)
+    test = splits["test"]
+    shown = test.take(showcase(test))
+    x = normalizer(spec["normalize"]["mean"], spec["normalize"]["std"], device)(shown.images)
+    features = model.features
+    index = last_conv_relu(features)
+    rows, crops, gradients = [], [], []
+    for i in range(len(shown)):
+        table, found = neuron_report(features, index, x[i], shown.images[i].cpu(),
+                                     settings["top"], settings["dead"],
+                                     settings["distinct_channels"])
+        for neuron in table.to_dict("records"):
+            gradients.append(guided_backprop(features, index, x[i], (
+                neuron["channel"], neuron["row"], neuron["col"])).cpu().numpy())
+        rows.append(table.assign(image=i, image_class=shown.classes[int(shown.labels[i])]))
+        crops += found
+    table = pd.concat(rows, ignore_index=True)
+    table["gradient_abs_max"] = [float(np.abs(g).max()) for g in gradients]
+    weights_used = read_json(train_meta).get("weights_used")
+    write_csv(patch_table, table.assign(model=spec["model"], seed=seed, layer=index,
+                                        weights_used=weights_used or "trained from scratch"))
+    # crops differ in size where a box is clipped at the border: one padded array
+    # (255 outside the crop) and each crop's size
+    height = max(c.shape[1] for c in crops)
+    width = max(c.shape[2] for c in crops)
+    padded = np.full((len(crops), crops[0].shape[0], height, width), 255, np.uint8)
+    for k, c in enumerate(crops):
+        padded[k, :, :c.shape[1], :c.shape[2]] = c
+    write_npz(patches, images=shown.images.cpu().numpy(), classes=np.asarray(shown.classes),
+              provenance=_provenance(spec, seed, device), crops=padded, crop_sizes=np.array([c.shape[1:] for c in crops]),
+              gradients=np.stack(gradients).astype(np.float32))
+
+
+def fallback(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
+             train_meta: str, settings: dict[str, Any], fallback: str,
+             threads: int | None = None) -> None:
+    """The VGG19 backbone the run used (ImageNet or the fallback's random one): scale of
+    every stage from the last conv block to the logits, eval and train mode, on
+    ``scale_images`` validation images; one batch's head gradient; and a linear probe
+    (standardised, C chosen on validation) of its frozen pooled conv features."""
+    model, splits, device = open_trained(spec, weights, data, threads)
+    normalize = normalizer(spec["normalize"]["mean"], spec["normalize"]["std"], device)
+    val = splits["val"]
+    val = val.take(per_class_subset(val.labels.cpu().numpy(), settings["scale_images"]))
+    x = normalize(val.images)
+    probe = backbone_probe(model, {k: s.images for k, s in splits.items()},
+                           {k: s.labels for k, s in splits.items()}, normalize, seed,
+                           settings["pooling"])
+    write_json(fallback, {
+        "model": spec["model"], "seed": seed,
+        "weights_used": read_json(train_meta).get("weights_used"),
+        "scales": scale_table(model, x, seed).to_dict("records"),
+        "head_gradient": head_gradient(model, x, val.labels, seed),
+        "probe": probe, "chance": 1 / len(val.classes),
+        "provenance": stamp(spec, seed, device)})

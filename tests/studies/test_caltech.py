@@ -1,0 +1,236 @@
+"""The caltech study's stages on tiny synthetic splits, and its claims table."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cnnrepro import config as cfg
+from cnnrepro.claims import HOLDS, NOT_COMPARABLE
+from cnnrepro.io import read_json, write_csv, write_json
+from cnnrepro.studies import get
+from cnnrepro.studies.caltech import claims as caltech_claims
+from cnnrepro.studies.caltech import stages
+
+CLASSES = ["butterfly", "kangaroo", "sunflower"]
+SIZE = 32
+
+
+def _split(path, n_per_class: int, seed: int) -> None:
+    """Stripes (horizontal, vertical, diagonal) at random period and phase, with noise:
+    a learnable 3-class problem, saved as a prepared split."""
+    g = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    images, labels = [], []
+    for label, coord in enumerate((yy, xx, yy + xx)):
+        for _ in range(n_per_class):
+            pattern = np.sin(2 * np.pi * coord / g.uniform(3, 7) + g.uniform(0, 2 * np.pi))
+            noisy = 0.5 + 0.3 * pattern + 0.15 * g.normal(size=(3, SIZE, SIZE))
+            images.append((np.clip(noisy, 0, 1) * 255).astype(np.uint8))
+            labels.append(label)
+    np.savez(path, images=np.stack(images), labels=np.array(labels), classes=np.array(CLASSES))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("caltech_data")
+    found = {}
+    for split, n, seed in (("train", 10, 0), ("val", 4, 1), ("test", 4, 2)):
+        found[split] = str(root / f"{split}.npz")
+        _split(found[split], n, seed)
+    return found
+
+
+def _spec(full_config: dict, model: str) -> dict:
+    spec = copy.deepcopy(cfg.training_spec(full_config, "caltech", model))
+    spec.update(device="cpu", subset={})
+    spec["training"].update(epochs=1, batch_size=10)
+    if model == "cnn":
+        spec["options"].update(channels=[4, 8], hidden=[8])
+    else:
+        spec["options"] = {"weights": None}  # no download attempt in tests
+    return spec
+
+
+@pytest.fixture(scope="module")
+def trained(data, full_config, tmp_path_factory) -> dict[str, tuple[dict, str, str]]:
+    """Each model trained for one epoch: (spec, weights, train.json)."""
+    from cnnrepro.train import train
+
+    found = {}
+    for model in ("cnn", "vgg19"):
+        out = tmp_path_factory.mktemp(model)
+        spec = _spec(full_config, model)
+        train(spec, 0, data, out, threads=2)
+        found[model] = (spec, str(out / "model.pt"), str(out / "train.json"))
+    return found
+
+
+def test_before_training_stages(data, full_config, tmp_path):
+    block = full_config["studies"]["caltech"]
+    basics = {**block["basics"], "symmetry": {**block["basics"]["symmetry"], "images": 9,
+                                              "image_size": 16}}
+    stages.conv_basics(data=data, settings=basics, conv=tmp_path / "conv.npz",
+                       conv_meta=tmp_path / "conv.json")
+    meta = read_json(tmp_path / "conv.json")
+    assert meta["output_size"] == meta["formula_size"] == SIZE - 2
+    assert meta["symmetry"]["constant"]["spread"] == 0.0
+    assert meta["symmetry"]["kaiming"]["spread"] > 1e-3
+    conv = np.load(tmp_path / "conv.npz")
+    assert conv["images"].shape == (3, 3, SIZE, SIZE) and list(conv["labels"]) == [0, 1, 2]
+    np.testing.assert_allclose(conv["difference"], conv["correlation"] - conv["convolution"])
+    assert json.loads(str(conv["provenance"]))["versions"]["torch"]
+    # constant init: every channel's map is the same image
+    init = conv["init_constant"][0]
+    assert np.all(init == init[:1]) and not np.allclose(conv["init_kaiming"][0][0],
+                                                        conv["init_kaiming"][0][1])
+
+    stages.stacked_layers(data=data, settings=block["layers"], layers=tmp_path / "layers.npz",
+                          layers_meta=tmp_path / "layers.json")
+    layers = read_json(tmp_path / "layers.json")
+    assert layers["sizes"] == layers["formula_sizes"] == [SIZE - 2, SIZE - 4]
+    saved = np.load(tmp_path / "layers.npz")
+    assert saved["filters2"].shape == (64, 32, 3, 3)
+    assert saved["maps1"].shape == (3, block["layers"]["show_channels"], SIZE - 2, SIZE - 2)
+
+    settings = copy.deepcopy(block["settings"])
+    settings["padding"]["image_size"] = 30
+    settings["size"]["values"] = [3, 5, 21]
+    stages.conv_settings(data=data, settings=settings, setting_maps=tmp_path / "settings.npz",
+                         size_table=tmp_path / "sizes.csv")
+    table = pd.read_csv(tmp_path / "sizes.csv")
+    assert len(table) == 2 * 4 + 2 * 3 + 3 and table["match"].all()
+    maps = np.load(tmp_path / "settings.npz")
+    for row in table.itertuples():
+        assert maps[f"{row.experiment}__{row.filter}__{row.setting}"].shape == (
+            row.measured_size, row.measured_size)
+
+
+def test_cnn_stages(data, trained, full_config, tmp_path):
+    spec, weights, meta = trained["cnn"]
+    block = full_config["studies"]["caltech"]
+    stages.trained_maps(spec=spec, seed=0, weights=weights, data=data,
+                        settings={"show_channels": 3}, maps=tmp_path / "maps.npz")
+    maps = np.load(tmp_path / "maps.npz")
+    assert maps["filters1"].shape == (4, 3, 3, 3) and maps["filters2"].shape == (8, 4, 3, 3)
+    assert maps["maps1"].shape == (3, 3, SIZE - 2, SIZE - 2)
+    assert maps["maps2"].shape == (3, 3, SIZE - 4, SIZE - 4)
+    state = torch.load(weights, weights_only=True)["state_dict"]
+    np.testing.assert_array_equal(maps["filters1"], state["features.0.weight"].numpy())
+
+    stages.equivariance(spec=spec, seed=0, weights=weights, data=data,
+                        settings={"images": 6, "shifts": [1, 2, 4], "modes": ["circular", "zero"]},
+                        equivariance=tmp_path / "eq.csv")
+    eq = pd.read_csv(tmp_path / "eq.csv")
+    assert len(eq) == 6 and (eq["images"] == 6).all()
+    assert eq["equivariance_error"].max() < 1e-5  # stride-1 conv layers: exact
+    assert eq["feature_change"].min() > 0  # the pooled features do move
+
+    stages.patches(spec=spec, seed=0, weights=weights, data=data, train_meta=meta,
+                   settings=block["patches"], patches=tmp_path / "p.npz",
+                   patch_table=tmp_path / "p.csv")
+    table = pd.read_csv(tmp_path / "p.csv")
+    top = table[table["kind"] == "top"]
+    assert len(top) == 3 * block["patches"]["top"] and (top["value"] > 0).all()
+    assert (table["weights_used"] == "trained from scratch").all()
+    saved = np.load(tmp_path / "p.npz")
+    boxes = table[["bottom", "top"]].diff(axis=1)["top"].abs()
+    assert list(saved["crop_sizes"][:, 0]) == list(boxes)
+    assert (top["rf_height"] == 5).all()  # after conv2 (before the pool): 3 + (3 - 1)
+    assert saved["gradients"].shape == (len(table), 3, SIZE, SIZE)
+    dead = table[table["kind"] == "dead"]
+    assert (dead["gradient_abs_max"] == 0).all()
+
+
+def test_fallback_stage_probe(data, trained, full_config, tmp_path):
+    spec, weights, meta = trained["vgg19"]
+    stages.fallback(spec=spec, seed=0, weights=weights, data=data, train_meta=meta,
+                    settings={"pooling": "gap", "scale_images": 6},
+                    fallback=tmp_path / "fb.json")
+    fb = read_json(tmp_path / "fb.json")
+    assert fb["probe"]["n"] == {"train": 30, "val": 12, "test": 12}
+    assert math.isclose(fb["chance"], 1 / 3)
+    assert fb["probe"]["accuracy"]["test"] > fb["chance"]
+    scales = pd.DataFrame(fb["scales"])
+    assert set(scales["mode"]) == {"eval", "train"}
+    assert fb["head_gradient"]["head_grad_norm"] > 0
+
+
+# --------------------------------------------------------------------------- claims
+
+def _synthetic_run(root, weights_used: str, train_acc=(1.0, 1.0), val_acc=(0.86, 0.88)):
+    """The files the caltech claims read, for two seeds (a finished run in miniature)."""
+    files = get("caltech").study_files({"studies": {"caltech": {"models": {
+        "cnn": {}, "vgg19": {}}}}, "seeds": [0, 1]}, str(root))
+    for seed in (0, 1):
+        write_json(files.run("metrics", "cnn", seed), {"splits": {
+            "train": {"accuracy": train_acc[seed]}, "val": {"accuracy": val_acc[seed]}}})
+        write_json(files.run("metrics", "vgg19", seed), {"splits": {
+            "train": {"accuracy": 0.9}, "val": {"accuracy": 0.85}, "test": {"accuracy": 0.8}}})
+        write_json(files.run("train_meta", "vgg19", seed), {"weights_used": weights_used})
+        write_csv(files.run("equivariance", "cnn", seed), pd.DataFrame(
+            [{"mode": m, "shift": k, "equivariance_error": 1e-7, "feature_change": 0.1,
+              "prediction_change": 0.0, "seed": seed} for m in ("circular", "zero")
+             for k in (1, 4)]))
+        write_csv(files.run("patch_table", "vgg19", seed), pd.DataFrame(
+            [{"kind": "top", "gradient_abs_max": 0.5, "seed": seed},
+             {"kind": "dead", "gradient_abs_max": 0.0, "seed": seed}]))
+        write_json(files.run("fallback", "vgg19", seed), {
+            "weights_used": weights_used, "chance": 1 / 3,
+            "probe": {"C": 0.1, "dim": 512, "accuracy": {"train": 1.0, "val": 0.8,
+                                                         "test": 0.75}},
+            "head_gradient": {"loss": 1.0, "head_grad_norm": 0.1}})
+    write_json(root / "conv.json", {"input_size": 224, "output_size": 222,
+                                    "formula_size": 222, "symmetry": {
+                                        "steps": 5, "constant": {"spread": 0.0},
+                                        "kaiming": {"spread": 0.3}}})
+    write_json(root / "layers.json", {"sizes": [222, 220], "formula_sizes": [222, 220]})
+    write_csv(root / "sizes.csv", pd.DataFrame(
+        [{"experiment": e, "match": True} for e in ("stride", "padding", "size")]))
+    return files
+
+
+def _claims(root, files, full_config, departures):
+    caltech_claims.claims(files=files, settings=full_config["studies"]["caltech"]["claims"],
+                          conv_meta=root / "conv.json", layers_meta=root / "layers.json",
+                          size_table=root / "sizes.csv", claims=root / "claims.csv",
+                          fallback_summary_csv=root / "fallback.csv", departures=departures,
+                          preset="test")
+    return pd.read_csv(root / "claims.csv").set_index("claim_id")
+
+
+def test_claims_full_settings_give_verdicts(tmp_path, full_config):
+    files = _synthetic_run(tmp_path, "IMAGENET1K_V1")
+    table = _claims(tmp_path, files, full_config, {})
+    assert table.loc["caltech.cnn.val_accuracy", "verdict"] == HOLDS
+    assert table.loc["caltech.cnn.train_accuracy", "verdict"] == HOLDS
+    assert table.loc["caltech.vgg.val_accuracy", "verdict"] == HOLDS
+    for claim in ("fig1.output_size", "fig2.layer2_size", "sizes.padding",
+                  "init.constant_symmetric", "init.kaiming_breaks", "equivariance.circular",
+                  "vgg.dead_guided_backprop", "invariance.prediction"):
+        assert table.loc[f"caltech.{claim}", "verdict"] == HOLDS, claim
+    assert "fallback" not in table.loc["caltech.vgg.val_accuracy", "statement"]
+
+
+def test_claims_departures_and_the_fallback(tmp_path, full_config):
+    files = _synthetic_run(tmp_path, "fallback: random backbone, standardised head",
+                           val_acc=(0.5, 0.52))
+    table = _claims(tmp_path, files, full_config, {"training.epochs": "10 instead of 30"})
+    for claim in ("cnn.val_accuracy", "cnn.train_accuracy", "invariance.prediction",
+                  "vgg.val_accuracy"):
+        assert table.loc[f"caltech.{claim}", "verdict"] == NOT_COMPARABLE, claim
+    assert "10 instead of 30" in table.loc["caltech.cnn.val_accuracy", "reason"]
+    assert "IMAGENET1K_V1" in table.loc["caltech.vgg.val_accuracy", "reason"]
+    # structural claims stay comparable; every VGG claim says the fallback ran
+    assert table.loc["caltech.fig2.layer1_size", "verdict"] == HOLDS
+    assert table.loc["caltech.vgg.probe_beats_chance", "verdict"] == HOLDS
+    vgg = table[table.index.str.startswith("caltech.vgg")]
+    assert len(vgg) == 3 and vgg["statement"].str.contains("fallback").all()
+    summary = pd.read_csv(tmp_path / "fallback.csv")
+    assert list(summary["probe_test_acc"]) == [0.75, 0.75]
