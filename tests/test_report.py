@@ -132,8 +132,8 @@ def test_number_format():
 def test_disabled_study_is_absent_and_missing_artifact_is_named(quick_run, tmp_path):
     workdir, _ = quick_run
     config = cfg.load(ROOT / "config.yaml", [QUICK])
-    for study in ("mnist", "lenet", "caltech"):
-        config["studies"][study]["enabled"] = False
+    for study in config["studies"]:  # every study but vdk
+        config["studies"][study]["enabled"] = study == "vdk"
     copy = tmp_path / "results"  # the vdk study's summaries, figures and data provenance
     shutil.copytree(workdir / "results/vdk", copy / "vdk",
                     ignore=shutil.ignore_patterns("*.pt", "*.npz", "snapshots"))
