@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from cnnrepro.logs import log_to
-from cnnrepro.train import CheckpointError, load_study_splits, load_trained, train
+from cnnrepro.models import ModelError, standardized_head
+from cnnrepro.train import (CheckpointError, check_last_batch, load_study_splits, load_trained,
+                            train)
 from cnnrepro.studies.lenet.probes import follow_kernel
 
 METRICS = ["train_loss", "train_acc", "test_loss", "test_acc"]
@@ -157,3 +159,13 @@ def test_truncated_weights_name_the_file_and_the_remedy(mnist_spec, mnist_data, 
     with pytest.raises(CheckpointError) as err:
         load_trained(weights_file, mnist_spec, split, torch.device("cpu"))
     assert f"rm -r '{weights_file}'" in str(err.value)
+
+
+def test_a_last_batch_of_one_image_is_refused_before_training_a_batchnorm_model():
+    head = standardized_head(8, 3)  # the VGG19 fallback's head
+    with pytest.raises(ValueError):  # what PyTorch would do mid-epoch
+        head.train()(torch.randn(1, 8))
+    with pytest.raises(ModelError, match="33 training images in batches of 16"):
+        check_last_batch(head, 33, 16)
+    check_last_batch(head, 34, 16)  # a last batch of 2 trains
+    check_last_batch(torch.nn.Linear(8, 3), 33, 16)  # no BatchNorm: any batch trains

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from .datasets import Split, holdout_split, load_split, per_class_subset
 from .config import deep_update
 from .io import read_json, write_csv, write_json, write_torch
-from .models import build_model
+from .models import ModelError, build_model
 from .provenance import stamp
 from .runtime import (batches, normalizer, predict_logits, seed_everything, select_device,
                       set_numerics)
@@ -89,6 +89,17 @@ def load_study_splits(spec: dict[str, Any], paths: dict[str, str | Path]) -> dic
 def make_model(spec: dict[str, Any], split: Split) -> nn.Module:
     _, channels, height, _ = split.images.shape
     return build_model(spec["arch"], spec["options"], len(split.classes), channels, height)
+
+
+def check_last_batch(model: nn.Module, n: int, batch_size: int) -> None:
+    """A model with BatchNorm cannot train on a batch of one image (PyTorch raises in the
+    middle of the first epoch, e.g. the VGG19 fallback's standardised head); say so before
+    training, with the fix."""
+    if n % batch_size == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                   for m in model.modules()):
+        raise ModelError(f"{n} training images in batches of {batch_size} leave a last batch "
+                         f"of 1 image, which this model's BatchNorm cannot train on; change "
+                         f"training.batch_size or the split/subset sizes")
 
 
 def make_optimizer(model: nn.Module, training: dict[str, Any]) -> torch.optim.Optimizer:
@@ -161,6 +172,7 @@ def setup(spec: dict[str, Any], seed: int, data: dict[str, str | Path],
     normalize = normalizer(spec["normalize"]["mean"], spec["normalize"]["std"], device)
     generator = seed_everything(seed)
     model = make_model(spec, splits["train"]).to(device)
+    check_last_batch(model, len(splits["train"]), spec["training"]["batch_size"])
     return Run(spec, seed, device, splits, normalize, model,
                make_optimizer(model, spec["training"]), generator, spec_digest(spec, seed))
 
