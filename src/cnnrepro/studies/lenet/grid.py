@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from ...config import deep_update, training_spec
 from ...datasets import Split
@@ -101,6 +102,9 @@ def train_points(spec: dict[str, Any], runs: list[dict[str, Any]], seed: int,
     normalize = normalizer(spec["normalize"]["mean"], spec["normalize"]["std"], device)
     chunk_size = chunk_size or len(runs)
     rows, models = [], []
+    bar = tqdm(total=-(-len(runs) // chunk_size) * training["epochs"], unit="epoch",
+               desc=f"{STUDY}/{spec['model']} {spec['grid_protocol']} grid, {len(runs)} points "
+                    f"in chunks of {chunk_size}", mininterval=5)
     for start in range(0, len(runs), chunk_size):
         chunk = runs[start:start + chunk_size]
         # as cnnrepro.train.setup: seed, then the model, so each point starts from the
@@ -132,7 +136,11 @@ def train_points(spec: dict[str, Any], runs: list[dict[str, Any]], seed: int,
             values = {k: v.tolist() for k, v in scores.items()}
             rows += [{**run, "epoch": epoch + 1, **{k: v[p] for k, v in values.items()},
                       "chunk_seconds": seconds} for p, run in enumerate(chunk)]
+            bar.update()
+            bar.set_postfix(points=f"{start + 1}-{start + len(chunk)}",
+                            best_train_acc=f"{max(values['train_acc']):.3f}")
         models += [stacked.module(p) for p in range(len(chunk))]
+    bar.close()
     return pd.DataFrame(rows), models
 
 
