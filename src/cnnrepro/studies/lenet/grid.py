@@ -36,7 +36,7 @@ from ...ensemble import Stacked, mean_losses
 from ...io import write_csv, write_json
 from ...provenance import stamp
 from ...runtime import batches, normalizer, seed_everything, select_device, set_numerics
-from ...train import load_study_splits, make_model
+from ...train import check_last_batch, load_study_splits, make_model
 
 STUDY = "lenet"
 PICK_BY = {"clean": "val_acc", "paper": "test_acc"}  # protocol -> what its pick maximises
@@ -110,7 +110,9 @@ def train_points(spec: dict[str, Any], runs: list[dict[str, Any]], seed: int,
         # as cnnrepro.train.setup: seed, then the model, so each point starts from the
         # weights and data order a separate run of it would have
         generator = seed_everything(seed)
-        stacked = Stacked([make_model(spec, train).to(device)] * len(chunk))
+        model = make_model(spec, train).to(device)
+        check_last_batch(model, len(train), training["batch_size"])
+        stacked = Stacked([model] * len(chunk))
         optimizer = stacked.optimizer(training, chunk)
         for epoch in range(training["epochs"]):
             tic = time.perf_counter()
