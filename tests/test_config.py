@@ -84,13 +84,14 @@ def test_departures_name_each_changed_setting_of_a_study():
     full = cfg.load(ROOT / "config.yaml")
     cpu = cfg.load(ROOT / "config.yaml", [ROOT / "config" / "presets" / "cpu.yaml"])
     found = cfg.departures(cpu, "vdk", full)
-    assert found["training.epochs"] == "6 instead of 374"
+    epochs = {s: cpu["studies"][s]["training"]["epochs"] for s in ("vdk", "lenet")}
+    assert found["training.epochs"] == f"{epochs['vdk']} instead of 374"
     assert found["subset.train"] == "6000 instead of all"
     assert not any(k.startswith("claims") or k == "title" for k in found)
     assert cfg.departures(full, "mnist", full) == {}
     assert cfg.departures(cpu, "mnist", full) == {}  # more or fewer seeds are not a departure
     lenet = cfg.departures(cpu, "lenet", full)
-    assert lenet["training.epochs"] == "6 instead of 30"
+    assert lenet["training.epochs"] == f"{epochs['lenet']} instead of 30"
     assert "training.snapshot_epochs" not in lenet  # which weights are kept is not a setting
     vdk = {**full["studies"]["vdk"], "fgsm": {**full["studies"]["vdk"]["fgsm"], "epsilons": [0.0]}}
     found = cfg.departures({"studies": {"vdk": vdk}}, "vdk", full)  # a long list, abbreviated
