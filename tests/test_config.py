@@ -93,6 +93,9 @@ def test_departures_name_each_changed_setting_of_a_study():
     lenet = cfg.departures(cpu, "lenet", full)
     assert lenet["training.epochs"] == f"{epochs['lenet']} instead of 30"
     assert "training.snapshot_epochs" not in lenet  # which weights are kept is not a setting
+    assert cpu["studies"]["lenet"]["grid"]["chunk_size"] != full["studies"]["lenet"]["grid"][
+        "chunk_size"] and "grid.chunk_size" not in lenet  # execution only, as the schema says
+    assert lenet["grid.epochs"].endswith("instead of 10")
     vdk = {**full["studies"]["vdk"], "fgsm": {**full["studies"]["vdk"]["fgsm"], "epsilons": [0.0]}}
     found = cfg.departures({"studies": {"vdk": vdk}}, "vdk", full)  # a long list, abbreviated
     assert found["fgsm.epsilons"] == ("[0.0] instead of [0.0, 0.00392157, 0.00784314, …, 0.3] "

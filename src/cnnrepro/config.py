@@ -269,8 +269,10 @@ def training_spec(config: dict[str, Any], study: str, model: str) -> dict[str, A
 
 
 # Keys of a study block that say nothing about how a number was produced (which epochs'
-# weights are kept is not how they were trained).
-NOT_SETTINGS = {"title", "document", "description", "enabled", "claims", "snapshot_epochs"}
+# weights are kept is not how they were trained; how many grid points train together in one
+# vectorised pass moves a number only by floating-point summation order).
+NOT_SETTINGS = {"title", "document", "description", "enabled", "claims", "snapshot_epochs",
+                "chunk_size"}
 
 
 def _flatten(block: Any, prefix: str = "") -> dict[str, Any]:
