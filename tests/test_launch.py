@@ -36,14 +36,14 @@ def project(tmp_path, monkeypatch):
 
 
 def test_preset_and_overlays_go_after_one_configfile_flag(project):
-    args, files = compose(["--preset", "quick", "mine.yaml", "more.yml", "-n"])
+    args, files, _ = compose(["--preset", "quick", "mine.yaml", "more.yml", "-n"])
     assert args == ["-n", "--cores", "all", "--configfile", "config/presets/quick.yaml",
                     "mine.yaml", "more.yml"]
     assert files == [Path("config/presets/quick.yaml"), Path("mine.yaml"), Path("more.yml")]
 
 
 def test_several_configfile_flags_are_merged_preset_first(project):
-    args, _ = compose(["--configfile", "a.yaml", "--cores", "2", "--configfile=b.yaml",
+    args, *_ = compose(["--configfile", "a.yaml", "--cores", "2", "--configfile=b.yaml",
                        "--preset=cpu", "target.txt"])
     assert args == ["--cores", "2", "target.txt", "--configfile", "config/presets/cpu.yaml",
                     "a.yaml", "b.yaml"]
@@ -52,13 +52,13 @@ def test_several_configfile_flags_are_merged_preset_first(project):
 @pytest.mark.parametrize("given", [["-c4"], ["--jobs", "3"], ["--profile", "profiles/slurm"],
                                    ["--executor=slurm"]])
 def test_cores_all_only_when_nothing_says_how_to_run(project, given):
-    args, _ = compose(given)
+    args, *_ = compose(given)
     assert "all" not in args
 
 
 def test_unknown_or_repeated_preset_is_one_sentence(project):
     with pytest.raises(ConfigFileError, match=r"'quik': no such preset; the presets are cpu, "
-                                              r"quick"):
+                                              r"document, quick"):
         compose(["--preset", "quik"])
     with pytest.raises(ConfigFileError, match="--preset given twice"):
         compose(["--preset", "cpu", "--preset", "quick"])
@@ -123,7 +123,7 @@ def test_repro_names_file_and_line_of_a_bad_config_file_before_snakemake(project
 
 def test_repro_names_a_missing_preset_and_overlay(project):
     proc = repro(project, "run", "--preset", "quik")
-    assert proc.returncode != 0 and "no such preset; the presets are cpu, quick" in proc.stderr
+    assert proc.returncode != 0 and "no such preset; the presets are cpu, document, quick" in proc.stderr
     proc = repro(project, "run", "--preset", "quick", "absent.yaml")
     assert proc.returncode != 0 and "repro: absent.yaml: no such config file" in proc.stderr
 

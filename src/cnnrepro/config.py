@@ -270,9 +270,10 @@ def training_spec(config: dict[str, Any], study: str, model: str) -> dict[str, A
 
 # Keys of a study block that say nothing about how a number was produced (which epochs'
 # weights are kept is not how they were trained; how many grid points train together in one
-# vectorised pass moves a number only by floating-point summation order).
-NOT_SETTINGS = {"title", "document", "description", "enabled", "claims", "snapshot_epochs",
-                "chunk_size"}
+# vectorised pass moves a number only by floating-point summation order). A study's own
+# `enabled` is not a setting of its numbers; a part of a study switched off (lenet's
+# `grid.enabled`) is: the claims about that part were not run.
+NOT_SETTINGS = {"title", "document", "description", "claims", "snapshot_epochs", "chunk_size"}
 
 
 def _flatten(block: Any, prefix: str = "") -> dict[str, Any]:
@@ -292,8 +293,11 @@ def departures(config: dict[str, Any], study: str,
     relative to the study block. Seeds are not study settings: more or fewer seeds never
     make a number incomparable."""
     reference = reference if reference is not None else load(ROOT / "config.yaml")
-    ours = _flatten(config["studies"][study])
-    full = _flatten(reference["studies"].get(study, {}))
+    def settings(block: dict[str, Any]) -> dict[str, Any]:
+        return _flatten({k: v for k, v in block.items() if k != "enabled"})
+
+    ours = settings(config["studies"][study])
+    full = settings(reference["studies"].get(study, {}))
 
     def text(value: Any) -> str:
         if isinstance(value, list) and len(value) > 6:  # keeps the reason one sentence

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 PRESETS = Path("config") / "presets"  # ./repro runs in the project folder
+SELECTIONS = Path(".snakemake") / "cnnrepro"  # the overlays --study writes
 LOCKS = Path(".snakemake") / "locks"
 OWNER = LOCKS / "cnnrepro.owner"  # Snakemake reads only <n>.{input,output}.lock there
 SCHEDULER_ENV = "CNNREPRO_SCHEDULER"  # the local Snakemake that runs this job
@@ -83,22 +84,56 @@ def presets() -> list[str]:
     return sorted(p.stem for p in PRESETS.glob("*.yaml"))
 
 
-def compose(argv: list[str]) -> tuple[list[str], list[Path]]:
-    """``./repro run`` arguments as Snakemake arguments, and the config files in order.
+def study_names() -> list[str]:
+    return list(read_config_file("config.yaml")["studies"])
+
+
+def selection(studies: list[str]) -> tuple[Path, dict[str, Any]]:
+    """The overlay that ``--study`` adds: the named studies enabled, every other disabled
+    (a study's whole chain and its report; the models it borrows still train)."""
+    known = study_names()
+    unknown = [s for s in studies if s not in known]
+    if unknown:
+        raise ConfigFileError(f"--study {', '.join(unknown)}: no such study; the studies are "
+                              f"{', '.join(known)}")
+    chosen = [s for s in known if s in studies]
+    overlay = {"studies": {s: {"enabled": s in chosen} for s in known}}
+    return SELECTIONS / f"study-{'+'.join(chosen)}.yaml", overlay
+
+
+def write_selection(path: Path, overlay: dict[str, Any]) -> None:
+    """Write ``overlay`` atomically (by hand: :mod:`cnnrepro.io` imports torch)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("# written by ./repro run --study\n" + yaml.safe_dump(overlay))
+    os.replace(tmp, path)
+
+
+def compose(argv: list[str]) -> tuple[list[str], list[Path], list[str]]:
+    """``./repro run`` arguments as Snakemake arguments, the config files in order, and
+    the studies ``--study`` names (empty: every enabled study).
 
     ``--preset NAME`` (``config/presets/NAME.yaml``) and the ``.yaml``/``.yml``/``.json``
     files right after it, plus every ``--configfile``/``--configfiles`` list, become one
-    trailing ``--configfile`` list: the preset, then the others as given. Without a
-    ``--cores``, ``--jobs``, ``--profile`` or ``--executor``, ``--cores all`` is added.
+    trailing ``--configfile`` list: the preset, then the others as given, then the
+    overlay of ``--study NAME`` (repeated or comma-separated; :func:`selection`). Without
+    a ``--cores``, ``--jobs``, ``--profile`` or ``--executor``, ``--cores all`` is added.
     """
     rest: list[str] = []
     preset: Path | None = None
     files: list[Path] = []
+    studies: list[str] = []
     i = 0
     while i < len(argv):
         arg = argv[i]
         flag, _, inline = arg.partition("=")
-        if flag == "--preset":
+        if flag == "--study":
+            names = inline or (argv[i + 1] if i + 1 < len(argv) else "")
+            if not names or names.startswith("-"):
+                raise ConfigFileError("--study needs a study's name (--study caltech)")
+            studies += [n for n in names.split(",") if n]
+            i += 1 if inline else 2
+        elif flag == "--preset":
             if preset is not None:
                 raise ConfigFileError("--preset given twice: one preset, then overlays")
             name = inline or (argv[i + 1] if i + 1 < len(argv) else "")
@@ -124,7 +159,10 @@ def compose(argv: list[str]) -> tuple[list[str], list[Path]]:
                or (a[:2] in ("-c", "-j", "-e")) for a in rest):
         rest += ["--cores", "all"]
     configfiles = ([preset] if preset else []) + files
-    return rest + (["--configfile", *map(str, configfiles)] if configfiles else []), configfiles
+    if studies:
+        configfiles.append(selection(studies)[0])
+    return (rest + (["--configfile", *map(str, configfiles)] if configfiles else []),
+            configfiles, studies)
 
 
 # --------------------------------------------------------------------------- lock owner
@@ -207,7 +245,9 @@ def stale_lock(workdir: str | os.PathLike = ".") -> str | None:
 def main(argv: list[str]) -> None:
     """``./repro run``: check the config files and the lock, then become Snakemake."""
     try:
-        args, configfiles = compose(argv)
+        args, configfiles, studies = compose(argv)
+        if studies:
+            write_selection(*selection(studies))
         for path in configfiles:
             read_config_file(path)
     except ConfigFileError as err:

@@ -86,33 +86,34 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], grid_seed: int | None
              if grid_seed is not None else [])
     write_csv(grid_summary, pd.concat(grids) if grids else pd.DataFrame(
         {"note": ["grid search disabled (studies.lenet.grid.enabled)"]}))
-    if grid_seed is not None:
-        # A pick depends on its grid's points, epochs, subset and seed (not on which pick
-        # final training uses) and on the training settings the grid keeps
-        # (grid.grid_spec: its own lr, weight decay and epochs replace the rest); the clean
-        # grid on its hold-out, the paper grid on the original's grid settings.
-        grid_run = tuple(f"grid.{k}" for k in ("lr", "weight_decay", "epochs", "train_subset",
-                                               "seed")) + (
-            "training.optimizer", "training.batch_size", "training.momentum", "subset.train",
-            "normalize", "dataset")
-        protocol_keys = {"clean": ("grid.holdout_fraction",),
-                         "paper": ("grid.paper_models", "subset.test")}
-        # A shrunken grid (a preset) may not contain the original's winner at all: its
-        # departing grid keys make these claims not comparable.
-        for model in models:
-            pick = read_json(files.file("selection", model=model))
-            winner = PAPER_WINNERS[model]
-            for protocol in [p for p in ("paper", "clean") if p in pick]:
-                chosen = pick[protocol]
-                same = [float(np.isclose(chosen["lr"], winner["lr"], rtol=0.01)
-                              and np.isclose(chosen["weight_decay"], winner["weight_decay"],
-                                             rtol=0.01))]
-                table.threshold(f"lenet.grid.{model}.{protocol}", f"{model}: the {protocol} "
-                                f"grid's pick (by {chosen['by']}) is the original's winner "
-                                f"(1 = yes; ours: lr {chosen['lr']:.4g}, weight decay "
-                                f"{chosen['weight_decay']:.4g})", protocol,
-                                f"lr {winner['lr']:g}, wd {winner['weight_decay']:g}", same, 0.5,
-                                below=False, seeds=[grid_seed],
-                                depends_on=grid_run + protocol_keys[protocol] + (
-                                    f"models.{model}.arch", f"models.{model}.options"))
+    # A pick depends on its grid's points, epochs, subset and seed (not on which pick final
+    # training uses) and on the training settings the grid keeps (grid.grid_spec: its own lr,
+    # weight decay and epochs replace the rest); the clean grid on its hold-out, the paper
+    # grid on the original's grid settings. A shrunken grid (a preset) may not contain the
+    # original's winner at all, and a grid switched off (grid.enabled) picked nothing: their
+    # departing grid keys make these claims not comparable, the switched-off one with no value.
+    grid_run = tuple(f"grid.{k}" for k in ("enabled", "lr", "weight_decay", "epochs",
+                                           "train_subset", "seed")) + (
+        "training.optimizer", "training.batch_size", "training.momentum", "subset.train",
+        "normalize", "dataset")
+    protocol_keys = {"clean": ("grid.holdout_fraction",),
+                     "paper": ("grid.paper_models", "subset.test")}
+    for model in models:
+        pick = read_json(files.file("selection", model=model)) if grid_seed is not None else {}
+        winner = PAPER_WINNERS[model]
+        for protocol in ("paper", "clean"):
+            if grid_seed is not None and protocol not in pick:
+                continue
+            chosen = pick.get(protocol)
+            same = [] if chosen is None else [float(
+                np.isclose(chosen["lr"], winner["lr"], rtol=0.01)
+                and np.isclose(chosen["weight_decay"], winner["weight_decay"], rtol=0.01))]
+            ours = ("not run" if chosen is None else f"by {chosen['by']}; ours: lr "
+                    f"{chosen['lr']:.4g}, weight decay {chosen['weight_decay']:.4g}")
+            table.threshold(f"lenet.grid.{model}.{protocol}", f"{model}: the {protocol} "
+                            f"grid's pick is the original's winner (1 = yes; {ours})", protocol,
+                            f"lr {winner['lr']:g}, wd {winner['weight_decay']:g}", same, 0.5,
+                            below=False, seeds=[grid_seed] if chosen else [],
+                            depends_on=grid_run + protocol_keys[protocol] + (
+                                f"models.{model}.arch", f"models.{model}.options"))
     write_csv(claims, table.frame())
