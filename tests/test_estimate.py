@@ -33,6 +33,20 @@ def test_run_cost_counts_training_evaluation_and_holdout(full_config):
     assert run_cost(spec, (3, 32, 10), (50000, 10000)) == f * (2 * (3 * 900 + 100 + 200) + 1000)
 
 
+def test_a_frozen_stem_is_counted_once_per_image_whatever_the_epochs(full_config):
+    spec = copy.deepcopy(cfg.training_spec(full_config, "caltech", "vgg19"))
+    spec["subset"] = {"train": None, "test": None}
+    shape, f = (3, 224, 3), forward_flops(spec, (3, 224, 3))
+    costs = set()
+    for epochs in (2, 10):
+        spec["training"]["epochs"] = epochs
+        costs.add(run_cost(spec, shape, (180, 40)))
+    assert costs == {f * (2 * 180 + 40)}  # the stem over every image, then the last pass
+    cnn = cfg.training_spec(full_config, "caltech", "cnn")
+    assert run_cost(cnn, shape, (180, 40)) > cnn["training"]["epochs"] * 3 * 180 * forward_flops(
+        cnn, shape)  # trained end to end: every epoch runs the whole model
+
+
 def test_job_work_trains_scores_or_is_nothing(full_config):
     spec = copy.deepcopy(cfg.training_spec(full_config, "lenet", "ffnn"))
     spec["subset"] = {"train": 1000, "test": 200}

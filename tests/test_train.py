@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from cnnrepro import config as cfg
 from cnnrepro.logs import log_to
-from cnnrepro.models import ModelError, standardized_head
+from cnnrepro.models import ModelError, frozen_split, standardized_head
 from cnnrepro.train import (CheckpointError, check_last_batch, load_study_splits, load_trained,
-                            train)
+                            score_splits, setup, train, train_one_epoch)
 from cnnrepro.studies.lenet.probes import follow_kernel
 
 METRICS = ["train_loss", "train_acc", "test_loss", "test_acc"]
@@ -169,3 +173,46 @@ def test_a_last_batch_of_one_image_is_refused_before_training_a_batchnorm_model(
         check_last_batch(head, 33, 16)
     check_last_batch(head, 34, 16)  # a last batch of 2 trains
     check_last_batch(torch.nn.Linear(8, 3), 33, 16)  # no BatchNorm: any batch trains
+
+
+def test_a_frozen_stem_runs_once_and_its_head_learns_the_same(full_config, tmp_path,
+                                                              monkeypatch):
+    """The VGG19 transfer model (random fallback backbone, as here) trains its head on the
+    frozen stem's outputs computed once: the same losses, accuracies and weights as
+    running the whole network on every batch, to float tolerance (the stem's convolutions
+    run at another batch size)."""
+    def offline(*_, **__):
+        raise OSError("offline")  # fails at once where a download attempt waits on DNS
+    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", offline)
+    rng = np.random.default_rng(0)
+    data = {}
+    for split, n in (("train", 26), ("test", 10)):  # 26 in batches of 8: a last batch of 2
+        data[split] = tmp_path / f"{split}.npz"
+        np.savez(data[split], images=rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8),
+                 labels=np.arange(n) % 3, classes=np.array(["a", "b", "c"]))
+    spec = copy.deepcopy(cfg.training_spec(full_config, "caltech", "vgg19"))
+    spec.update(device="cpu", holdout_fraction=0, subset={"train": None, "test": None})
+    spec["training"].update(epochs=2, batch_size=8, lr=0.01)
+    found = {}
+    for cache in (True, False):
+        with pytest.warns(UserWarning, match="fallback"):
+            run_ = setup(spec, 0, data, threads=2, cache_frozen=cache)
+        rows = [{**train_one_epoch(run_, torch.nn.CrossEntropyLoss()), **score_splits(run_)}
+                for _ in range(2)]
+        found[cache] = run_, pd.DataFrame(rows)
+    cached, plain = found[True][0], found[False][0]
+    stem, head = frozen_split(cached.model)
+    assert not any(p.requires_grad for p in stem.parameters())
+    assert [id(p) for p in cached.net.parameters()] == [id(p) for p in head.parameters()]
+    assert cached.inputs["train"].images.shape == (26, 4096)
+    assert plain.net is plain.model and plain.inputs is plain.splits
+    x = cached.normalize(cached.splits["test"].images[:4])
+    with torch.no_grad():
+        assert torch.allclose(cached.model.eval()(x), head(stem(x)), rtol=1e-5, atol=1e-6)
+    for column in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        np.testing.assert_allclose(found[True][1][column], found[False][1][column], rtol=1e-4)
+    a, b = cached.model.state_dict(), plain.model.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6, msg=key)
+    assert not torch.equal(a["classifier.6.1.weight"], standardized_head(4096, 3)[1].weight)

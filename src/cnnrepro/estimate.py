@@ -38,43 +38,46 @@ from torch.utils.flop_counter import FlopCounterMode
 from . import paths
 from .datasets import estimate_sizes, input_shape
 from .io import read_json, write_json
-from .models import build_model
+from .models import build_model, frozen_split
 
 
 @lru_cache(maxsize=None)
-def _forward_flops(arch: str, options: str, shape: tuple[int, int, int]) -> int:
+def _forward_flops(arch: str, options: str, shape: tuple[int, int, int]) -> tuple[int, bool]:
     channels, size, classes = shape
     kwargs = json.loads(options)
-    if arch == "vgg19_transfer":
+    if "weights" in kwargs:
         kwargs["weights"] = None  # the estimate never fetches weights
     with torch.device("meta"):
         model = build_model(arch, kwargs, classes, channels, size).eval()
         counter = FlopCounterMode(display=False)
         with counter:
             model(torch.zeros(1, channels, size, size))
-    return int(counter.get_total_flops())
+    return int(counter.get_total_flops()), frozen_split(model) is not None
 
 
 def forward_flops(spec: dict[str, Any], shape: tuple[int, int, int]) -> int:
     """FLOPs of one forward pass of one image (counted once per architecture and options)."""
-    return _forward_flops(spec["arch"], json.dumps(spec["options"], sort_keys=True), shape)
+    return _forward_flops(spec["arch"], json.dumps(spec["options"], sort_keys=True), shape)[0]
+
+
+def has_frozen_stem(spec: dict[str, Any], shape: tuple[int, int, int]) -> bool:
+    return _forward_flops(spec["arch"], json.dumps(spec["options"], sort_keys=True), shape)[1]
 
 
 def run_cost(spec: dict[str, Any], shape: tuple[int, int, int], sizes: tuple[int, int]
              ) -> float:
     """FLOPs of one training run: each epoch trains on the (subset of the) training split
     (3 × forward: forward and backward) and scores the validation and test images; one last
-    pass over the training images."""
+    pass over the training images. A model with a frozen stem runs it once per image (the
+    trainer keeps its outputs, ``train.setup``) and its small head not at all here."""
     n_train, n_test = sizes
     n_train = min(n_train, spec["subset"].get("train") or n_train)
     n_test = min(n_test, spec["subset"].get("test") or n_test)
     n_val = round(spec.get("holdout_fraction", 0) * n_train)
-    epochs = spec["training"]["epochs"]
-    # a frozen backbone needs no backward pass: one forward per training image
-    frozen = spec["arch"] == "vgg19_transfer" and not spec["options"].get("train_features")
-    passes = 1 if frozen else 3
+    if has_frozen_stem(spec, shape):
+        return forward_flops(spec, shape) * (2 * n_train + n_test)
     return forward_flops(spec, shape) * (
-        epochs * (passes * (n_train - n_val) + n_val + n_test) + n_train)
+        spec["training"]["epochs"] * (3 * (n_train - n_val) + n_val + n_test) + n_train)
 
 
 def job_work(config: dict[str, Any], spec: dict[str, Any] | None, trains: bool) -> float:

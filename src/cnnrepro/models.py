@@ -272,7 +272,24 @@ def vgg19_transfer(num_classes: int, in_channels: int, image_size: int, *,
     model.classifier[-1] = (standardized_head(last.in_features, num_classes)
                             if used == FALLBACK_USED else nn.Linear(last.in_features, num_classes))
     model.weights_used = used
+    if not train_features:
+        model.frozen_split = types.MethodType(_vgg_frozen_split, model)
     return model
+
+
+def _vgg_frozen_split(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """The frozen VGG19's stem (convolutions, pooling and the first, frozen FC layer: no
+    dropout, no batch norm, the same in train and eval mode) and the rest, its head."""
+    stem = nn.Sequential(model.features, model.avgpool, nn.Flatten(1), model.classifier[0])
+    return stem, model.classifier[1:]
+
+
+def frozen_split(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """``(stem, head)`` with ``model(x) == head(stem(x))`` where the stem has no trainable
+    parameter and no randomness, so its output on an image never changes in training (the
+    trainer computes it once); None for a model that trains end to end."""
+    split = getattr(model, "frozen_split", None)
+    return split() if split is not None else None
 
 
 FALLBACK_USED = "fallback: random backbone, standardised head"

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from .datasets import Split, holdout_split, load_split, per_class_subset
 from .config import deep_update
 from .io import read_json, write_csv, write_json, write_torch
-from .models import ModelError, build_model
+from .models import ModelError, build_model, frozen_split
 from .provenance import stamp
 from .runtime import (batches, normalizer, predict_logits, seed_everything, select_device,
                       set_numerics)
@@ -159,11 +159,28 @@ class Run:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # the data order
     digest: str
+    # What training feeds and steps through: the splits and the model, or for a model with
+    # a frozen stem (models.frozen_split) the stem's outputs, computed once, and its head.
+    inputs: dict[str, Split]
+    net: nn.Module
+    prepare: Callable[[torch.Tensor], torch.Tensor]
+
+
+@torch.inference_mode()
+def stem_outputs(stem: nn.Module, split: Split, normalize: Callable[[torch.Tensor], torch.Tensor],
+                 batch_size: int) -> Split:
+    """A frozen stem's output for every image of ``split``, as a split of feature vectors."""
+    stem.eval()
+    out = [stem(normalize(split.images[index])) for index in batches(len(split), batch_size)]
+    return Split(torch.cat(out), split.labels, split.classes)
 
 
 def setup(spec: dict[str, Any], seed: int, data: dict[str, str | Path],
-          threads: int | None = None) -> Run:
-    """Seeded model, optimizer and data order; the splits on the device."""
+          threads: int | None = None, cache_frozen: bool = True) -> Run:
+    """Seeded model, optimizer and data order; the splits on the device. A frozen stem's
+    outputs are computed once (``cache_frozen``; False runs the whole model on every batch,
+    as the tests compare): its output on an image cannot change, and no data augmentation
+    is applied, so the head trains on the same numbers."""
     if threads:
         torch.set_num_threads(threads)
     set_numerics(spec["deterministic"], spec["precision"])
@@ -173,23 +190,36 @@ def setup(spec: dict[str, Any], seed: int, data: dict[str, str | Path],
     generator = seed_everything(seed)
     model = make_model(spec, splits["train"]).to(device)
     check_last_batch(model, len(splits["train"]), spec["training"]["batch_size"])
+    split = frozen_split(model) if cache_frozen else None
+    if split is None:
+        inputs, net, prepare = splits, model, normalize
+    else:
+        stem, net = split
+        batch = max(spec["training"]["batch_size"], 64)
+        inputs = {k: stem_outputs(stem, v, normalize, batch) for k, v in splits.items()}
+        prepare = _identity
     return Run(spec, seed, device, splits, normalize, model,
-               make_optimizer(model, spec["training"]), generator, spec_digest(spec, seed))
+               make_optimizer(model, spec["training"]), generator, spec_digest(spec, seed),
+               inputs, net, prepare)
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def train_one_epoch(run: Run, loss_fn: nn.Module) -> dict[str, float]:
     """One pass over the training split in a seeded order; loss, accuracy and seconds."""
-    model, split, device = run.model, run.splits["train"], run.device
-    model.train()
+    net, split, device = run.net, run.inputs["train"], run.device
+    run.model.train()
     tic = time.perf_counter()
     n = len(split)
     order = torch.randperm(n, generator=run.generator).to(device)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     for index in batches(n, run.spec["training"]["batch_size"], order):
-        x, y = run.normalize(split.images[index]), split.labels[index]
+        x, y = run.prepare(split.images[index]), split.labels[index]
         run.optimizer.zero_grad(set_to_none=True)
-        logits = model(x)
+        logits = net(x)
         loss = loss_fn(logits, y)
         loss.backward()
         run.optimizer.step()
@@ -206,9 +236,9 @@ def score_splits(run: Run) -> dict[str, float]:
     tic = time.perf_counter()
     row = {}
     for name in ("val", "test"):
-        if name in run.splits:
+        if name in run.inputs:
             row[f"{name}_loss"], row[f"{name}_acc"] = _score(
-                run.model, run.splits[name], run.normalize,
+                run.net, run.inputs[name], run.prepare,
                 max(run.spec["training"]["batch_size"], 500))
     row["eval_seconds"] = time.perf_counter() - tic
     return row
