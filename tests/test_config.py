@@ -21,7 +21,7 @@ def raw_config() -> dict:
     return yaml.safe_load((ROOT / "config.yaml").read_text())
 
 
-@pytest.mark.parametrize("preset", ["quick", "cpu"])
+@pytest.mark.parametrize("preset", ["quick", "cpu", "document"])
 def test_presets_validate_and_list_deviations(preset):
     config = cfg.load(ROOT / "config.yaml", [ROOT / "config" / "presets" / f"{preset}.yaml"])
     assert config["preset"] == preset
@@ -100,6 +100,21 @@ def test_departures_name_each_changed_setting_of_a_study():
     found = cfg.departures({"studies": {"vdk": vdk}}, "vdk", full)  # a long list, abbreviated
     assert found["fgsm.epsilons"] == ("[0.0] instead of [0.0, 0.00392157, 0.00784314, …, 0.3] "
                                       "(8 values)")
+
+
+def test_document_preset_departs_only_in_vdk_training_and_the_lenet_grid():
+    """Every study at its document's settings but the two GPU-scale parts: vdk at the CPU
+    preset's sizes, lenet without its grid (final models with the document's winners)."""
+    full = cfg.load(ROOT / "config.yaml")
+    presets = {p: cfg.load(ROOT / "config.yaml", [ROOT / "config" / "presets" / f"{p}.yaml"])
+               for p in ("cpu", "document")}
+    document = presets["document"]
+    found = {s: cfg.departures(document, s, full) for s in full["studies"]}
+    assert found["vdk"] and found["vdk"] == cfg.departures(presets["cpu"], "vdk", full)
+    assert found["lenet"] == {"grid.enabled": "false instead of true"}
+    assert not any(found[s] for s in found if s not in ("vdk", "lenet"))
+    assert document["studies"]["lenet"]["grid"]["enabled"] is False
+    assert len(document["seeds"]) >= 2  # a verdict needs a spread over seeds
 
 
 @pytest.mark.parametrize("text, expect", params(YAML_LEVEL + SCHEMA_AND_SEMANTICS))

@@ -64,6 +64,24 @@ def test_unknown_or_repeated_preset_is_one_sentence(project):
         compose(["--preset", "cpu", "--preset", "quick"])
 
 
+def test_study_adds_an_overlay_that_enables_only_the_named_studies(project):
+    args, files, studies = compose(["--preset", "document", "--study", "concepts,lenet", "-n"])
+    path, overlay = launch.selection(studies)
+    assert files == [Path("config/presets/document.yaml"), path]
+    assert args[-2:] == ["config/presets/document.yaml", str(path)]
+    assert path.name == "study-lenet+concepts.yaml"  # in config.yaml's order
+    enabled = {s for s, block in overlay["studies"].items() if block["enabled"]}
+    assert enabled == {"lenet", "concepts"} and set(overlay["studies"]) == set(
+        launch.study_names())
+    launch.write_selection(path, overlay)
+    assert launch.read_config_file(path) == overlay
+    with pytest.raises(ConfigFileError, match="--study caltek: no such study; the studies are "
+                                              "vdk, mnist, lenet, caltech, concepts"):
+        compose(["--study", "caltek"])
+    with pytest.raises(ConfigFileError, match="--study needs a study's name"):
+        compose(["--study", "-n"])
+
+
 def _lock(workdir: Path, owner: dict | None) -> None:
     locks = workdir / launch.LOCKS
     locks.mkdir(parents=True)

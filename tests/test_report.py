@@ -134,6 +134,7 @@ def test_disabled_study_is_absent_and_missing_artifact_is_named(quick_run, tmp_p
     config = cfg.load(ROOT / "config.yaml", [QUICK])
     for study in config["studies"]:  # every study but vdk
         config["studies"][study]["enabled"] = study == "vdk"
+    config["studies"]["vdk"]["attribution"]["images_per_class"] = 0  # a figure left out
     copy = tmp_path / "results"  # the vdk study's summaries, figures and data provenance
     shutil.copytree(workdir / "results/vdk", copy / "vdk",
                     ignore=shutil.ignore_patterns("*.pt", "*.npz", "snapshots"))
@@ -144,6 +145,11 @@ def test_disabled_study_is_absent_and_missing_artifact_is_named(quick_run, tmp_p
     site = copy / "report"
     assert {p.name for p in site.glob("*.html")} == {"index.html", "vdk.html"}
     assert "mnist.html" not in (site / "index.html").read_text()
+    page = (site / "vdk.html").read_text()  # the left-out figure is said to be left out
+    gallery = studies.figures_for("vdk")["vdk_attribution_gallery"]
+    assert 'id="vdk_attribution_gallery" class="absent"' in page
+    assert "not drawn. " + gallery.absent_for(config["studies"]["vdk"]) in page
+    assert "vdk_attribution_gallery.png" not in page
     (site / "vdk/vdk_immune.png").unlink()
     with pytest.raises(ReportError, match="vdk_immune.png"):
         collect(config, tmp_path, ROOT)

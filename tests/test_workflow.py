@@ -21,7 +21,7 @@ import yaml
 
 from bad_overlays import SCHEMA_AND_SEMANTICS, SOURCE_LEVEL, YAML_LEVEL, params
 from cnnrepro import config as cfg
-from cnnrepro import studies
+from cnnrepro import launch, studies
 from cnnrepro.studies.vdk.figures import vdk_immune
 from conftest import MIRROR, QUICK, ROOT, SNAKEMAKE, snakemake
 
@@ -267,6 +267,27 @@ def test_estimate_counts_only_the_jobs_of_the_requested_targets(tmp_path):
     assert mnist["job_time"] == pytest.approx(sum(seconds[job["benchmark"]]
                                                   for job in mnist["jobs"]))
     assert mnist["job_time"] < 0.01 * everything["job_time"]
+
+
+@pytest.mark.parametrize("chosen, borrowed", [("caltech", set()),
+                                               ("concepts", {"vdk", "mnist", "lenet", "caltech"})])
+def test_one_study_runs_that_studys_chain_and_report_only(chosen, borrowed, tmp_path,
+                                                           monkeypatch):
+    """./repro run --preset document --study NAME: that study's jobs, the data and the
+    report; concepts also trains the models it borrows, nothing else of their studies."""
+    monkeypatch.chdir(ROOT)  # ./repro runs in the project folder
+    _, files, _ = launch.compose(["--preset", "document", "--study", chosen])
+    path, overlay = launch.selection([chosen])
+    assert files[-1] == path
+    launch.write_selection(tmp_path / path.name, overlay)
+    est = _estimate(tmp_path, configfiles=(str(ROOT / files[0]), str(tmp_path / path.name)))
+    by_study = Counter(job["study"] for job in est["jobs"])
+    assert set(by_study) == {chosen, ""} | borrowed
+    assert {job["rule"] for job in est["jobs"] if job["study"] in borrowed} <= {"train_model"}
+    assert {job["rule"] for job in est["jobs"] if not job["study"]} == {
+        "prepare_dataset", "render_report", "all"}
+    whole = _estimate(tmp_path, configfiles=(str(ROOT / files[0]),))
+    assert est["job_time"] < whole["job_time"]  # the estimate (and guard) covers what was asked
 
 
 def test_calibrated_estimate_of_a_small_run_is_close_to_its_benchmarks(tmp_path):

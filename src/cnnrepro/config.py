@@ -303,7 +303,7 @@ def departures(config: dict[str, Any], study: str,
         if isinstance(value, list) and len(value) > 6:  # keeps the reason one sentence
             return f"[{', '.join(map(str, value[:3]))}, …, {value[-1]}] ({len(value)} values)"
         return "all" if value is None else json.dumps(value) if isinstance(
-            value, (list, dict)) else str(value)
+            value, (list, dict, bool)) else str(value)
 
     return {key: f"{text(ours.get(key))} instead of {text(full.get(key))}"
             for key in sorted(set(ours) | set(full)) if ours.get(key) != full.get(key)}

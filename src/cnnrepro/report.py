@@ -70,6 +70,7 @@ class StudyPage:
     config_yaml: str
     datasets: list[dict[str, Any]]
     figures: list[dict[str, str]] = field(default_factory=list)
+    absent: list[dict[str, str]] = field(default_factory=list)  # figures the run left out
     animations: list[dict[str, str]] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     claims: list[dict[str, Any]] = field(default_factory=list)
@@ -173,6 +174,9 @@ def study_page(config: dict[str, Any], study: registry.Study, root: Path) -> Stu
                              "reproduces": figure.reproduces, "seed": seeds[0] if others else None,
                              "other_seeds": others,
                              "png": f"{study.name}/{name}.png", "pdf": f"{study.name}/{name}.pdf"})
+    page.absent = [{"name": name, "reproduces": figure.reproduces,
+                    "note": figure.absent_for(sspec) or "not drawn under this configuration"}
+                   for name, figure in registry.absent_figures(study.name, sspec).items()]
     for name, caption in study.animations.items():
         _need(root / paths.figure(study.name, name, "gif"))
         page.animations.append({"name": name, "caption": caption,

@@ -35,6 +35,9 @@ class Figure:
     reproduces: str
     inputs: tuple[str | tuple[str, str], ...]
     when: Callable[[dict], bool] = _always  # drawn only if true of the study's config
+    # What the page says in its place where ``when`` is false ("not run in this preset: …"),
+    # so that a figure the run left out is seen to be left out; ``caption_for``'s keys.
+    absent: str = ""
     # Drawn again for every further seed (from that seed's files alone; linked from the
     # page): for figures that show one seed's maps, so no seed hides behind the first.
     per_seed: bool = False
@@ -52,16 +55,20 @@ class Figure:
     def caption_for(self, study_config: dict) -> str:
         return self.caption.format(**study_config)
 
+    def absent_for(self, study_config: dict) -> str:
+        return self.absent.format(**study_config)
+
 
 class Figures(dict):
     """A study's figures by name, filled by the :meth:`register` decorator beside each
     drawing function (so caption and code sit together)."""
 
     def register(self, caption: str, reproduces: str, inputs: tuple = (),
-                 when: Callable[[dict], bool] = _always, per_seed: bool = False) -> Callable:
+                 when: Callable[[dict], bool] = _always, per_seed: bool = False,
+                 absent: str = "") -> Callable:
         def add(draw: Callable) -> Callable:
-            self[draw.__name__] = Figure(draw, caption, reproduces, tuple(inputs), when,
-                                         per_seed)
+            self[draw.__name__] = Figure(draw, caption, reproduces, tuple(inputs), when=when,
+                                         per_seed=per_seed, absent=absent)
             return draw
         return add
 

@@ -307,3 +307,40 @@ def test_quick_grid_runs_picks_a_point_and_final_training_uses_it(quick_run):
     evo = np.load(workdir / "results/lenet/cnn/seed0/probe/evolution.npz")
     assert evo["epochs"].tolist() == [0, 2] and evo["kernels"].shape == (2, 3, 5, 5)
     assert (workdir / "results/report/lenet/lenet_feature_maps.gif").is_file()
+
+
+def test_without_the_grid_table2_is_judged_and_the_picks_say_not_run(tmp_path, full_config):
+    """grid.enabled: false (the document preset): final training uses the document's own
+    winners, so Table 2 and the rest are judged; the four pick claims get no value and are
+    not comparable, naming the grid."""
+    from cnnrepro.claims import NOT_COMPARABLE
+    from cnnrepro.studies import lenet
+    from cnnrepro.studies.lenet.claims import claims
+
+    config = cfg.load(ROOT / "config.yaml", [ROOT / "config" / "presets" / "document.yaml"])
+    config["seeds"] = [0, 1]
+    files = lenet.STUDY.study_files(config, str(tmp_path))
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+               "truck"]
+    for (model, seed), path in files.runs("metrics").items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        split = {"accuracy": 0.7, "precision": 0.7, "recall": 0.7, "f1": 0.7}
+        auc = {c: 0.9 - 0.01 * i for i, c in enumerate(classes)}
+        auc["cat"] = 0.5
+        path.write_text(json.dumps({"splits": {"test": split, "train": split}, "auc": auc}))
+        confusion = pd.DataFrame(np.full((10, 10), 10), index=classes, columns=classes)
+        confusion.to_csv(files.run("confusion", model, seed))
+        pd.DataFrame({"epoch": range(31), "test_acc": np.linspace(0.3, 0.7, 31)}).to_csv(
+            files.run("history", model, seed), index=False)
+    out = tmp_path / "claims.csv"
+    claims(files=files, settings=config["studies"]["lenet"]["claims"], grid_seed=None,
+           claims=str(out), grid_summary=str(tmp_path / "grid.csv"),
+           departures=cfg.departures(config, "lenet"), preset="document")
+    table = pd.read_csv(out).set_index("claim_id")
+    picks = table[table.index.str.startswith("lenet.grid.")]
+    assert len(picks) == 4 and (picks["verdict"] == NOT_COMPARABLE).all()
+    assert (picks["n"] == 0).all() and picks["statement"].str.contains("not run").all()
+    assert picks["reason"].str.contains("grid.enabled false instead of true").all()
+    others = table[~table.index.str.startswith("lenet.grid.")]
+    assert len(others) == 25 and not (others["verdict"] == NOT_COMPARABLE).any()
+    assert "not run" in pd.read_csv(tmp_path / "grid.csv")["note"].iloc[0]

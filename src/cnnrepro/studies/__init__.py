@@ -39,6 +39,11 @@ def figures_for(name: str, study_config: dict | None = None) -> dict[str, Figure
     return {n: f for n, f in found.items() if study_config is None or f.when(study_config)}
 
 
+def absent_figures(name: str, study_config: dict) -> dict[str, Figure]:
+    """The study's figures its config leaves out (``when`` false), shown as a note."""
+    return {n: f for n, f in figures_for(name).items() if not f.when(study_config)}
+
+
 def seed_figures(name: str, config: dict[str, Any]) -> list[tuple[str, int]]:
     """(figure, seed) of every further seed's drawing of the study's per-seed figures."""
     return [(n, seed) for n, f in figures_for(name, config["studies"][name]).items()

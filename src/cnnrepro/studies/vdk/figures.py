@@ -75,7 +75,9 @@ def vdk_attributions(files: StudyFiles) -> plt.Figure:
     "class, the first of each class in the official order), every model: the image, then per "
     "model the four methods as absolute maps (Captum's blended heat maps); the title gives "
     "p(true class).", "Fig. 7 (vdk.fig7, more images)", ("attributions",),
-    when=lambda study: study["attribution"]["images_per_class"] > 0, per_seed=True)
+    when=lambda study: study["attribution"]["images_per_class"] > 0, per_seed=True,
+    absent="No further test images were attributed (studies.vdk.attribution.images_per_class "
+    "is 0 in this configuration): the paper's car image only, in vdk_attributions.")
 def vdk_attribution_gallery(files: StudyFiles) -> plt.Figure:
     models, seed = files.models, files.seeds[0]
     data = {m: np.load(files.run("attributions", m, seed)) for m in models}
