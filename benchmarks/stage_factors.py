@@ -7,8 +7,9 @@ that writes the estimate job by job, then read each job's benchmark seconds agai
     python benchmarks/stage_factors.py /tmp/jobs.json [--root .]
 
 Prints ``job_seconds`` (the median seconds of the jobs without a model) and, per rule with a
-model, the median of (seconds − job_seconds) × cpu_gflops / work: the ``stage_factors``
-entry that makes the FLOP model match this run. A job without a benchmark is left out.
+model and per rule and study (``rule/study``), the median of (seconds − job_seconds) ×
+cpu_gflops / work: the ``stage_factors`` entries that make the FLOP model match this run. A
+job without a benchmark is left out.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ def main() -> None:
     for job in jobs:
         if job["work"]:
             excess = max(seconds[job["benchmark"]] - start_up, 0.0)
-            factors.setdefault(job["rule"], []).append(
-                excess * settings["cpu_gflops"] * 1e9 / job["work"])
+            for key in (job["rule"], f"{job['rule']}/{job['study']}"):
+                factors.setdefault(key, []).append(
+                    excess * settings["cpu_gflops"] * 1e9 / job["work"])
     print("stage_factors:")
     for rule, values in factors.items():
         print(f"  {rule}: {statistics.median(values):.3g}   # {len(values)} jobs, "

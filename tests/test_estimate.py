@@ -71,6 +71,9 @@ def test_flop_model_adds_start_up_to_factored_work():
     assert est.measured == (False, False, False)
     on_gpu = estimate(jobs, SETTINGS, cores=1, device="cuda")
     assert on_gpu.seconds[1] == pytest.approx(5 + 8e11 / 1e13)
+    by_study = {**SETTINGS, "stage_factors": {"explain": 4.0, "explain/vdk": 1.0}}
+    mixed = [Job("explain", "vdk", "m", work=2e11), Job("explain", "lenet", "m", work=2e11)]
+    assert estimate(mixed, by_study, cores=1, device="cpu").seconds == (5 + 2.0, 5 + 8.0)
 
 
 def test_wall_time_is_spread_over_cores_or_the_longest_chain():

@@ -27,6 +27,7 @@ def test_figure_name_is_function_name_and_its_code_is_a_rule_input(name, full_co
         assert inputs[-1] == str(figure.source)
         assert all(p.startswith("results/") for p in inputs[:-1]), inputs
         figure.caption_for(full_config["studies"][name])  # every caption's config keys exist
+        figure.absent_for(full_config["studies"][name])
 
 
 @pytest.mark.parametrize("name", STUDIES)
@@ -82,3 +83,22 @@ def test_a_study_note_extends_a_shared_caption_for_that_study_only():
 def test_unknown_study_is_named():
     with pytest.raises(KeyError, match="unknown study 'nope'"):
         studies.get("nope")
+
+
+def test_training_curves_draw_validation_and_a_one_epoch_run_shows(tmp_path):
+    """The document's curves are train vs validation: drawn where history has val_acc; a
+    run of one epoch is a marker, not an invisible line of one point."""
+    import pandas as pd
+
+    files = paths.StudyFiles("caltech", ("cnn",), (0,), root=str(tmp_path))
+    path = Path(files.file("histories"))
+    path.parent.mkdir(parents=True)
+    pd.DataFrame({"model": ["cnn"], "seed": [0], "epoch": [1], "train_loss": [1.0],
+                  "val_loss": [1.1], "test_loss": [1.2], "train_acc": [0.5], "val_acc": [0.4],
+                  "test_acc": [0.3]}).to_csv(path, index=False)
+    fig = plotting.training_curves(files)
+    accuracy = fig.axes[1]
+    lines = {line.get_label(): line for line in accuracy.get_lines()}
+    assert set(lines) == {"cnn (train)", "cnn (val)", "cnn (test)"}
+    assert lines["cnn (val)"].get_ydata()[0] == 40.0
+    assert all(line.get_marker() == "o" for line in lines.values())

@@ -9,7 +9,8 @@ and the printout says which, stage by stage:
   the end of every run for the files it wrote). A job takes the seconds measured for its rule (for the same study
   and model where there are such), scaled by its work over the measured job's work; the
   start-up part (``job_seconds``) is not scaled.
-* **FLOP model**: ``job_seconds`` + ``stage_factors[rule]`` × work / the device's GFLOP/s
+* **FLOP model**: ``job_seconds`` + ``stage_factors[rule/study]`` (else ``[rule]``) × work /
+  the device's GFLOP/s
   (the ``estimate:`` block of ``config.yaml``; the factors were measured once with
   ``benchmarks/stage_factors.py``).
 
@@ -182,7 +183,8 @@ def measured_seconds(job: Job, found: list[Measurement], device: str, start_up: 
 def model_seconds(job: Job, settings: dict[str, Any], device: str) -> float:
     """The job's seconds by the FLOP model (``settings``: the config's ``estimate`` block)."""
     gflops = settings["gpu_gflops"] if device == "cuda" else settings["cpu_gflops"]
-    factor = settings["stage_factors"].get(job.rule, 1.0)
+    factors = settings["stage_factors"]  # "rule/study" first: one factor per rule misfits
+    factor = factors.get(f"{job.rule}/{job.study}", factors.get(job.rule, 1.0))
     return settings["job_seconds"] + factor * job.work / (gflops * 1e9)
 
 

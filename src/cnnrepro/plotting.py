@@ -82,25 +82,26 @@ def image_panel(image: np.ndarray, title: str = "", fig_ax: FigAx | None = None,
 SHARED = Figures()
 
 
-@SHARED.register("Train (dashed) and test (solid) loss and accuracy per epoch, mean with a "
-                 "±1 std band over seeds.", "training curves", ("histories",))
+@SHARED.register("Train (dashed), validation (dotted, where the study has a validation split) "
+                 "and test (solid) loss and accuracy per epoch, mean with a ±1 std band over "
+                 "seeds; a marker per epoch.", "training curves", ("histories",))
 def training_curves(files: StudyFiles) -> plt.Figure:
     history = pd.read_csv(files.file("histories"))
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for i, model in enumerate(files.models):
         h = history[history["model"] == model].groupby("epoch")
         colour = f"C{i}"
-        for column, ax, style, label in (("train_loss", ax_loss, "--", "train"),
-                                         ("test_loss", ax_loss, "-", "test"),
-                                         ("train_acc", ax_acc, "--", "train"),
-                                         ("test_acc", ax_acc, "-", "test")):
-            if column not in history or history[column].isna().all():
-                continue
-            mean, std = h[column].mean(), h[column].std().fillna(0)
-            scale = 100 if column.endswith("acc") else 1
-            ax.plot(mean.index, scale * mean, style, color=colour, label=f"{model} ({label})")
-            ax.fill_between(mean.index, scale * (mean - std), scale * (mean + std),
-                            color=colour, alpha=0.15)
+        for split, style in (("train", "--"), ("val", ":"), ("test", "-")):
+            for ax, column in ((ax_loss, f"{split}_loss"), (ax_acc, f"{split}_acc")):
+                if column not in history or history[column].isna().all():
+                    continue
+                mean, std = h[column].mean(), h[column].std().fillna(0)
+                scale = 100 if column.endswith("acc") else 1
+                # markers: a one-epoch run is a point, which a line alone would not show
+                ax.plot(mean.index, scale * mean, style, marker="o", markersize=3,
+                        color=colour, label=f"{model} ({split})")
+                ax.fill_between(mean.index, scale * (mean - std), scale * (mean + std),
+                                color=colour, alpha=0.15)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss per epoch")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy per epoch")
     ax_acc.legend(fontsize=7)
