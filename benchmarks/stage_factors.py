@@ -7,9 +7,10 @@ that writes the estimate job by job, then read each job's benchmark seconds agai
     python benchmarks/stage_factors.py /tmp/jobs.json [--root .]
 
 Prints ``job_seconds`` (the median seconds of the jobs without a model) and, per rule with a
-model and per rule and study (``rule/study``), the median of (seconds − job_seconds) ×
-cpu_gflops / work: the ``stage_factors`` entries that make the FLOP model match this run. A
-job without a benchmark is left out.
+model and per rule and study (``rule/study``), Σ(seconds − job_seconds) × cpu_gflops / Σ work:
+the ``stage_factors`` entries with which the FLOP model gives those jobs' summed time (a
+median per job would let the many small jobs set the factor of the few long ones). A job
+without a benchmark is left out.
 """
 
 from __future__ import annotations
@@ -36,18 +37,20 @@ def main() -> None:
     start_up = statistics.median(seconds[j["benchmark"]] for j in jobs if not j["work"])
     print(f"job_seconds: {start_up:.1f}   # median of {sum(not j['work'] for j in jobs)} "
           f"jobs without a model")
-    factors: dict[str, list[float]] = {}
+    # (excess seconds, work) per job, under its rule and under rule/study
+    found: dict[str, list[tuple[float, float]]] = {}
     for job in jobs:
         if job["work"]:
             excess = max(seconds[job["benchmark"]] - start_up, 0.0)
             for key in (job["rule"], f"{job['rule']}/{job['study']}"):
-                factors.setdefault(key, []).append(
-                    excess * settings["cpu_gflops"] * 1e9 / job["work"])
+                found.setdefault(key, []).append((excess, job["work"]))
     print("stage_factors:")
-    for rule, values in factors.items():
-        print(f"  {rule}: {statistics.median(values):.3g}   # {len(values)} jobs, "
-              f"from {min(values):.3g} to {max(values):.3g}")
-
+    gflops = settings["cpu_gflops"] * 1e9
+    for key, pairs in found.items():
+        per_job = [e * gflops / w for e, w in pairs]
+        total = sum(e for e, _ in pairs) * gflops / sum(w for _, w in pairs)
+        print(f"  {key}: {total:.3g}   # {len(pairs)} jobs (their summed time); per job "
+              f"{min(per_job):.3g} to {max(per_job):.3g}, median {statistics.median(per_job):.3g}")
 
 if __name__ == "__main__":
     main()

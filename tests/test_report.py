@@ -7,6 +7,7 @@ both: a missing tool fails here, it is not skipped).
 
 from __future__ import annotations
 
+import html
 import html.parser
 import re
 import shutil
@@ -21,7 +22,7 @@ import pytest
 from cnnrepro import config as cfg
 from cnnrepro import studies
 from cnnrepro.claims import VERDICTS
-from cnnrepro.report import ReportError, collect, mean_std_n, render_html
+from cnnrepro.report import ReportError, collect, mean_std_n, render_html, rst_text
 from cnnrepro.studies import figures_for
 from conftest import QUICK, ROOT, snakemake
 
@@ -121,6 +122,34 @@ def test_overview_counts_four_verdict_kinds_matching_claims_csv(quick_run):
     summary = re.search(r'id="verdict-summary">(.*?)</p>', text, flags=re.S).group(1)
     assert (f"{total['not comparable']} of {sum(total.values())} claims are not comparable "
             "under preset quick") in summary
+
+
+PAYLOADS = ["<script>alert(1)</script>", ".. raw:: html\n\n   <b id=raw>raw</b>",
+            "x\n\n.. include:: /etc/hostname\n", "`go <javascript:alert(1)>`_",
+            "javascript:alert(1)", "**bold** ``lit`` :math:`x` |sub| [#]_ _`target`",
+            "ε ± 0.5 % (x') - x = -eps"]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_config_text_is_inert_in_snakemakes_report(payload):
+    """Captions reach docutils (raw and include enabled in Snakemake's report) through
+    rst_text: the text comes out as text, no element, directive or link forms."""
+    from docutils.core import publish_parts
+
+    body = publish_parts(rst_text(payload), writer="html")["body"]
+    assert "<script" not in body and "<b id" not in body and "<a " not in body
+    assert "<strong" not in body and "<code" not in body and "system-message" not in body
+    text = html.unescape(re.sub(r"<[^>]+>", "", body))  # a file included would add text
+    assert " ".join(text.split()) == " ".join(payload.split())
+    if "raw::" in payload:  # what the payload does unescaped
+        assert "<b id" in publish_parts(payload, writer="html")["body"]
+
+
+def test_a_preset_name_is_a_plain_name():
+    config = cfg.load(ROOT / "config.yaml", [QUICK])
+    config["preset"] = "<script>alert(1)</script>"
+    with pytest.raises(cfg.ConfigError, match="preset"):
+        cfg.validate(config)
 
 
 def test_number_format():

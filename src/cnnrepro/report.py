@@ -273,6 +273,14 @@ def latex_escape(text: Any) -> str:
     return "".join(LATEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
+def rst_text(text: Any) -> str:
+    """``text`` as inert reStructuredText for Snakemake's report (which runs docutils with
+    ``raw`` and ``include`` enabled): one line, every character but letters, digits and
+    spaces backslash-escaped, so that no markup, role, directive or link can form."""
+    return "".join(ch if ch.isalnum() or ch == " " else "\\" + ch
+                   for ch in " ".join(str(text).split()))
+
+
 def _environment(latex: bool) -> jinja2.Environment:
     if latex:  # LaTeX-friendly delimiters: braces and percent signs stay literal
         env = jinja2.Environment(

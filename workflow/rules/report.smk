@@ -14,10 +14,11 @@ rule figure:
         ),
         pdf=paths.figure(ext="pdf"),
     params:
-        caption=lambda w: studies.figures_for(w.study)[w.figure].caption_for(
-            config["studies"][w.study]
+        # inert RST: captions carry config values (cnnrepro.report.rst_text)
+        caption=lambda w: rst_text(
+            studies.figures_for(w.study)[w.figure].caption_for(config["studies"][w.study])
         ),
-        reproduces=lambda w: studies.figures_for(w.study)[w.figure].reproduces,
+        reproduces=lambda w: rst_text(studies.figures_for(w.study)[w.figure].reproduces),
     wildcard_constraints:
         study="|".join(STUDIES),
         figure=r"[a-z0-9_]+",
