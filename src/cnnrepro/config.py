@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -71,6 +72,7 @@ def _key(path: Iterator[Any]) -> str:
 
 def validate(config: dict[str, Any]) -> dict[str, Any]:
     """Validate ``config`` in place (defaults filled) and return it."""
+    _check_finite(config)
     schema = load_schema()
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     # An error inside a study's allOf also makes its keys "unevaluated": report the inner one.
@@ -94,6 +96,21 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     _check_semantics(config)
     _list_runtime_deviations(config)
     return config
+
+
+def _check_finite(block: Any, path: tuple = ()) -> None:
+    """NaN and infinity (YAML ``.nan``, ``.inf``) are refused everywhere: every number of
+    the config is a size, a rate, a threshold or a throughput, and JSON schema's bounds let
+    NaN through (every comparison with it is false), which would flip verdicts."""
+    if isinstance(block, dict):
+        for key, value in block.items():
+            _check_finite(value, (*path, key))
+    elif isinstance(block, list):
+        for i, value in enumerate(block):
+            _check_finite(value, (*path, i))
+    elif isinstance(block, float) and not math.isfinite(block):
+        raise ConfigError(f"config key {_key(path)}: {block} is not a finite number (NaN and "
+                          f"infinity are refused)")
 
 
 # A setting outside the study blocks that changes numbers: the report lists it among the
