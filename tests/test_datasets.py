@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from cnnrepro.datasets.sources import DEFAULT_MIRROR
 from cnnrepro.datasets import (DataError, caltech_split_indices, download_lock, holdout_split,
                                load_split, per_class_subset, prepare_split, data_source,
                                split_sizes,
@@ -111,10 +112,15 @@ def test_mirror_env_overrides_config_and_must_exist(tmp_path, monkeypatch):
         data_source(str(tmp_path))
 
 
-def test_configured_mirror_is_used_only_where_it_exists(tmp_path, monkeypatch):
+def test_configured_mirror_must_exist_unless_it_is_the_shipped_default(tmp_path, monkeypatch,
+                                                                       full_config):
     monkeypatch.delenv("CNNREPRO_DATA_MIRROR", raising=False)
     assert data_source(str(tmp_path)).mirror == tmp_path
-    absent = data_source(str(tmp_path / "absent"))
+    with pytest.raises(DataError, match="config key data.mirror: no folder at"):
+        data_source(str(tmp_path / "absent"))  # a mistyped path is not a silent download
+    monkeypatch.chdir(tmp_path)  # a fresh clone elsewhere: the default folder is not there
+    assert full_config["data"]["mirror"] == DEFAULT_MIRROR
+    absent = data_source(DEFAULT_MIRROR)
     assert absent.mirror is None and "no folder at data.mirror" in absent.reason
     assert data_source(None).mirror is None
 

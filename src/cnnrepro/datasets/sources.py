@@ -38,11 +38,15 @@ class DataSource:
                 f"({self.reason}): {names}")
 
 
+DEFAULT_MIRROR = "../shared/datasets"  # config.yaml's data.mirror (tests keep them equal)
+
+
 def data_source(configured: str | None) -> DataSource:
     """The source in force. ``$CNNREPRO_DATA_MIRROR`` wins and must name a folder
-    (``none`` or empty forces downloads); the config's ``data.mirror`` is used when that
-    folder exists, so the default works both beside the staged mirror (offline) and on a
-    fresh clone elsewhere (online)."""
+    (``none`` or empty forces downloads); the shipped default ``data.mirror`` is used when
+    that folder exists, so it works both beside the staged mirror (offline) and on a fresh
+    clone elsewhere (online); any other ``data.mirror`` must exist (a mistyped path would
+    otherwise switch to downloads in silence)."""
     value = os.environ.get(MIRROR_ENV)
     if value is not None:
         if value.strip().lower() in ("", "none", "null"):
@@ -58,6 +62,10 @@ def data_source(configured: str | None) -> DataSource:
     path = Path(configured).expanduser()
     if path.is_dir():
         return DataSource(path, "data.mirror")
+    if configured != DEFAULT_MIRROR:
+        raise DataError(f"config key data.mirror: no folder at {os.path.abspath(path)!r}. "
+                        f"Point it at a mirror with a SHA256SUMS file, or set it to null to "
+                        f"download with torchvision.")
     return DataSource(None, f"no folder at data.mirror {os.path.abspath(path)!r}")
 
 
