@@ -102,3 +102,13 @@ def test_training_curves_draw_validation_and_a_one_epoch_run_shows(tmp_path):
     assert set(lines) == {"cnn (train)", "cnn (val)", "cnn (test)"}
     assert lines["cnn (val)"].get_ydata()[0] == 40.0
     assert all(line.get_marker() == "o" for line in lines.values())
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_a_studys_file_names_shadow_no_shared_name(name):
+    """A figure's inputs are looked up by name, run files first: a study file named like a
+    shared run file ("layers": eval/layers.csv) made a figure wait for the wrong file."""
+    study = studies.get(name)
+    shared = set(paths.RUN_FILES) | set(paths.STUDY_FILES)
+    assert not (set(study.files) | set(study.run_files)) & shared
+    assert not set(study.files) & set(study.run_files)

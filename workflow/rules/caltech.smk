@@ -33,7 +33,7 @@ rule conv_basics_caltech:
 
 use rule conv_basics_caltech as stacked_layers_caltech with:
     output:
-        layers=CALTECH.file("layers"),
+        layers=CALTECH.file("stacked_layers"),
         layers_meta=CALTECH.file("layers_meta"),
     params:
         study="caltech",

@@ -44,7 +44,7 @@ STUDY = Study(
                "patches": "visual/patches.npz", "patch_table": "visual/patches.csv",
                "fallback": "visual/fallback.json"},
     files={"conv": "basics/conv.npz", "conv_meta": "basics/conv.json",
-           "layers": "basics/layers.npz", "layers_meta": "basics/layers.json",
+           "stacked_layers": "basics/layers.npz", "layers_meta": "basics/layers.json",
            "setting_maps": "basics/settings.npz", "size_table": "basics/size_table.csv",
            "fallback_summary": "summary/vgg19_fallback.csv"},
     stages={"conv_basics": stages.conv_basics, "stacked_layers": stages.stacked_layers,

@@ -122,9 +122,9 @@ def _layer_figure(data, show: int, title: str) -> plt.Figure:
     "initialised 3x3 filters (stride 1, padding 0, ReLU between) on each grayscale image: "
     "for each class, layer 1's maps (222 px) then layer 2's (220 px), the filter (input "
     "channel 0) inset at the top left of its map.",
-    "Figs. 2.2-2.7", ("layers",))
+    "Figs. 2.2-2.7", ("stacked_layers",))
 def caltech_fig2_stacked_layers(files: StudyFiles) -> plt.Figure:
-    data = np.load(files.file("layers"))
+    data = np.load(files.file("stacked_layers"))
     return _layer_figure(data, min(6, data["maps1"].shape[1]), "Kaiming-initialised layers")
 
 
