@@ -177,7 +177,7 @@ def test_disabled_study_is_absent_and_missing_artifact_is_named(quick_run, tmp_p
     page = (site / "vdk.html").read_text()  # the left-out figure is said to be left out
     gallery = studies.figures_for("vdk")["vdk_attribution_gallery"]
     assert 'id="vdk_attribution_gallery" class="absent"' in page
-    assert "not drawn. " + gallery.absent_for(config["studies"]["vdk"]) in page
+    assert "not drawn. " + gallery.absent_for(config["studies"]["vdk"]) in html.unescape(page)
     assert "vdk_attribution_gallery.png" not in page
     (site / "vdk/vdk_immune.png").unlink()
     with pytest.raises(ReportError, match="vdk_immune.png"):
