@@ -216,3 +216,17 @@ def test_a_frozen_stem_runs_once_and_its_head_learns_the_same(full_config, tmp_p
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6, msg=key)
     assert not torch.equal(a["classifier.6.1.weight"], standardized_head(4096, 3)[1].weight)
+
+
+def test_stem_outputs_can_train_a_head_that_starts_with_a_linear_layer():
+    """The stored outputs are plain tensors (an inference-mode tensor cannot be saved for
+    backward, which a Linear on it needs)."""
+    from cnnrepro.datasets import Split
+    from cnnrepro.train import stem_outputs
+
+    split = Split(torch.randint(0, 255, (6, 1, 4, 4), dtype=torch.uint8),
+                  torch.zeros(6, dtype=torch.long), ["a"])
+    features = stem_outputs(torch.nn.Flatten(1), split, lambda x: x.float(), 4)
+    head = torch.nn.Linear(16, 2)
+    head(features.images).sum().backward()
+    assert features.images.shape == (6, 16) and head.weight.grad.abs().sum() > 0

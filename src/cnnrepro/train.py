@@ -166,7 +166,9 @@ class Run:
     prepare: Callable[[torch.Tensor], torch.Tensor]
 
 
-@torch.inference_mode()
+# no_grad, not inference_mode: the head trains on these outputs, and autograd refuses to
+# save an inference tensor for backward (a head that starts with a Linear would fail)
+@torch.no_grad()
 def stem_outputs(stem: nn.Module, split: Split, normalize: Callable[[torch.Tensor], torch.Tensor],
                  batch_size: int) -> Split:
     """A frozen stem's output for every image of ``split``, as a split of feature vectors."""
