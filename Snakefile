@@ -30,8 +30,9 @@ runinfo.preview(workflow, config)
 
 
 onstart:
+    locks.claim_run(workflow)  # refused while a live run writes what this one would
     runinfo.start(workflow, config)
-    launch.record_owner()  # lets ./repro tell a stale lock after a crash
+    locks.record_owner()  # lets ./repro tell a stale lock after a crash
     verify_inputs(config)
 
 

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from cnnrepro.datasets.sources import DEFAULT_MIRROR
+from cnnrepro.datasets import pinned
+from cnnrepro.datasets.catalogue import SPECS
+from cnnrepro.datasets.sources import DEFAULT_MIRROR, sha256, verify_cache
 from cnnrepro.datasets import (DataError, caltech_split_indices, download_lock, holdout_split,
                                load_split, per_class_subset, prepare_split, data_source,
                                split_sizes,
@@ -93,6 +95,61 @@ def test_corrupt_mirror_file_fails_with_checksum_and_no_output(mirror, tmp_path)
     message = str(err.value)
     assert "t10k-labels-idx1-ubyte.gz" in message and expected in message
     assert not out.exists() or not any(out.iterdir()), "no partial output may be left"
+
+
+def test_a_swapped_file_with_its_own_manifest_line_is_refused(mirror, tmp_path):
+    bad = copy_mnist_mirror(mirror, tmp_path / "mirror")
+    target = bad / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    target.write_bytes(gzip.compress(b"not the labels"))
+    manifest = bad / "SHA256SUMS"
+    manifest.write_text("".join(
+        (f"{sha256(target)}  ./mnist/t10k-labels-idx1-ubyte.gz" if "t10k-labels" in line
+         else line) + "\n" for line in manifest.read_text().splitlines()))
+    with pytest.raises(DataError) as err:
+        verify_mirror(bad, ["mnist"])
+    pin = pinned.MIRROR["mnist/t10k-labels-idx1-ubyte.gz"]
+    assert "t10k-labels-idx1-ubyte.gz" in str(err.value) and pin in str(err.value)
+    assert "repository pins" in str(err.value)
+
+
+def _labels(path):
+    with np.load(path) as data:
+        return data["labels"]
+
+
+def test_a_poisoned_download_cache_is_rebuilt_from_the_verified_mirror(mirror, tmp_path,
+                                                                       caplog):
+    root, out = tmp_path / "dl", tmp_path / "out"
+    first = prepare_split("mnist", "test", out / "a.npz", out / "a.json", mirror, root)
+    assert set(first["source"]["cache_sha256"]) == set(pinned.CACHE["mnist"])
+    raw = root / "MNIST" / "raw"
+    labels = raw / "t10k-labels-idx1-ubyte"  # every label shifted by one, as an attacker might
+    data = bytearray(labels.read_bytes())
+    data[8:] = bytes((b + 1) % 10 for b in data[8:])
+    labels.write_bytes(bytes(data))
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(b"a broken download")  # and a bad .gz
+    prepare_split("mnist", "test", out / "b.npz", out / "b.json", mirror, root)
+    assert np.array_equal(_labels(out / "b.npz"), _labels(out / "a.npz"))
+    assert "t10k-labels-idx1-ubyte: sha256" in caplog.text and "deleted" in caplog.text
+    assert sha256(raw / "train-images-idx3-ubyte.gz") == pinned.CACHE["mnist"][
+        "MNIST/raw/train-images-idx3-ubyte.gz"]
+
+
+def test_a_cache_file_that_fails_its_pin_after_reading_is_an_error(mirror, tmp_path):
+    root = tmp_path / "dl"
+    prepare_split("mnist", "test", tmp_path / "t.npz", tmp_path / "t.json", mirror, root)
+    labels = root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(DataError) as err:
+        verify_cache("mnist", root)
+    message = str(err.value)
+    assert str(labels) in message and pinned.CACHE["mnist"]["MNIST/raw/t10k-labels-idx1-ubyte"] \
+        in message and sha256(labels) in message and f"Delete {labels.parent}" in message
+
+
+def test_every_file_a_dataset_reads_from_a_mirror_is_pinned():
+    for spec in SPECS.values():
+        assert set(spec.mirror_files) <= set(pinned.MIRROR), spec.name
 
 
 def test_missing_mirror_file_is_named(mirror, tmp_path):

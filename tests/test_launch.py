@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from bad_overlays import YAML_LEVEL, params
-from cnnrepro import launch
-from cnnrepro.launch import ConfigFileError, compose, stale_lock
+from cnnrepro import launch, locks
+from cnnrepro.launch import ConfigFileError, compose
+from cnnrepro.locks import stale_lock
 
 from conftest import MIRROR, ROOT
 
@@ -83,11 +84,11 @@ def test_study_adds_an_overlay_that_enables_only_the_named_studies(project):
 
 
 def _lock(workdir: Path, owner: dict | None) -> None:
-    locks = workdir / launch.LOCKS
-    locks.mkdir(parents=True)
-    (locks / "0.input.lock").write_text("results/x\n")
+    folder = workdir / locks.LOCKS
+    folder.mkdir(parents=True)
+    (folder / "0.input.lock").write_text("results/x\n")
     if owner is not None:
-        (workdir / launch.OWNER).write_text(json.dumps(owner))
+        (workdir / locks.OWNER).write_text(json.dumps(owner))
 
 
 def test_a_lock_whose_owner_is_gone_is_stale(tmp_path):
@@ -99,15 +100,15 @@ def test_a_lock_whose_owner_is_gone_is_stale(tmp_path):
 
 
 def test_a_live_unknown_or_remote_owner_is_left_alone(tmp_path):
-    launch.record_owner(tmp_path)  # this process: alive
-    (tmp_path / launch.LOCKS / "0.output.lock").write_text("results/x\n")
+    locks.record_owner(tmp_path)  # this process: alive
+    (tmp_path / locks.LOCKS / "0.output.lock").write_text("results/x\n")
     assert stale_lock(tmp_path) is None
-    owner = json.loads((tmp_path / launch.OWNER).read_text())
-    (tmp_path / launch.OWNER).write_text(json.dumps({**owner, "host": "another-node"}))
+    owner = json.loads((tmp_path / locks.OWNER).read_text())
+    (tmp_path / locks.OWNER).write_text(json.dumps({**owner, "host": "another-node"}))
     assert stale_lock(tmp_path) is None  # a shared folder locked from elsewhere: cannot tell
-    (tmp_path / launch.OWNER).unlink()
+    (tmp_path / locks.OWNER).unlink()
     assert stale_lock(tmp_path) is None
-    shutil.rmtree(tmp_path / launch.LOCKS)
+    shutil.rmtree(tmp_path / locks.LOCKS)
     assert stale_lock(tmp_path) is None
 
 

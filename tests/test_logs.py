@@ -87,7 +87,7 @@ def test_a_job_stops_when_the_process_that_started_it_is_killed(tmp_path):
 def test_a_job_behind_a_shell_stops_when_its_snakemake_is_killed(tmp_path):
     # as with conda: Snakemake -> shell -> job; the shell outlives Snakemake
     proc, job_pid, log = _job_under(tmp_path, (
-        "from cnnrepro.launch import mark_scheduler\nmark_scheduler()\n"
+        "from cnnrepro.locks import mark_scheduler\nmark_scheduler()\n"
         "shell = subprocess.Popen(['sh', '-c', f'{sys.executable} -c \"$JOB\" & echo $!; wait'],"
         " env={**os.environ, 'JOB': JOB}, stdout=subprocess.PIPE, text=True)\n"
         "print(shell.stdout.readline().strip(), flush=True)\nshell.wait()\n"))

@@ -1,4 +1,4 @@
-"""What ``./repro run`` does before Snakemake starts, and the lock-owner record it reads.
+"""What ``./repro run`` does before Snakemake starts.
 
 * The config files the user names are read first, so a YAML error names the file, line
   and column (Snakemake parses ``--configfile`` itself and names neither), a missing file
@@ -10,19 +10,17 @@
   ``--configfile`` flags all become one ``--configfile config/presets/quick.yaml
   overlay.yaml``, the preset first.
 * A lock left by a Snakemake run that died (``kill -9``, a lost node) is spotted through
-  the owner record the workflow writes beside Snakemake's locks, and the command that
-  clears it is printed instead of Snakemake's generic "cannot be locked". A local
-  Snakemake also names itself to its jobs (:func:`mark_scheduler`), whose watchdog
-  (:mod:`cnnrepro.logs`) stops them when it is gone.
+  the owner record the workflow writes beside Snakemake's locks (:mod:`cnnrepro.locks`),
+  and the command that clears it is printed instead of Snakemake's generic "cannot be
+  locked".
 
 This module imports no torch: it runs before every ``./repro run``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
+import shlex
 import sys
 from collections.abc import Hashable
 from pathlib import Path
@@ -30,11 +28,10 @@ from typing import Any
 
 import yaml
 
+from .locks import COMMAND_ENV, stale_lock
+
 PRESETS = Path("config") / "presets"  # ./repro runs in the project folder
 SELECTIONS = Path(".snakemake") / "cnnrepro"  # the overlays --study writes
-LOCKS = Path(".snakemake") / "locks"
-OWNER = LOCKS / "cnnrepro.owner"  # Snakemake reads only <n>.{input,output}.lock there
-SCHEDULER_ENV = "CNNREPRO_SCHEDULER"  # the local Snakemake that runs this job
 
 
 class ConfigFileError(ValueError):
@@ -165,83 +162,6 @@ def compose(argv: list[str]) -> tuple[list[str], list[Path], list[str]]:
             configfiles, studies)
 
 
-# --------------------------------------------------------------------------- lock owner
-
-
-def _start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux), to tell a reused pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
-    return None if fields[0] == "Z" else int(fields[19])
-
-
-def _alive(pid: int, start: int | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if Path("/proc").is_dir():  # Linux: a zombie or a new process under the same pid is gone
-        ticks = _start_ticks(pid)
-        return ticks is not None and (start is None or ticks == start)
-    return True
-
-
-def _this_process() -> dict[str, Any]:
-    pid = os.getpid()
-    return {"pid": pid, "host": socket.gethostname(), "start": _start_ticks(pid)}
-
-
-def _gone(owner: dict[str, Any]) -> bool:
-    """Whether a recorded process is known to be gone (only on its own host)."""
-    return owner.get("host") == socket.gethostname() and not _alive(owner["pid"],
-                                                                    owner.get("start"))
-
-
-def record_owner(workdir: str | os.PathLike = ".") -> None:
-    """Write which process holds this folder's Snakemake lock (called from ``onstart``:
-    the main Snakemake process, lock held). Snakemake removes the whole lock folder,
-    this record included, when it unlocks."""
-    path = Path(workdir) / OWNER
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_this_process()) + "\n")
-
-
-def mark_scheduler() -> None:
-    """Name this process (a local Snakemake) in the environment its jobs inherit, so a job
-    whose direct parent is a shell (conda activation) still sees it die."""
-    os.environ[SCHEDULER_ENV] = json.dumps(_this_process())
-
-
-def scheduler_gone() -> bool:
-    """Whether the local Snakemake named by :func:`mark_scheduler` is gone."""
-    try:
-        return _gone(json.loads(os.environ[SCHEDULER_ENV]))
-    except (KeyError, ValueError, TypeError):
-        return False
-
-
-def stale_lock(workdir: str | os.PathLike = ".") -> str | None:
-    """A sentence saying this folder's Snakemake lock is stale and how to clear it, or
-    None (no lock, its owner alive, on another host, or unknown)."""
-    locks = Path(workdir) / LOCKS
-    if not any(locks.glob("*.lock")):
-        return None
-    try:
-        owner = json.loads((Path(workdir) / OWNER).read_text())
-    except (OSError, ValueError):
-        return None
-    if not _gone(owner):
-        return None
-    return (f"repro: this folder is locked by a Snakemake run that is gone (pid {owner['pid']} "
-            f"on {owner['host']} no longer runs: killed or crashed). Clear its stale lock, "
-            f"then run your command again:\n  ./repro run --unlock")
-
-
 def main(argv: list[str]) -> None:
     """``./repro run``: check the config files and the lock, then become Snakemake."""
     try:
@@ -257,6 +177,7 @@ def main(argv: list[str]) -> None:
         if not {"-n", "--dry-run", "--dryrun"} & set(args):
             sys.exit(stale)
         print(stale, file=sys.stderr)
+    os.environ[COMMAND_ENV] = shlex.join(["./repro", "run", *argv])  # for a run it refuses
     if configfiles:
         print(f"repro: config.yaml + {' + '.join(map(str, configfiles))}", file=sys.stderr)
     os.execv(sys.executable, [sys.executable, "-m", "snakemake", *args])

@@ -6,7 +6,7 @@ them, and an orphaned training job would go on writing its checkpoint and output
 the job the next run starts. So while a job runs, a watchdog thread looks every few
 seconds whether its parent changed (an orphan is re-parented to init or a subreaper) or
 the Snakemake named in its environment is gone (for a job started through a shell, as
-with conda: ``launch.mark_scheduler``); if so it raises :class:`Orphaned` in the main thread (through a private signal, as SIGINT
+with conda: ``locks.mark_scheduler``); if so it raises :class:`Orphaned` in the main thread (through a private signal, as SIGINT
 may be ignored: jobs started from a background shell inherit that), so ``finally``
 blocks and atomic writers clean up, the log says why, and the checkpoint of the last
 finished epoch stays for the next run to resume from. On a cluster a job's parent is the
@@ -26,6 +26,8 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
+from .locks import scheduler_gone
+
 WATCH_SECONDS = 2.0   # how often the watchdog looks at the parent
 GRACE_SECONDS = 60.0  # then the job exits even if the main thread never saw the signal
 STOP_SIGNAL = signal.SIGUSR1  # private to the watchdog: handled only while a job runs
@@ -39,7 +41,6 @@ class Orphaned(BaseException):
 @contextlib.contextmanager
 def stop_when_orphaned(interval: float = WATCH_SECONDS) -> Iterator[None]:
     """Raise :class:`Orphaned` in the main thread if this process's parent goes away."""
-    from .launch import scheduler_gone
 
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers live in the main thread only

@@ -7,7 +7,9 @@ history) is written atomically to ``<out>/work/checkpoint.pt`` after the first e
 ends ``checkpoint_seconds`` after the last one (by time, not every epoch: a 374-epoch run
 of a fast model would otherwise write hundreds of them) and after the last epoch; a job
 run again after a kill resumes from it and ends bit-identical to an uninterrupted run on
-the same device. Outputs appear only at the end, atomically.
+the same device. Outputs appear only at the end, atomically. The job holds the folder's
+lock (``<out>/.writer``, :func:`cnnrepro.locks.exclusive`) while it trains: a second job
+into the same folder is refused, naming the first.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tqdm import tqdm
 
 from .datasets import Split, holdout_split, load_split, per_class_subset
 from .config import deep_update
+from .locks import exclusive
 from .io import read_json, write_csv, write_json, write_torch
 from .models import ModelError, build_model, frozen_split
 from .provenance import stamp
@@ -37,6 +40,7 @@ from .runtime import (batches, normalizer, predict_logits, seed_everything, sele
                       set_numerics)
 
 log = logging.getLogger(__name__)
+WRITER_LOCK = ".writer"  # in the training folder; kept (a lock file is never unlinked)
 HOLDOUT_SEED = 0  # the validation hold-out is the same for every training seed
 
 
@@ -333,40 +337,42 @@ def train(spec: dict[str, Any], seed: int, data: dict[str, str | Path], out_dir:
     ``on_epoch_end(epoch, row)`` runs after each epoch and its checkpoint, if one was due.
     """
     out_dir = Path(out_dir)
-    work = out_dir / "work"
-    run = setup(apply_overrides(spec, overrides), seed, data, threads)
-    training = run.spec["training"]
-    snapshot_epochs = set(training.get("snapshot_epochs", []))
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    ckpt = load_checkpoint(work / "checkpoint.pt", run.digest)
-    if ckpt is not None:
-        history, start_epoch = resume(run, ckpt)
-        log.info("resuming %s/%s seed %d from epoch %d", run.spec["study"], run.spec["model"],
-                 seed, start_epoch)
-    elif 0 in snapshot_epochs:
-        write_torch(work / "snapshots" / "epoch_000.pt", run.model.state_dict())
+    with exclusive(out_dir / WRITER_LOCK, f"the training folder {out_dir}"):
+        work = out_dir / "work"
+        run = setup(apply_overrides(spec, overrides), seed, data, threads)
+        training = run.spec["training"]
+        snapshot_epochs = set(training.get("snapshot_epochs", []))
+        history: list[dict[str, float]] = []
+        start_epoch = 0
+        ckpt = load_checkpoint(work / "checkpoint.pt", run.digest)
+        if ckpt is not None:
+            history, start_epoch = resume(run, ckpt)
+            log.info("resuming %s/%s seed %d from epoch %d", run.spec["study"],
+                     run.spec["model"], seed, start_epoch)
+        elif 0 in snapshot_epochs:
+            write_torch(work / "snapshots" / "epoch_000.pt", run.model.state_dict())
 
-    loss_fn = nn.CrossEntropyLoss()
-    bar = tqdm(range(start_epoch, training["epochs"]), initial=start_epoch,
-               total=training["epochs"], desc=f"{run.spec['study']}/{run.spec['model']}/seed{seed}",
-               unit="epoch", mininterval=5)
-    last_checkpoint = time.monotonic()
-    for epoch in bar:
-        row = {"epoch": epoch + 1, **train_one_epoch(run, loss_fn), **score_splits(run)}
-        history.append(row)
-        if epoch + 1 in snapshot_epochs:
-            write_torch(work / "snapshots" / f"epoch_{epoch + 1:03d}.pt", run.model.state_dict())
-        if checkpoint_due(epoch + 1, training["epochs"], time.monotonic() - last_checkpoint,
-                          checkpoint_seconds):
-            save_checkpoint(work / "checkpoint.pt", run, epoch + 1, history)
-            last_checkpoint = time.monotonic()
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}",
-                        test=f"{row.get('test_acc', float('nan')):.3f}")
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, row)
-    bar.close()
-    return write_outputs(run, history, start_epoch, out_dir)
+        loss_fn = nn.CrossEntropyLoss()
+        bar = tqdm(range(start_epoch, training["epochs"]), initial=start_epoch,
+                   total=training["epochs"], unit="epoch", mininterval=5,
+                   desc=f"{run.spec['study']}/{run.spec['model']}/seed{seed}")
+        last_checkpoint = time.monotonic()
+        for epoch in bar:
+            row = {"epoch": epoch + 1, **train_one_epoch(run, loss_fn), **score_splits(run)}
+            history.append(row)
+            if epoch + 1 in snapshot_epochs:
+                write_torch(work / "snapshots" / f"epoch_{epoch + 1:03d}.pt",
+                            run.model.state_dict())
+            if checkpoint_due(epoch + 1, training["epochs"], time.monotonic() - last_checkpoint,
+                              checkpoint_seconds):
+                save_checkpoint(work / "checkpoint.pt", run, epoch + 1, history)
+                last_checkpoint = time.monotonic()
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}",
+                            test=f"{row.get('test_acc', float('nan')):.3f}")
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, row)
+        bar.close()
+        return write_outputs(run, history, start_epoch, out_dir)
 
 
 def load_trained(path: str | Path, spec: dict[str, Any], split: Split,

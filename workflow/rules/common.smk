@@ -5,6 +5,7 @@ import sys
 
 from cnnrepro import config as cfg
 from cnnrepro import launch
+from cnnrepro import locks
 from cnnrepro import paths
 from cnnrepro import runinfo
 from cnnrepro import studies
@@ -103,4 +104,4 @@ def check_sources():
 if workflow.is_main_process:
     check_sources()
     if workflow.local_exec:
-        launch.mark_scheduler()  # local jobs stop when this process dies (cnnrepro.logs)
+        locks.mark_scheduler()  # local jobs stop when this process dies (cnnrepro.logs)

@@ -5,6 +5,7 @@ from them."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,19 @@ from ..io import write_json, write_npz
 from ..provenance import stamp
 from .catalogue import CIFAR10_MIRROR_NOTE, SPECS, DataError
 from .readers import DOWNLOAD_READERS, MIRROR_READERS
-from .sources import download_lock, verify_mirror
+from .pinned import CACHE
+from .sources import download_lock, drop_bad_cache, verify_cache, verify_mirror
+
+
+# What a download is checked by, for its provenance (the pins cover only the IDX datasets)
+DOWNLOAD_CHECKS = {
+    "mnist": "torchvision's md5 of the archives; the extracted files against pinned SHA-256",
+    "fashion_mnist": "torchvision's md5 of the archives; the extracted files against pinned "
+                     "SHA-256",
+    "cifar10": "torchvision's md5 of each batch file, on every read (no SHA-256 pinned)",
+    "caltech101_3": "torchvision's md5 of the archive when it downloads it; the extracted "
+                    "images are not checked (no per-image sums exist)",
+}
 
 
 def prepare_split(name: str, split: str, out_npz: str | Path, out_json: str | Path,
@@ -33,15 +46,24 @@ def prepare_split(name: str, split: str, out_npz: str | Path, out_json: str | Pa
     start = time.perf_counter()
     if mirror is not None:
         checked = verify_mirror(mirror, [name])  # before decoding anything
-        images, labels, classes = MIRROR_READERS[name](mirror, split, download_root, options)
-        source = {"kind": "mirror", "folder": str(mirror), "sha256": checked}
+        source = {"kind": "mirror", "folder": str(mirror), "sha256": checked,
+                  "verified": "each file against its pinned SHA-256 and the mirror's SHA256SUMS"}
         if name == "cifar10":
             source["note"] = CIFAR10_MIRROR_NOTE
     else:
-        with download_lock(download_root, name):
+        source = {"kind": "torchvision download", "folder": str(download_root),
+                  "verified": DOWNLOAD_CHECKS[name]}
+    # torchvision's cache is one folder for a dataset's splits, written non-atomically:
+    # one job at a time (the mirror's archives are read in place: no lock, no cache)
+    cached = name in CACHE or mirror is None
+    with download_lock(download_root, name) if cached else contextlib.nullcontext():
+        drop_bad_cache(name, download_root)
+        if mirror is not None:
+            images, labels, classes = MIRROR_READERS[name](mirror, split, download_root, options)
+        else:
             images, labels, classes = DOWNLOAD_READERS[name](split, download_root, options)
-        source = {"kind": "torchvision download (md5-checked by torchvision)",
-                  "folder": str(download_root)}
+        if name in CACHE:
+            source["cache_sha256"] = verify_cache(name, download_root)
     if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
         raise DataError(f"{name}/{split}: decoded arrays are malformed "
                         f"(images {images.dtype} {images.shape}, labels {labels.shape})")

@@ -22,7 +22,6 @@ from PIL import Image
 from ..io import atomic_path
 from .catalogue import (CALTECH_MIRROR_ARCHIVE, CALTECH_MIRROR_IMAGE, CIFAR10_CLASSES, SPECS,
                         DataError, idx_dataset, options)
-from .sources import download_lock
 
 # Each reader returns (images uint8 [N, C, H, W], labels int64 [N], classes) for one split.
 Arrays = tuple[np.ndarray, np.ndarray, list[str]]
@@ -79,17 +78,16 @@ def _idx_download(name: str, split: str, download_root: Path) -> Arrays:
 
 def _idx_mirror(name: str, mirror: Path, split: str, download_root: Path) -> Arrays:
     # The mirror holds the official gzip files: place them where torchvision looks, and
-    # torchvision's own md5 check and extraction run without any network access.
-    cls = idx_dataset(name)
-    raw = download_root / cls.__name__ / "raw"
-    with download_lock(download_root, name):
-        raw.mkdir(parents=True, exist_ok=True)
-        for rel in SPECS[name].mirror_files:
-            target = raw / Path(rel).name
-            if not target.exists():
-                with atomic_path(target) as tmp:  # a killed copy leaves no partial file
-                    shutil.copyfile(mirror / rel, tmp)
-        return _idx_download(name, split, download_root)
+    # torchvision's own md5 check and extraction run without any network access. The
+    # caller holds the download lock and has dropped cached files that fail their pins.
+    raw = download_root / idx_dataset(name).__name__ / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for rel in SPECS[name].mirror_files:
+        target = raw / Path(rel).name
+        if not target.exists():
+            with atomic_path(target) as tmp:  # a killed copy leaves no partial file
+                shutil.copyfile(mirror / rel, tmp)
+    return _idx_download(name, split, download_root)
 
 
 def _split_counts(n: int, ratios: dict[str, float]) -> dict[str, int]:

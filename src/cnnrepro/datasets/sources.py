@@ -2,21 +2,27 @@
 
 A mirror is a folder with a ``SHA256SUMS`` manifest (``../shared/datasets`` is one), used when
 ``data.mirror`` names a folder that exists (:func:`data_source`). Every file used is verified
-against the manifest first; a missing or corrupt file is an error naming the file and its
-expected checksum."""
+against the SHA-256 pinned in the repository (:mod:`.pinned`), and the manifest must agree; a
+missing, corrupt or replaced file is an error naming the file, both checksums and the fix.
+torchvision's cache under ``data.download_root`` is checked against its pins too
+(:func:`drop_bad_cache` before torchvision reads it, :func:`verify_cache` after)."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from . import pinned
 from .catalogue import SPECS, DataError
+
+log = logging.getLogger(__name__)
 
 MIRROR_ENV = "CNNREPRO_DATA_MIRROR"
 
@@ -33,7 +39,7 @@ class DataSource:
         names = ", ".join(datasets) or "none"
         if self.mirror is not None:
             return (f"cnnrepro: data from the offline mirror {self.mirror} ({self.reason}; "
-                    f"every file checked against its SHA256SUMS): {names}")
+                    f"every file checked against its pinned SHA-256 and the SHA256SUMS): {names}")
         return (f"cnnrepro: data downloaded by torchvision into {download_root} "
                 f"({self.reason}): {names}")
 
@@ -91,29 +97,60 @@ def sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def verify_mirror(mirror: Path, datasets: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """Check every mirror file the datasets need; return {relative path: sha256}.
+    """Check every mirror file the datasets need against its pinned SHA-256, and the
+    mirror's manifest against the pin; return {relative path: sha256}.
 
-    Raises :class:`DataError` naming each missing or corrupt file and its expected sum.
+    Raises :class:`DataError` naming each missing, corrupt or replaced file.
     """
     sums = read_manifest(mirror)
     problems, verified = [], {}
     for name in datasets:
         for rel in SPECS[name].mirror_files:
-            expected = sums.get(rel)
-            path = mirror / rel
-            if expected is None:
+            expected, listed, path = pinned.MIRROR[rel], sums.get(rel), mirror / rel
+            if listed is None:
                 problems.append(f"{path}: not listed in {mirror / 'SHA256SUMS'}")
+            elif listed != expected:
+                problems.append(f"{path}: {mirror / 'SHA256SUMS'} lists sha256 {listed}, the "
+                                f"repository pins {expected} (cnnrepro/datasets/pinned.py): "
+                                f"the mirror holds another file than the one this project "
+                                f"was built on; restore the original")
             elif not path.is_file():
                 problems.append(f"{path}: missing (expected sha256 {expected})")
             else:
                 actual = sha256(path)
                 if actual != expected:
                     problems.append(f"{path}: checksum mismatch, expected sha256 {expected}, "
-                                    f"got {actual} (corrupt or replaced file)")
+                                    f"got {actual} (corrupt or replaced file: restore the "
+                                    f"original)")
                 else:
                     verified[rel] = actual
     if problems:
         raise DataError("data mirror check failed:\n  " + "\n  ".join(problems))
+    return verified
+
+
+def drop_bad_cache(name: str, download_root: Path) -> None:
+    """Delete each file of torchvision's cache that is not what its pin says, so that
+    torchvision rebuilds it from the verified mirror or downloads it again (md5-checked)."""
+    for rel, expected in pinned.CACHE.get(name, {}).items():
+        path = download_root / rel
+        if path.is_file() and (actual := sha256(path)) != expected:
+            log.warning("%s: sha256 %s, pinned %s: deleted, torchvision makes it again",
+                        path, actual, expected)
+            path.unlink()
+
+
+def verify_cache(name: str, download_root: Path) -> dict[str, str]:
+    """After torchvision has read ``name``: every pinned cache file must match its pin;
+    return {path under download_root: sha256} (empty for a dataset with none pinned)."""
+    verified = {}
+    for rel, expected in pinned.CACHE.get(name, {}).items():
+        path = download_root / rel
+        actual = sha256(path) if path.is_file() else "no file"
+        if actual != expected:
+            raise DataError(f"{path}: torchvision's copy is not the pinned file (sha256 "
+                            f"{expected}, found {actual}). Delete {path.parent} and run again.")
+        verified[rel] = actual
     return verified
 
 
