@@ -189,11 +189,23 @@ def check_counts(config: dict[str, Any], study: str, split: str,
                  counts: dict[str, int | None]) -> None:
     """Images a study's analyses take from one of its splits (its subset applied), by
     config key relative to the study (a stage would silently use fewer)."""
-    from .datasets import split_sizes
-    block = config["studies"][study]
-    have = block["subset"].get(split) or (split_sizes(config, block["dataset"]) or {}).get(split)
+    have = _split_images(config, study, split)
     for key, n in counts.items():
         _at_most(f"studies.{study}.{key}", n, have, f"the study's {split} split")
+
+
+def _split_images(config: dict[str, Any], study: str, split: str) -> int | None:
+    """Images of a study's split, its subset applied (None: only the source can tell)."""
+    from .datasets import split_sizes
+    block = config["studies"][study]
+    return block["subset"].get(split) or (split_sizes(config, block["dataset"]) or {}).get(split)
+
+
+def test_images_per_class(config: dict[str, Any], study: str) -> int | None:
+    """Test images per class of a study (its subset is class-balanced; None: unknown)."""
+    from .datasets import input_shape
+    have = _split_images(config, study, "test")
+    return None if have is None else have // input_shape(config, config["studies"][study]["dataset"])[2]
 
 
 def check_data(config: dict[str, Any], mirror: Path | None) -> None:

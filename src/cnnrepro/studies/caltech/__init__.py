@@ -15,6 +15,7 @@ from . import claims, stages
 from .claims import CNN, VGG
 from .figures import FALLBACK_NOTE, FIGURES
 
+VGG19_LAST_CONV_CHANNELS = 512  # torchvision's VGG19 (features.34), whatever its weights
 VGG_NOTE = ("VGG19 was trained with the weights the VGG19 table below names (weights_used): "
             "where that is the fallback, its backbone is random and frozen and its last layer "
             "a standardised head, not the document's ImageNet model.")
@@ -36,6 +37,21 @@ def check_config(study: dict, config: dict) -> None:
     check_counts(config, "caltech", "test", {"equivariance.images": study["equivariance"]["images"]})
     check_counts(config, "caltech", "train",
                  {"basics.symmetry.images": study["basics"]["symmetry"]["images"]})
+    # channels a stage keeps or ranks: more than a layer has would be silently fewer
+    cnn = study["models"][CNN].get("options", {}).get("channels", [])
+    asked = [("layers.show_channels", study["layers"]["show_channels"],
+              min(study["layers"]["channels"]), "the smaller stacked layer (layers.channels)"),
+             ("trained_maps.show_channels", study["trained_maps"]["show_channels"],
+              min(cnn, default=None), f"the CNN's smallest conv layer (models.{CNN}.options)")]
+    if study["patches"]["distinct_channels"]:  # one neuron per channel
+        last = min(cnn[-1:] + [VGG19_LAST_CONV_CHANNELS])
+        asked += [(f"patches.{k}", study["patches"][k], last,
+                   "the last conv layer of a model (one neuron per channel: "
+                   "patches.distinct_channels)") for k in ("top", "dead")]
+    for key, n, have, of in asked:
+        if have is not None and n > have:
+            raise ConfigError(f"config key studies.caltech.{key}: {n} channels asked, but "
+                              f"{of} has {have}")
 
 
 STUDY = Study(

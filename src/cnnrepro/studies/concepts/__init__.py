@@ -11,7 +11,7 @@ CAM (per seed), Grad-CAM, FGSM; then the claims table (``claims``).
 from pathlib import Path
 
 from ...study import Study, Table
-from . import claims, stages, upstream
+from . import claims, convtypes, stages, upstream
 from .figures import FIGURES
 
 
@@ -39,6 +39,28 @@ def check_config(study: dict, config: dict) -> None:
                               + f" (target {key}, a model of study {ref['study']})") from None
     check_counts(config, "concepts", "test",
                  {"cam.agreement_images": study["cam"]["agreement_images"]})
+    _check_per_class(config, study)
+    for problem in convtypes.grid_problems(study["convtypes"]):
+        raise ConfigError(f"config key studies.concepts.convtypes: {problem}")
+
+
+def _check_per_class(config: dict, study: dict) -> None:
+    """CAM's images per class within the test split's; FGSM's examples, one per class,
+    within each target's classes (a stage would silently show fewer)."""
+    from ...config import ConfigError, test_images_per_class
+    from ...datasets import input_shape
+
+    have = test_images_per_class(config, "concepts")
+    if have is not None and study["cam"]["images_per_class"] > have:
+        raise ConfigError(f"config key studies.concepts.cam.images_per_class: "
+                          f"{study['cam']['images_per_class']} asked, but the study's test "
+                          f"split has {have} images per class")
+    for name, ref in study["fgsm"]["targets"].items():
+        classes = input_shape(config, config["studies"][ref["study"]]["dataset"])[2]
+        if study["fgsm"]["examples"] > classes:
+            raise ConfigError(f"config key studies.concepts.fgsm.examples: "
+                              f"{study['fgsm']['examples']} examples of different classes "
+                              f"asked, but target {name} ({ref['study']}) has {classes} classes")
 
 STUDY = Study(
     name="concepts",

@@ -40,6 +40,7 @@ ratio.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 from fractions import Fraction
 from itertools import product
 from typing import Any
@@ -210,6 +211,48 @@ def _checks(layer: str, config: str, m: dict[str, Any], *, weights: tuple[str, i
     ]
 
 
+def conv_points(grid: dict[str, Any]) -> Iterator[tuple[int, int, int, int, int, int]]:
+    """Each (C_out, K, S, P, d, output size) of the grid whose output is not empty, with
+    its padding resolved (:func:`resolve_padding` raises for 'same' with an even K)."""
+    for c_out, k, s, pad, d in product(grid["c_out"], grid["kernel"], grid["stride"],
+                                       grid["padding"], grid["dilation"]):
+        p = resolve_padding(pad, k, d)
+        out = conv_output_size(grid["input_size"], k, s, p, d)
+        if out >= 1:
+            yield c_out, k, s, p, d, out
+
+
+def transposed_points(grid: dict[str, Any]) -> Iterator[tuple[int, int, int, int, int, int]]:
+    """Each (C_out, K, S, P, output_padding, output size) of the transposed grid that
+    PyTorch builds (output_padding < stride) with an output that is not empty."""
+    t = grid["transposed"]
+    for c_out, k, s, p, op in product(grid["c_out"], t["kernel"], t["stride"], t["padding"],
+                                      t["output_padding"]):
+        out = transposed_output_size(t["input_size"], k, s, p, 1, op)
+        if op < s and out >= 1:
+            yield c_out, k, s, p, op, out
+
+
+def grid_problems(grid: dict[str, Any]) -> list[str]:
+    """Why a grid would measure none of a layer type (its checks and claim would vanish)."""
+    grid = {**default_grid(), **grid}
+    try:
+        dilations = {point[4] for point in conv_points(grid)}
+    except ValueError as err:
+        return [str(err)]
+    size = grid["input_size"]
+    problems = []
+    if 1 not in dilations:
+        problems.append(f"no kernel, stride and padding of the grid give a standard "
+                        f"convolution (dilation 1) an output on its {size}x{size} input")
+    if any(d > 1 for d in grid["dilation"]) and not any(d > 1 for d in dilations):
+        problems.append(f"no dilated kernel of the grid fits its {size}x{size} input")
+    if not any(True for _ in transposed_points(grid)):
+        problems.append("transposed: no kernel, stride, padding and output_padding of the "
+                        "grid give an output (PyTorch needs output_padding < stride)")
+    return problems
+
+
 def measure_convtypes(grid: dict[str, Any] | None = None, *, repeats: int = 5,
                       warmup: int = 2, seed: int = 0) -> dict[str, pd.DataFrame]:
     """Build every layer of ``grid`` (default :func:`default_grid`), measure it and check it.
@@ -251,12 +294,9 @@ def measure_convtypes(grid: dict[str, Any] | None = None, *, repeats: int = 5,
                            m["output_channels"]))
 
     # standard, dilated and depthwise-separable convolutions
-    for c_out, k, s, pad, d in product(grid["c_out"], grid["kernel"], grid["stride"],
-                                       grid["padding"], grid["dilation"]):
-        p = resolve_padding(pad, k, d)
-        out = conv_output_size(size, k, s, p, d)
-        if out < 1 or ("standard" if d == 1 else "dilated", c_out, k, s, p, d) in measured:
-            continue  # too small, or measured already ('same' and 0 coincide for K = 1)
+    for c_out, k, s, p, d, out in conv_points(grid):
+        if ("standard" if d == 1 else "dilated", c_out, k, s, p, d) in measured:
+            continue  # measured already ('same' and 0 coincide for K = 1)
         area = out * out
         config = _config(c_in, c_out, k, s, p, d, size)
         # d = 1 is the regular conv (and the separable one is built at d = 1 only)
@@ -288,11 +328,7 @@ def measure_convtypes(grid: dict[str, Any] | None = None, *, repeats: int = 5,
     t = grid["transposed"]
     t_size = t["input_size"]
     x_t = torch.rand(1, c_in, t_size, t_size)
-    for c_out, k, s, p, op in product(grid["c_out"], t["kernel"], t["stride"], t["padding"],
-                                      t["output_padding"]):
-        out = transposed_output_size(t_size, k, s, p, 1, op)
-        if op >= s or out < 1:  # PyTorch needs output_padding < stride (or dilation)
-            continue
+    for c_out, k, s, p, op, out in transposed_points(grid):
         config = _config(c_in, c_out, k, s, p, 1, t_size, op)
         m = measure("transposed", config, build_layer("transposed", c_in, c_out, k, s, p, 1, op),
                     x_t)
