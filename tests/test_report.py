@@ -8,6 +8,7 @@ both: a missing tool fails here, it is not skipped).
 from __future__ import annotations
 
 import html
+import json
 import html.parser
 import re
 import shutil
@@ -22,7 +23,9 @@ import pytest
 from cnnrepro import config as cfg
 from cnnrepro import studies
 from cnnrepro.claims import VERDICTS
-from cnnrepro.report import ReportError, collect, mean_std_n, render_html, rst_text
+from cnnrepro.io import ArtifactError
+from cnnrepro.report import (ReportError, collect, mean_std_n, model_card, render_html,
+                              render_latex, rst_text)
 from cnnrepro.studies import figures_for
 from conftest import QUICK, ROOT, snakemake
 
@@ -179,9 +182,59 @@ def test_disabled_study_is_absent_and_missing_artifact_is_named(quick_run, tmp_p
     assert 'id="vdk_attribution_gallery" class="absent"' in page
     assert "not drawn. " + gallery.absent_for(config["studies"]["vdk"]) in html.unescape(page)
     assert "vdk_attribution_gallery.png" not in page
-    (site / "vdk/vdk_immune.png").unlink()
+    png = site / "vdk/vdk_immune.png"
+    good = png.read_bytes()
+    png.unlink()
     with pytest.raises(ReportError, match="vdk_immune.png"):
         collect(config, tmp_path, ROOT)
+    png.write_bytes(good[:200])  # a truncated PNG is not linked
+    with pytest.raises(ArtifactError, match="vdk_immune.png: not a readable image"):
+        collect(config, tmp_path, ROOT)
+    png.write_bytes(good)
+    summary = next(copy.rglob("metrics_summary.csv"))  # an accuracy of 150 % is not shown
+    frame = pd.read_csv(summary)
+    frame.loc[frame["metric"] == "accuracy", "mean"] = 1.5
+    frame.to_csv(summary, index=False)
+    with pytest.raises(ArtifactError, match="metrics_summary.csv: accuracy of .* is 1.5, "
+                                            "not a rate"):
+        collect(config, tmp_path, ROOT)
+    frame.loc[frame["metric"] == "accuracy", "mean"] = 0.5
+    frame.to_csv(summary, index=False)
+    for meta in copy.rglob("train.json"):  # every model at chance: each card says so
+        record = json.loads(meta.read_text())
+        meta.write_text(json.dumps({**record, "final": {**record["final"], "test_acc": 0.1}}))
+    content = collect(config, tmp_path, ROOT)
+    render_html(content, tmp_path)
+    page = html.unescape((site / "vdk.html").read_text())
+    assert 'id="vdk_fgsm_confusion" class="at-chance"' in page
+    assert 'id="vdk_immune">' in page  # drawn from study tables: no model card
+    assert "vdk/vdk_cnnet: test accuracy 10.0 % (seed 0; chance 10.0 %), trained here. AT " \
+           "CHANCE: this shows an untrained network" in page
+    tex = render_latex(content, tmp_path / "paper.tex").read_text()
+    assert "AT CHANCE: this shows an untrained network" in tex
+
+
+def _train_meta(root, study, model, seed, accuracy, classes=3, weights=None):
+    path = root / studies.get(study).run_file("train_meta", model, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"final": {"test_acc": accuracy}, "weights_used": weights,
+                                "classes": [f"c{i}" for i in range(classes)]}))
+
+
+def test_a_model_card_gives_accuracy_chance_and_weights_and_flags_chance(tmp_path):
+    config = {"evaluation": {"chance_margin": 0.05}}
+    _train_meta(tmp_path, "caltech", "cnn", 0, 0.35)
+    _train_meta(tmp_path, "caltech", "cnn", 1, 0.37)
+    _train_meta(tmp_path, "caltech", "vgg19", 0, 0.9, weights="fallback: random backbone")
+    _train_meta(tmp_path, "mnist", "cnn", 0, 0.99, classes=10)
+    card = model_card(config, tmp_path, "concepts", [("caltech", "cnn", 0), ("caltech", "cnn", 1),
+                                                     ("caltech", "vgg19", 0), ("mnist", "cnn", 0)])
+    assert card.count("AT CHANCE") == 1 and "caltech/cnn: test accuracy 36.0 % (mean of seeds " \
+        "[0, 1]; chance 33.3 %), borrowed from study caltech" in card
+    assert "VGG19 fallback: random backbone: ImageNet weights unavailable" in card
+    assert "mnist/cnn: test accuracy 99.0 % (seed 0; chance 10.0 %), borrowed" in card
+    assert model_card(config, tmp_path, "mnist", [("mnist", "cnn", 0)]).endswith("trained here.")
+    assert model_card(config, tmp_path, "mnist", []) == ""
 
 
 def test_chromium_loads_every_page_without_failed_images(quick_run):

@@ -7,7 +7,21 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from .io import read_json, write_csv
+from .io import artifact_error, read_csv, read_json, write_csv
+
+METRICS = ("accuracy", "precision", "recall", "f1")  # rates, as the report shows them
+
+
+def check_rates(frame: pd.DataFrame, path: str | Path, column: str = "value") -> None:
+    """Accuracy, precision, recall, F1 and AUC are rates: a value outside [0, 1] (or a
+    missing accuracy) is a damaged artifact, never a result to show."""
+    rates = frame[frame["metric"].isin(METRICS) | frame["metric"].str.startswith("auc[")]
+    values = rates[column]
+    bad = rates[(values < 0) | (values > 1) | (values.isna() & rates["metric"].eq("accuracy"))]
+    if not bad.empty:
+        row = bad.iloc[0]
+        raise artifact_error(path, f"{row['metric']} of {row['model']} ({row['split']}) is "
+                                   f"{row[column]}, not a rate in [0, 1]")
 
 
 def metric_rows(metrics: dict[str, Any]) -> Iterable[dict[str, Any]]:
@@ -44,10 +58,15 @@ def aggregate(metrics_files: list[str | Path], histories: dict[tuple[str, int], 
               out_long: str | Path, out_summary: str | Path, out_history: str | Path) -> None:
     """Per-seed metrics, their summary, and every run's history in one table
     (``histories``: ``{(model, seed): history.csv}``)."""
-    long = pd.DataFrame([row for path in metrics_files for row in metric_rows(read_json(path))])
+    parts = []
+    for path in metrics_files:
+        part = pd.DataFrame(list(metric_rows(read_json(path))))
+        check_rates(part, path)
+        parts.append(part)
+    long = pd.concat(parts, ignore_index=True)
     frames = []
     for (model, seed), path in histories.items():
-        frame = pd.read_csv(path)
+        frame = read_csv(path)
         frame.insert(0, "seed", seed)
         frame.insert(0, "model", model)
         frames.append(frame)

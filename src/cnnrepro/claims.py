@@ -200,6 +200,14 @@ class ClaimTable:
         verdict, rule = numeric_verdict(paper, values, abs_tol)
         self.add(claim_id, statement, protocol, paper, values, verdict, rule, unit, **claim)
 
+    def untestable(self, claim_id: str, statement: str, protocol: str, paper_value: Any,
+                   values: Sequence[float], rule: str, reason: str, **claim: Any) -> None:
+        """A claim this run's setup cannot test (the document's number is for another
+        setting that no study key names): ``not comparable``, with ``reason``."""
+        self.add(claim_id, statement, protocol, paper_value, values, NOT_COMPARABLE, rule,
+                 deterministic=True, **claim)
+        self.rows[-1]["reason"] = reason
+
     def threshold(self, claim_id: str, statement: str, protocol: str, paper_value: Any,
                   values: Sequence[float], threshold: float, below: bool = True,
                   unit: str = "", learned: tuple[Sequence[float], float] | None = None,

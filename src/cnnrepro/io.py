@@ -1,22 +1,65 @@
-"""Atomic artifact writing: a file either appears complete or not at all.
+"""Artifacts written atomically, and read back with errors that name the file.
 
 Every writer goes through :func:`atomic_path`, which hands out a temporary name in the
 target's folder and renames it into place only when the body finished without error, so
-a killed job or a failed check never leaves a half-written artifact behind.
+a killed job or a failed check never leaves a half-written artifact behind; a write that
+fails on a full disk says so first. Every reader (:func:`read_json`, :func:`read_csv`,
+:func:`read_npz`) turns a missing, truncated or undecodable file into one
+:class:`ArtifactError` naming the file, the rule that wrote it (from Snakemake's record)
+and the remedy, not a ``BadZipFile`` or ``EmptyDataError`` naming nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
+import shutil
+from base64 import urlsafe_b64encode
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 import torch
+
+
+FULL_DISK_BYTES = 16 << 20  # a write that failed with less free than this: the disk is full
+
+
+class ArtifactError(RuntimeError):
+    """An artifact read back is missing, unreadable, or holds values it cannot hold."""
+
+
+def producer(path: str | os.PathLike) -> str | None:
+    """The rule that wrote ``path``, from Snakemake's record of it in the working folder
+    (``.snakemake/metadata``, keyed by the path's URL-safe base64), or None."""
+    key = os.path.relpath(path) if os.path.isabs(path) else os.path.normpath(path)
+    name = urlsafe_b64encode(key.encode()).decode()
+    try:
+        return json.loads((Path(".snakemake") / "metadata" / name).read_text()).get("rule")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def artifact_error(path: str | os.PathLike, problem: str) -> ArtifactError:
+    """``path`` is bad: the error names it, its rule and the remedy."""
+    rule = producer(path)
+    made = f"rule {rule}" if rule else "the job that wrote it"
+    return ArtifactError(f"{path}: {problem}. Delete it and run the workflow again: Snakemake "
+                         f"remakes it ({made}).")
+
+
+def _no_space(target: Path, err: BaseException) -> bool:
+    chain = [err, err.__cause__, err.__context__]
+    if any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in chain):
+        return True
+    try:
+        return shutil.disk_usage(target.parent).free < FULL_DISK_BYTES
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -32,6 +75,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, target)
+    except Exception as err:
+        # torch's writer, for one, reports a full disk as "unexpected pos": say it plainly
+        if _no_space(target, err):
+            raise OSError(errno.ENOSPC, f"no space left on the device: {target} was not "
+                          f"written (nothing half-written is left); free some space and run "
+                          f"again") from err
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -53,8 +103,35 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+@contextlib.contextmanager
+def _reading(path: str | os.PathLike) -> Iterator[None]:
+    """Read errors of ``path`` as one :class:`ArtifactError`."""
+    try:
+        yield
+    except ArtifactError:
+        raise
+    except FileNotFoundError as err:
+        raise artifact_error(path, "missing") from err
+    except Exception as err:
+        reason = str(err).splitlines()[0] if str(err) else ""
+        raise artifact_error(path, f"unreadable ({type(err).__name__}: {reason})") from err
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+    with _reading(path):
+        return json.loads(Path(path).read_text())
+
+
+def read_csv(path: str | os.PathLike, **options: Any) -> pd.DataFrame:
+    with _reading(path):
+        return pd.read_csv(path, **options)
+
+
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz``, read now (a truncated member fails here, naming the
+    file, not later in a plot); no pickles."""
+    with _reading(path), np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
 
 
 def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> None:

@@ -157,6 +157,15 @@ class StudyFiles:
     def file(self, name: str, **fields: str | int) -> Path:
         return Path(self.root) / study_file(name, self.study, self._study_names(), **fields)
 
+    def models_read(self, names: Iterable[str | tuple[str, str]]) -> list[str]:
+        """The models whose run files ``names`` read (see :meth:`paths`)."""
+        found: list[str] = []
+        for entry in names:
+            name, only = (entry, None) if isinstance(entry, str) else entry
+            if self.is_run_file(name):
+                found += [only] if only else list(self.models)
+        return list(dict.fromkeys(found))
+
     def paths(self, names: Iterable[str | tuple[str, str]]) -> list[str]:
         """The files behind ``names`` as strings, for a rule's input: a run file for every
         (model, seed); ``(name, model)`` for one model's runs; a study file once (a

@@ -15,9 +15,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on a cluster node
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
-from .io import atomic_path, read_json  # noqa: E402
+from .io import atomic_path, read_csv, read_json  # noqa: E402
 from .paths import StudyFiles  # noqa: E402
 from .study import Figures  # noqa: E402
 
@@ -86,7 +85,7 @@ SHARED = Figures()
                  "and test (solid) loss and accuracy per epoch, mean with a ±1 std band over "
                  "seeds; a marker per epoch.", "training curves", ("histories",))
 def training_curves(files: StudyFiles) -> plt.Figure:
-    history = pd.read_csv(files.file("histories"))
+    history = read_csv(files.file("histories"))
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for i, model in enumerate(files.models):
         h = history[history["model"] == model].groupby("epoch")
@@ -115,8 +114,8 @@ def training_curves(files: StudyFiles) -> plt.Figure:
 def confusion_matrices(files: StudyFiles) -> plt.Figure:
     fig, axes = subplot_grid(len(files.models), min(len(files.models), 2), size=4.6, height=4.2)
     for ax, (model, runs) in zip(axes, files.by_model("confusion").items()):
-        counts = np.mean([pd.read_csv(f, index_col=0).to_numpy() for f in runs], axis=0)
-        classes = pd.read_csv(runs[0], index_col=0).index.tolist()
+        counts = np.mean([read_csv(f, index_col=0).to_numpy() for f in runs], axis=0)
+        classes = read_csv(runs[0], index_col=0).index.tolist()
         confusion_panel(counts, classes, model, (fig, ax))
     fig.suptitle("Test confusion matrices (row-normalised; counts = mean over "
                  f"{len(files.seeds)} seed(s))")
@@ -131,7 +130,7 @@ def roc_curves(files: StudyFiles) -> plt.Figure:
     fig, axes = subplot_grid(len(files.models), min(len(files.models), 2), size=4.6, height=4.0)
     seed = files.seeds[0]
     for ax, model in zip(axes, files.models):
-        roc = pd.read_csv(files.run("roc", model, seed))
+        roc = read_csv(files.run("roc", model, seed))
         metrics = [read_json(p) for p in files.by_model("metrics", [model])[model]]
         auc = {c: np.mean([m["auc"][c] for m in metrics]) for c in roc["class"].unique()}
         for i, (cls, curve) in enumerate(roc.groupby("class", sort=False)):

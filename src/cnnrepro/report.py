@@ -11,6 +11,7 @@ relative to ``root`` (the workflow's working directory).
 from __future__ import annotations
 
 import math
+from itertools import groupby
 import os
 import shutil
 import subprocess
@@ -21,16 +22,17 @@ from typing import Any
 import jinja2
 import pandas as pd
 import yaml
+from PIL import Image
 
 from . import paths
 from . import studies as registry
+from .aggregate import METRICS, check_rates
 from .claims import NOT_COMPARABLE, VERDICTS
 from .datasets import SPECS
-from .io import atomic_path, read_json
+from .io import artifact_error, atomic_path, read_csv, read_json
 from .provenance import git_commit, versions
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "report" / "templates"
-METRICS = ("accuracy", "precision", "recall", "f1")
 
 
 class ReportError(RuntimeError):
@@ -100,6 +102,43 @@ def _need(path: Path) -> Path:
     return path
 
 
+def _need_image(path: Path) -> Path:
+    """A figure the report links: present and decodable (a broken PNG is never linked)."""
+    try:
+        with Image.open(_need(path)) as img:
+            img.verify()
+    except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for a bad file
+        raise artifact_error(path, f"not a readable image ({type(err).__name__}: {err})") from err
+    return path
+
+
+def model_card(config: dict[str, Any], root: Path, study: str,
+               shown: list[tuple[str, str, int]]) -> str:
+    """One sentence per model a figure draws: its clean test accuracy (mean over the seeds
+    shown, from each run's ``train.json``), the chance level, and the weights (trained
+    here, borrowed, or the fallback backbone); a model within ``evaluation.chance_margin``
+    of chance is flagged, as the figure then shows an untrained network."""
+    margin = config["evaluation"]["chance_margin"]
+    parts = []
+    for (owner, model), runs in groupby(shown, key=lambda s: s[:2]):
+        seeds = [seed for *_, seed in runs]
+        metas = [read_json(_need(root / registry.get(owner).run_file("train_meta", model, s)))
+                 for s in seeds]
+        accuracy = sum(m["final"]["test_acc"] for m in metas) / len(metas)
+        chance = 1 / len(metas[0]["classes"])
+        weights = metas[0].get("weights_used") or ""
+        made = (f"VGG19 {weights}: ImageNet weights unavailable, a random frozen backbone"
+                if weights.startswith("fallback") else
+                "trained here" if owner == study else f"borrowed from study {owner}, trained "
+                                                       f"under its settings")
+        which = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean of seeds {seeds}"
+        flag = (" AT CHANCE: this shows an untrained network, not what the document's model "
+                "learned" if accuracy - chance <= margin else "")
+        parts.append(f"{owner}/{model}: test accuracy {100 * accuracy:.1f} % ({which}; "
+                     f"chance {100 * chance:.1f} %), {made}.{flag}")
+    return ("Model card. " + " ".join(parts)) if parts else ""
+
+
 def _metrics_table(summary: pd.DataFrame, models: list[str], study: str) -> Table:
     rows = []
     for model in models:
@@ -117,7 +156,7 @@ def _metrics_table(summary: pd.DataFrame, models: list[str], study: str) -> Tabl
 
 
 def _csv_table(path: Path, study: str, caption: str) -> Table:
-    frame = pd.read_csv(path)
+    frame = read_csv(path)
     return Table(path.stem, caption, list(frame.columns),
                  [[fmt_value(v) for v in row] for row in frame.itertuples(index=False)],
                  csv=f"{study}/data/{path.name}")
@@ -130,7 +169,7 @@ def _text(value: Any) -> str:
 
 def _claims(path: Path) -> list[dict[str, Any]]:
     rows = []
-    for r in pd.read_csv(path).to_dict("records"):
+    for r in read_csv(path).to_dict("records"):
         unit = "" if pd.isna(r["unit"]) else r["unit"]
         rows.append({**r, "unit": unit, "reproduced": mean_std_n(r["reproduced_mean"], r["std"],
                                                                  r["n"], unit),
@@ -164,13 +203,16 @@ def study_page(config: dict[str, Any], study: registry.Study, root: Path) -> Stu
         datasets=_datasets(root, sspec["dataset"]))
     further = registry.seed_figures(study.name, config)
     for name, figure in registry.figures_for(study.name, sspec).items():
-        _need(root / paths.figure(study.name, name))
+        _need_image(root / paths.figure(study.name, name))
         others = [{"seed": seed, "png": _relative(paths.figure(study.name, name, "png", seed)),
                    "pdf": _relative(paths.figure(study.name, name, "pdf", seed))}
                   for n, seed in further if n == name]
         for other in others:
-            _need(root / paths.report_dir() / other["png"])
+            _need_image(root / paths.report_dir() / other["png"])
+        card = model_card(config, root, study.name,
+                          registry.shown_models(study.name, name, config))
         page.figures.append({"name": name, "caption": figure.caption_for(sspec),
+                             "card": card, "at_chance": "AT CHANCE" in card,
                              "reproduces": figure.reproduces, "seed": seeds[0] if others else None,
                              "other_seeds": others,
                              "png": f"{study.name}/{name}.png", "pdf": f"{study.name}/{name}.pdf"})
@@ -178,11 +220,12 @@ def study_page(config: dict[str, Any], study: registry.Study, root: Path) -> Stu
                     "note": figure.absent_for(sspec) or "not drawn under this configuration"}
                    for name, figure in registry.absent_figures(study.name, sspec).items()]
     for name, caption in study.animations.items():
-        _need(root / paths.figure(study.name, name, "gif"))
+        _need_image(root / paths.figure(study.name, name, "gif"))
         page.animations.append({"name": name, "caption": caption,
                                 "gif": f"{study.name}/{name}.gif"})
-    page.tables.append(_metrics_table(pd.read_csv(_need(files.file("metrics_summary"))),
-                                      models, study.name))
+    summary = read_csv(_need(files.file("metrics_summary")))
+    check_rates(summary, files.file("metrics_summary"), "mean")
+    page.tables.append(_metrics_table(summary, models, study.name))
     for table in study.tables:
         page.tables.append(_csv_table(_need(files.file(table.file)), study.name, table.caption))
     if study.has_claims:
@@ -203,10 +246,10 @@ def stage_times(root: Path) -> list[dict[str, Any]]:
     bench = root / paths.benchmarks_dir()
     for rule_dir in sorted(p for p in bench.iterdir() if p.is_dir()) if bench.is_dir() else []:
         files = list(rule_dir.rglob("*.tsv"))
-        seconds = sum(float(pd.read_csv(f, sep="\t")["s"].iloc[0]) for f in files)
+        seconds = sum(float(read_csv(f, sep="\t")["s"].iloc[0]) for f in files)
         rows.append({"stage": rule_dir.name, "jobs": len(files), "seconds": round(seconds, 1)})
     rows += [{"stage": f.stem, "jobs": 1, "seconds": round(float(
-        pd.read_csv(f, sep="\t")["s"].iloc[0]), 1)} for f in sorted(bench.glob("*.tsv"))]
+        read_csv(f, sep="\t")["s"].iloc[0]), 1)} for f in sorted(bench.glob("*.tsv"))]
     return rows
 
 

@@ -28,12 +28,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from . import paths
 from . import studies
 from .estimate import Estimate, Job, describe, estimate, human, job_work, measurements, record_sizes
-from .io import atomic_path, write_json
+from .io import atomic_path, read_csv, write_json
 
 GUARD_ENV = "CNNREPRO_COST_GUARD"
 ESTIMATE_JSON_ENV = "CNNREPRO_ESTIMATE_JSON"
@@ -178,7 +176,7 @@ def clock(seconds: float) -> str:
 
 def verdict_counts(claims_csv: Path) -> dict[str, int]:
     """How many claims got each verdict, in the order the verdicts first appear."""
-    return dict(Counter(pd.read_csv(claims_csv)["verdict"].astype(str)))
+    return dict(Counter(read_csv(claims_csv)["verdict"].astype(str)))
 
 
 def summary(config: dict[str, Any], root: str | Path, wall: float,

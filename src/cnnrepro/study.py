@@ -41,6 +41,10 @@ class Figure:
     # Drawn again for every further seed (from that seed's files alone; linked from the
     # page): for figures that show one seed's maps, so no seed hides behind the first.
     per_seed: bool = False
+    # The trained models it draws, as (study, model, seed), where its inputs do not say
+    # (a study file made from borrowed models); else the models whose run files it reads.
+    # Their model card (accuracy, chance, weights) goes into the caption.
+    shows: Callable[[dict], list[tuple[str, str, int]]] | None = None
 
     @property
     def name(self) -> str:
@@ -65,10 +69,10 @@ class Figures(dict):
 
     def register(self, caption: str, reproduces: str, inputs: tuple = (),
                  when: Callable[[dict], bool] = _always, per_seed: bool = False,
-                 absent: str = "") -> Callable:
+                 absent: str = "", shows: Callable[[dict], list] | None = None) -> Callable:
         def add(draw: Callable) -> Callable:
             self[draw.__name__] = Figure(draw, caption, reproduces, tuple(inputs), when=when,
-                                         per_seed=per_seed, absent=absent)
+                                         per_seed=per_seed, absent=absent, shows=shows)
             return draw
         return add
 

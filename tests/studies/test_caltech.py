@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cnnrepro import config as cfg
-from cnnrepro.claims import HOLDS, NOT_COMPARABLE
+from cnnrepro.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_COMPARABLE
 from cnnrepro.io import read_json, write_csv, write_json
 from cnnrepro.studies import get
 from cnnrepro.studies.caltech import claims as caltech_claims
@@ -190,7 +190,8 @@ def _synthetic_run(root, weights_used: str, train_acc=(1.0, 1.0), val_acc=(0.86,
                                     "formula_size": 222, "symmetry": {
                                         "steps": 5, "constant": {"spread": 0.0},
                                         "kaiming": {"spread": 0.3}}})
-    write_json(root / "layers.json", {"sizes": [222, 220], "formula_sizes": [222, 220]})
+    write_json(root / "layers.json", {"sizes": [222, 220], "formula_sizes": [222, 220],
+                                      "input_size": 224})
     write_csv(root / "sizes.csv", pd.DataFrame(
         [{"experiment": e, "match": True} for e in ("stride", "padding", "size")]))
     return files
@@ -216,6 +217,33 @@ def test_claims_full_settings_give_verdicts(tmp_path, full_config):
                   "vgg.dead_guided_backprop", "invariance.prediction"):
         assert table.loc[f"caltech.{claim}", "verdict"] == HOLDS, claim
     assert "fallback" not in table.loc["caltech.vgg.val_accuracy", "statement"]
+
+
+def test_the_documents_literals_are_the_paper_values_and_can_fail(tmp_path, full_config):
+    files = _synthetic_run(tmp_path, "IMAGENET1K_V1")
+    write_json(tmp_path / "layers.json", {"sizes": [222, 219], "formula_sizes": [222, 219],
+                                          "input_size": 224})  # a wrong second layer
+    table = _claims(tmp_path, files, full_config, {})
+    assert table.loc["caltech.fig2.layer2_size", "paper_value"] == "220"
+    assert table.loc["caltech.fig2.layer2_size", "verdict"] == FAILS
+    assert table.loc["caltech.fig1.output_size", "paper_value"] == "222"
+    sizes = table.loc["caltech.sizes.stride"]  # the document prints no such share: ours
+    assert sizes["protocol"] == "ours" and sizes["paper_value"] == "–"
+    write_json(tmp_path / "conv.json", {**read_json(tmp_path / "conv.json"),
+                                        "input_size": 100, "output_size": 98})
+    table = _claims(tmp_path, files, full_config, {})
+    assert table.loc["caltech.fig1.output_size", "verdict"] == NOT_COMPARABLE
+    assert "224-px images; this run's are 100 px" in table.loc["caltech.fig1.output_size",
+                                                                "reason"]
+
+
+def test_invariance_of_a_model_that_learned_nothing_is_inconclusive(tmp_path, full_config):
+    # one class predicted everywhere: no prediction ever changes, at chance accuracy
+    files = _synthetic_run(tmp_path, "IMAGENET1K_V1", val_acc=(1 / 3, 1 / 3))
+    table = _claims(tmp_path, files, full_config, {})
+    row = table.loc["caltech.invariance.prediction"]
+    assert row["reproduced_mean"] == 0.0 and row["verdict"] == INCONCLUSIVE
+    assert "judged only if clean accuracy >= 0.5" in row["rule"]
 
 
 def test_claims_departures_and_the_fallback(tmp_path, full_config):

@@ -78,7 +78,7 @@ def report_inputs(wildcards):
     data = {config["studies"][study]["dataset"] for study in STUDIES}
     return (report_figures("png") + report_animations()
             + [paths.study_file("metrics_summary", study) for study in STUDIES]
-            + [str(t) for t in tables] + claims
+            + [str(t) for t in tables] + claims + studies.card_inputs(config)
             + [paths.data(name, split, "json") for name in data for split in SPECS[name].splits])
 
 

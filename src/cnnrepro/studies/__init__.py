@@ -67,6 +67,29 @@ def figure_inputs(study: str, name: str, config: dict[str, Any], seed: int | Non
             + [str(figure.source)])
 
 
+def shown_models(study: str, name: str, config: dict[str, Any], seed: int | None = None
+                 ) -> list[tuple[str, str, int]]:
+    """(study, model, seed) of every trained model a figure draws: its declared ``shows``,
+    else the models whose run files it reads (a per-seed figure: that seed, the first by
+    default; any other: every seed it reads)."""
+    figure = figures_for(study)[name]
+    if figure.shows is not None:
+        return [tuple(s) for s in figure.shows(config)]
+    files = get(study).study_files(config, seed=seed)
+    seeds = files.seeds[:1] if figure.per_seed else files.seeds
+    return [(study, model, s) for model in files.models_read(figure.inputs) for s in seeds]
+
+
+def card_inputs(config: dict[str, Any]) -> list[str]:
+    """The training records (``train.json``) behind every model card of the report."""
+    found = []
+    for study in enabled(config):
+        for name in figures_for(study.name, config["studies"][study.name]):
+            for owner, model, seed in shown_models(study.name, name, config):
+                found.append(get(owner).run_file("train_meta", model, seed))
+    return list(dict.fromkeys(found))
+
+
 def render(study: str, name: str, config: dict[str, Any], out_png: str, out_pdf: str,
            seed: int | None = None) -> None:
     """Draw one figure from the study's data files (``seed``: from that seed's alone); PNG

@@ -16,11 +16,14 @@ from typing import Any
 import pandas as pd
 
 from ...claims import FAILS, HOLDS, ClaimTable, training_keys
-from ...io import read_json, write_csv
+from ...io import read_csv, read_json, write_csv
 from ...paths import StudyFiles
 
 CNN, VGG = "cnn", "vgg19"  # the study's model names (config; check_config requires both)
 PAPER_TRAIN, PAPER_VAL = 1.0, 0.8666666746139526  # document 3.2.8
+# The document's own numbers for a 3x3 filter at stride 1, padding 0 on its 224-px images:
+# ch. 1 (Fig. 1.3) 224 -> 222; ch. 2 (Figs. 2.2-2.7) 224 -> 222 -> 220.
+PAPER_INPUT, PAPER_FIG1, PAPER_LAYERS = 224, 222, (222, 220)
 SIZE_EXPERIMENTS = {"stride": "3.2.3", "padding": "3.2.4", "size": "3.2.6"}
 
 
@@ -35,12 +38,19 @@ def weights_label(weights_used: list[str | None]) -> str:
 
 
 def _exact(table: ClaimTable, claim_id: str, statement: str, paper: Any,
-           values: list[float], seeds: list[int] | None = None) -> None:
-    """A deterministic number that must equal the document's (sizes, counts)."""
+           values: list[float], input_size: int | None = PAPER_INPUT,
+           protocol: str = "document") -> None:
+    """A deterministic number that must equal the document's (sizes); the document's
+    number is for its 224-px images: on others it is not comparable."""
     ok = len(values) > 0 and all(v == paper for v in values)
-    table.add(claim_id, statement, "document", paper, values, HOLDS if ok else FAILS,
-              f"holds if the measured value equals {paper}", seeds=seeds or [0],
-              deterministic=True)
+    rule = f"holds if the measured value equals {paper}"
+    if input_size not in (None, PAPER_INPUT):
+        table.untestable(claim_id, statement, protocol, paper, values, rule,
+                         f"the document's {paper} is for its {PAPER_INPUT}-px images; this "
+                         f"run's are {input_size} px (data.caltech.image_size)", seeds=[0])
+        return
+    table.add(claim_id, statement, protocol, paper, values, HOLDS if ok else FAILS, rule,
+              seeds=[0], deterministic=True)
 
 
 def fallback_summary(files: StudyFiles) -> pd.DataFrame:
@@ -77,18 +87,23 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], conv_meta: str, layer
 
     conv = read_json(conv_meta)
     _exact(table, "caltech.fig1.output_size", f"a 3x3 filter at stride 1, padding 0 maps the "
-           f"{conv['input_size']}-pixel image to {conv['formula_size']} pixels "
-           "(n' = (n + 2p - f)/s + 1)", conv["formula_size"], [conv["output_size"]])
+           f"{conv['input_size']}-pixel image to {PAPER_FIG1} pixels (n' = (n + 2p - f)/s + 1; "
+           f"measured on this run's image)", PAPER_FIG1, [conv["output_size"]],
+           conv["input_size"])
     layers = read_json(layers_meta)
-    for n, (size, formula) in enumerate(zip(layers["sizes"], layers["formula_sizes"]), 1):
-        _exact(table, f"caltech.fig2.layer{n}_size", f"stacked layer {n} outputs {formula} "
-               "pixels", formula, [size])
-    sizes = pd.read_csv(size_table)
+    for n, (size, paper) in enumerate(zip(layers["sizes"], PAPER_LAYERS), 1):
+        _exact(table, f"caltech.fig2.layer{n}_size", f"stacked layer {n} outputs {paper} "
+               "pixels", paper, [size], layers["input_size"])
+    sizes = read_csv(size_table)
     for experiment, section in SIZE_EXPERIMENTS.items():
         part = sizes[sizes["experiment"] == experiment]
-        _exact(table, f"caltech.sizes.{experiment}", f"{section}: every {experiment} setting "
-               f"({len(part)} rows of the size table) has the formula's output size "
-               "(share of rows that match)", 1.0, [float(part["match"].mean())])
+        # the document shows these maps but prints no sizes: the check is ours
+        table.add(f"caltech.sizes.{experiment}", f"(ours) {section}: every {experiment} "
+                  f"setting ({len(part)} rows of the size table) has the formula's output "
+                  "size (share of rows that match)", "ours", "–",
+                  [float(part["match"].mean())],
+                  HOLDS if len(part) and part["match"].all() else FAILS,
+                  "holds if every row matches", seeds=[0], deterministic=True)
     tol = settings["symmetry_tol"]
     sym = conv["symmetry"]
     table.add("caltech.init.constant_symmetric", f"constant initialisation never breaks "
@@ -107,7 +122,7 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], conv_meta: str, layer
                       paper, [m["splits"][split]["accuracy"] for m in metrics],
                       settings["accuracy_abs"], depends_on=training_keys(CNN))
 
-    shifts = pd.concat([pd.read_csv(p) for p in files.by_model("equivariance", [CNN])[CNN]])
+    shifts = pd.concat([read_csv(p) for p in files.by_model("equivariance", [CNN])[CNN]])
     etol = settings["equivariance_tol"]
     for mode, frame in shifts.groupby("mode"):
         worst = frame.groupby("seed")["equivariance_error"].max()
@@ -125,9 +140,11 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], conv_meta: str, layer
                         f"whose predicted class changes under a {k}-px shift", "document",
                         "small", list(moved.sort_values("seed")["prediction_change"]),
                         settings["invariance_max"], below=True,
+                        learned=([m["splits"]["val"]["accuracy"] for m in metrics],
+                                 settings["learned_accuracy"]),
                         depends_on=training_keys(CNN) + ("equivariance",))
 
-    patches = pd.concat([pd.read_csv(p) for p in files.by_model("patch_table", [VGG])[VGG]])
+    patches = pd.concat([read_csv(p) for p in files.by_model("patch_table", [VGG])[VGG]])
     dead = patches[patches["kind"] == "dead"].groupby("seed")["gradient_abs_max"].max()
     if len(dead):
         table.add("caltech.vgg.dead_guided_backprop", f"{label} guided backprop of a dead "

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Rectangle
 
-from ...io import read_json
+from ...io import read_csv, read_json, read_npz
 from ...paths import StudyFiles
 from ...plotting import image_panel, subplot_grid
 from ...study import Figures
@@ -42,7 +42,7 @@ def _vgg_title(files: StudyFiles, seed: int) -> str:
     "difference (zero only for a flip-symmetric kernel).",
     "Figs. 1.1-1.2", ("conv",))
 def caltech_fig1_correlation_vs_convolution(files: StudyFiles) -> plt.Figure:
-    data = np.load(files.file("conv"))
+    data = read_npz(files.file("conv"))
     classes = _classes(data)
     fig, axes = plt.subplots(len(classes), 6, figsize=(13, 2.3 * len(classes)), squeeze=False)
     for i, row in enumerate(axes):
@@ -68,7 +68,7 @@ def caltech_fig1_correlation_vs_convolution(files: StudyFiles) -> plt.Figure:
     "identical (spread in the title), Kaiming ones do not.",
     "Sec. 1 (constant vs Kaiming initialisation; no figure in the document)", ("conv", "conv_meta"))
 def caltech_fig1_initialisation(files: StudyFiles) -> plt.Figure:
-    data = np.load(files.file("conv"))
+    data = read_npz(files.file("conv"))
     meta = read_json(files.file("conv_meta"))["symmetry"]
     shown = min(4, data["init_constant"].shape[1])
     fig, axes = plt.subplots(4, shown + 1, figsize=(2.2 * (shown + 1), 8.6), squeeze=False)
@@ -124,7 +124,7 @@ def _layer_figure(data, show: int, title: str) -> plt.Figure:
     "channel 0) inset at the top left of its map.",
     "Figs. 2.2-2.7", ("stacked_layers",))
 def caltech_fig2_stacked_layers(files: StudyFiles) -> plt.Figure:
-    data = np.load(files.file("stacked_layers"))
+    data = read_npz(files.file("stacked_layers"))
     return _layer_figure(data, min(6, data["maps1"].shape[1]), "Kaiming-initialised layers")
 
 
@@ -137,8 +137,8 @@ def caltech_fig2_stacked_layers(files: StudyFiles) -> plt.Figure:
     "and measurement for every setting.",
     "Fig. 3.2 (and Sec. 3.2.3-3.2.4)", ("setting_maps", "size_table"))
 def caltech_fig3_stride_padding_size(files: StudyFiles) -> plt.Figure:
-    data = np.load(files.file("setting_maps"))
-    table = pd.read_csv(files.file("size_table"))
+    data = read_npz(files.file("setting_maps"))
+    table = read_csv(files.file("size_table"))
     keys = [f"{r.experiment}__{r.filter}__{r.setting}" for r in table.itertuples()]
     fig, axes = subplot_grid(len(keys), 4, size=2.4)
     for ax, key, row in zip(axes, keys, table.itertuples()):
@@ -154,7 +154,7 @@ def caltech_fig3_stride_padding_size(files: StudyFiles) -> plt.Figure:
     "test image per class, conv1 (222 px) then conv2 (220 px), before ReLU.",
     "Figs. 3.5-3.10", (("maps", CNN),), per_seed=True)
 def caltech_fig3_trained_filters(files: StudyFiles) -> plt.Figure:
-    data = np.load(files.run("maps", CNN, files.seeds[0]))
+    data = read_npz(files.run("maps", CNN, files.seeds[0]))
     return _layer_figure(data, min(6, data["maps1"].shape[1]),
                          f"trained CNN, seed {files.seeds[0]}")
 
@@ -167,7 +167,7 @@ def caltech_fig3_trained_filters(files: StudyFiles) -> plt.Figure:
     "images whose predicted class changes (invariance). Mean over seeds.",
     "Sec. 3.2.10-3.2.11 (stated in the document, not measured there)", (("equivariance", CNN),))
 def caltech_equivariance(files: StudyFiles) -> plt.Figure:
-    frame = pd.concat([pd.read_csv(p) for p in files.by_model("equivariance", [CNN])[CNN]])
+    frame = pd.concat([read_csv(p) for p in files.by_model("equivariance", [CNN])[CNN]])
     mean = frame.groupby(["mode", "shift"]).mean(numeric_only=True).reset_index()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, column, label in zip(axes, ("equivariance_error", "feature_change",
@@ -185,8 +185,8 @@ def caltech_equivariance(files: StudyFiles) -> plt.Figure:
 
 
 def _patch_figure(files: StudyFiles, model: str, seed: int, title: str) -> plt.Figure:
-    data = np.load(files.run("patches", model, seed))
-    table = pd.read_csv(files.run("patch_table", model, seed))
+    data = read_npz(files.run("patches", model, seed))
+    table = read_csv(files.run("patch_table", model, seed))
     top = table[table["kind"] == "top"]
     n_top = int(top.groupby("image").size().max())
     images = sorted(table["image"].unique())
@@ -235,8 +235,8 @@ def caltech_fig4_patches(files: StudyFiles) -> plt.Figure:
 
 def _gradient_figure(files: StudyFiles, model: str, seed: int, title: str) -> plt.Figure:
     """Per image: the image, then the guided-backprop image of each top and dead neuron."""
-    data = np.load(files.run("patches", model, seed))
-    table = pd.read_csv(files.run("patch_table", model, seed))
+    data = read_npz(files.run("patches", model, seed))
+    table = read_csv(files.run("patch_table", model, seed))
     images = sorted(table["image"].unique())
     ncols = int(table.groupby("image").size().max())
     fig, axes = plt.subplots(len(images), ncols + 1, figsize=(2.0 * (ncols + 1),

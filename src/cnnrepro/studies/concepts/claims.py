@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ...claims import FAILS, HOLDS, ClaimTable, training_keys
-from ...io import write_csv
+from ...io import read_csv, write_csv
 from ...paths import StudyFiles
 
 # What the slides state, per layer type (the paper value of each formula claim).
@@ -55,7 +55,7 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
     seeds = list(files.seeds)
     table = ClaimTable(seeds, departures=departures, preset=preset)
 
-    checks = pd.read_csv(files.file("convtypes_checks"))
+    checks = read_csv(files.file("convtypes_checks"))
     for layer, rows in checks.groupby("layer", sort=False):
         n, ok = len(rows), int(rows["match"].sum())
         table.add(f"concepts.formula.{layer.replace(' ', '_')}",
@@ -65,7 +65,7 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
                   FORMULAS[layer], [ok / n], HOLDS if ok == n else FAILS,
                   f"holds if every one of the {n} checks matches ({ok} do)", "fraction",
                   seeds=[grid_seed], deterministic=True, depends_on=("convtypes",))
-    ratios = pd.read_csv(files.file("convtypes_ratios"))
+    ratios = read_csv(files.file("convtypes_ratios"))
     exact = ratios["mac_ratio_exact"].astype(bool)
     table.add("concepts.separable_ratio", "depthwise-separable / standard MACs = 1/C_out + 1/K² "
               "exactly (same K, stride, padding; value: the fraction of configurations)",
@@ -77,7 +77,7 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
               deterministic=True, depends_on=("convtypes",))
 
     # every (model, seed) of the study's own GAP models
-    agreement = {run: pd.read_csv(path) for run, path in files.runs("cam_agreement").items()}
+    agreement = {run: read_csv(path) for run, path in files.runs("cam_agreement").items()}
     pearson = [float(a["pearson"].min()) for a in agreement.values()]
     scaled = all(np.allclose(a["scale"], a["expected_scale"], rtol=settings["scale_rtol"])
                  for a in agreement.values())
@@ -91,7 +91,7 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
               "(relative)", "r", seeds=[seed for _, seed in agreement],
               deterministic=True, depends_on=("cam", "models"))
 
-    sweep = pd.read_csv(files.file("fgsm_sweep"))
+    sweep = read_csv(files.file("fgsm_sweep"))
     write_csv(fgsm_table, fgsm_summary(sweep))
     for name, ref in fgsm_settings["targets"].items():
         rows = sweep[sweep["target"] == name]

@@ -19,8 +19,6 @@ Confidence is the softmax probability of the predicted class.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 import torch

@@ -11,11 +11,12 @@ import json
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 
+from ...io import read_csv, read_npz
 from ...paths import StudyFiles
 from ...plotting import image_panel
 from ...study import Figures
+from . import upstream
 
 FIGURES = Figures()
 
@@ -44,7 +45,7 @@ def _overlay(ax: plt.Axes, image: np.ndarray, heat: np.ndarray, title: str) -> N
     "slides 'Types of Convolutional Filters' (1×1, dilated, depthwise separable, transposed: "
     "their formulas)", ("convtypes_summary",))
 def concepts_formula_checks(files: StudyFiles) -> plt.Figure:
-    summary = pd.read_csv(files.file("convtypes_summary"))
+    summary = read_csv(files.file("convtypes_summary"))
     layers = list(dict.fromkeys(summary["layer"]))
     quantities = list(dict.fromkeys(summary["quantity"]))
     share = np.full((len(layers), len(quantities)), np.nan)
@@ -72,7 +73,7 @@ def concepts_formula_checks(files: StudyFiles) -> plt.Figure:
     "slide 'Depthwise Separable Convolutions' (computational complexity)",
     ("convtypes_ratios",))
 def concepts_separable_cost(files: StudyFiles) -> plt.Figure:
-    ratios = pd.read_csv(files.file("convtypes_ratios"))
+    ratios = read_csv(files.file("convtypes_ratios"))
     ratios = ratios[ratios["stride"] == ratios["stride"].min()]
     fig, (ax_mac, ax_lat) = plt.subplots(1, 2, figsize=(10, 4))
     for k, rows in ratios.groupby("kernel"):
@@ -102,9 +103,10 @@ def concepts_separable_cost(files: StudyFiles) -> plt.Figure:
     "right: for {hierarchy[channels]} channels of each layer, the input that maximises the "
     "channel's mean activation ({hierarchy[steps]} Adam steps from seeded noise): edges and "
     "colours low, textures and parts deeper.",
-    "slide 'Learning Hierarchical Abstractions with CNNs'", ("hierarchy",))
+    "slide 'Learning Hierarchical Abstractions with CNNs'", ("hierarchy",),
+    shows=upstream.shown("hierarchy"))
 def concepts_hierarchy(files: StudyFiles) -> plt.Figure:
-    data = np.load(files.file("hierarchy"))
+    data = read_npz(files.file("hierarchy"))
     levels = [str(level) for level in data["levels"]]
     filters = data[f"{levels[0]}_filter_images"] if f"{levels[0]}_filter_images" in data else None
     shown = min(16, len(filters)) if filters is not None else 0
@@ -142,7 +144,7 @@ def concepts_hierarchy(files: StudyFiles) -> plt.Figure:
     "slides 'Class Activation Maps'", ("cam",), per_seed=True)
 def concepts_cam(files: StudyFiles) -> plt.Figure:
     model, seed = files.models[0], files.seeds[0]
-    data = np.load(files.run("cam", model, seed))
+    data = read_npz(files.run("cam", model, seed))
     classes = [str(c) for c in data["classes"]]
     n = len(data["labels"])
     cols = min(n, 10)
@@ -174,9 +176,9 @@ def concepts_cam(files: StudyFiles) -> plt.Figure:
     "class, on trained models of the other studies and on the GAP model (first seed). One "
     "row per model and image: the image (true class; predicted class and probability), the "
     "Grad-CAM over it, and Guided Grad-CAM. The layer used is named on the left.",
-    "slide 'Gradient-Weighted CAMs'", ("gradcam",))
+    "slide 'Gradient-Weighted CAMs'", ("gradcam",), shows=upstream.shown("gradcam"))
 def concepts_gradcam(files: StudyFiles) -> plt.Figure:
-    data = np.load(files.file("gradcam"))
+    data = read_npz(files.file("gradcam"))
     targets = json.loads(str(data["targets"]))
     rows = [(name, i) for name in targets for i in range(len(data[f"{name}__labels"]))]
     fig, axes = plt.subplots(len(rows), 3, figsize=(6.6, 2.2 * len(rows)), squeeze=False)
@@ -208,9 +210,9 @@ def concepts_gradcam(files: StudyFiles) -> plt.Figure:
     "{fgsm[target_rule]} class (torchattacks FGSM, pixels clipped to [0, 1]; ε per model "
     "in its row label).",
     "slide 'Common Adversarial Attacks' (FGSM and targeted FGSM: x + ε·sign(∇) = x′)",
-    ("fgsm_examples",))
+    ("fgsm_examples",), shows=upstream.shown("fgsm"))
 def concepts_fgsm(files: StudyFiles) -> plt.Figure:
-    data = np.load(files.file("fgsm_examples"))
+    data = read_npz(files.file("fgsm_examples"))
     targets = json.loads(str(data["targets"]))
     rows = [(name, kind, i) for name in targets for kind in ("untargeted", "targeted")
             for i in range(len(data[f"{name}__{kind}__label"]))]
@@ -240,9 +242,10 @@ def concepts_fgsm(files: StudyFiles) -> plt.Figure:
     "images of each model; untargeted error rate (share of x′ not classified as the true "
     "class; at ε = 0 the clean error) and targeted success rate (share of x′ classified as "
     "the {fgsm[target_rule]} class), mean and ±1 std band over seeds.",
-    "beyond the slides: targeted FGSM success against ε", ("fgsm_sweep",))
+    "beyond the slides: targeted FGSM success against ε", ("fgsm_sweep",),
+    shows=upstream.shown("fgsm", all_seeds=True))
 def concepts_fgsm_sweep(files: StudyFiles) -> plt.Figure:
-    sweep = pd.read_csv(files.file("fgsm_sweep"))
+    sweep = read_csv(files.file("fgsm_sweep"))
     fig, (ax_u, ax_t) = plt.subplots(1, 2, figsize=(10, 4))
     for name, rows in sweep.groupby("target", sort=False):
         stats = rows.groupby("epsilon")[["untargeted_error", "targeted_success"]].agg(

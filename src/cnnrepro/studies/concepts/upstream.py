@@ -14,6 +14,7 @@ model that the config does not have is an error at start-up (:func:`check`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ... import paths
@@ -54,6 +55,17 @@ def references(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
              for name, ref in block[kind]["targets"].items()}
     found["hierarchy"] = block["hierarchy"]
     return found
+
+
+def shown(kind: str, all_seeds: bool = False) -> Callable[[dict[str, Any]], list[tuple]]:
+    """A figure's ``shows``: the borrowed models of ``kind`` (gradcam, fgsm, hierarchy) it
+    draws, as (study, model, seed), for their model cards in the report."""
+    def models(config: dict[str, Any]) -> list[tuple[str, str, int]]:
+        seeds = config["seeds"] if all_seeds else config["seeds"][:1]
+        block = config["studies"][STUDY][kind]
+        refs = block["targets"].values() if "targets" in block else [block]
+        return [(r["study"], r["model"], int(s)) for r in refs for s in seeds]
+    return models
 
 
 def files(resolved: list[dict[str, Any]]) -> list[str]:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ...claims import INCONCLUSIVE, ClaimTable, threshold_verdict, training_keys
-from ...io import read_json, write_csv
+from ...io import read_csv, read_json, write_csv
 from ...paths import StudyFiles
 from .probes import CNN
 
@@ -54,7 +54,7 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], grid_seed: int | None
     confusions = files.by_model("confusion")
     for (true, pred), paper in PAPER_CONFUSION.items():
         for model in [m for m in paper if m in models]:
-            rates = [confusion_rate(pd.read_csv(p, index_col=0), true, pred)
+            rates = [confusion_rate(read_csv(p, index_col=0), true, pred)
                      for p in confusions[model]]
             table.numeric(f"lenet.fig13.{model}.{true}_{pred}", f"{model}: test images of "
                           f"{true} predicted as {pred}, per 1,000 {true} test images (paper: "
@@ -73,7 +73,7 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], grid_seed: int | None
         after = settings["plateau_epoch"]
         gains = []
         for path in files.by_model("history", [CNN])[CNN]:
-            acc = pd.read_csv(path).set_index("epoch")["test_acc"]
+            acc = read_csv(path).set_index("epoch")["test_acc"]
             gains.append(float(acc[acc.index > after].max() - acc.loc[after])
                          if acc.index.max() > after else float("nan"))
         verdict, rule = threshold_verdict(gains, settings["plateau_gain"])
@@ -82,7 +82,7 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], grid_seed: int | None
         table.add("lenet.fig7.plateau", f"CNN test accuracy plateaus after epoch {after}: best "
                   "later gain (fraction)", "paper", f"plateau after ~{after}", gains, verdict,
                   rule, depends_on=tested[CNN])
-    grids = ([pd.read_csv(files.file("grid_table", model=m)) for m in models]
+    grids = ([read_csv(files.file("grid_table", model=m)) for m in models]
              if grid_seed is not None else [])
     write_csv(grid_summary, pd.concat(grids) if grids else pd.DataFrame(
         {"note": ["not run: the grid search is off (studies.lenet.grid.enabled: false); the "

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 
-from ...io import read_json
+from ...io import read_csv, read_json, read_npz
 from ...paths import StudyFiles
 from ...plotting import image_panel
 from ...study import Figures
@@ -19,7 +18,7 @@ EVOLUTION = (("evolution", CNN),)  # the CNN's runs only
 
 @FIGURES.register("Random training images of each class.", "lenet.samples", ("data_probe",))
 def lenet_samples(files: StudyFiles) -> plt.Figure:
-    data = np.load(files.file("data_probe"))
+    data = read_npz(files.file("data_probe"))
     samples, classes = data["samples"], data["classes"]
     fig, axes = plt.subplots(len(classes), samples.shape[1],
                              figsize=(samples.shape[1] * 0.9, len(classes) * 0.95), squeeze=False)
@@ -35,7 +34,7 @@ def lenet_samples(files: StudyFiles) -> plt.Figure:
                   "images (3072 = 3 channels x 32 x 32 pixels; channel blocks marked).",
                   "lenet.cov", ("data_probe",))
 def lenet_covariance(files: StudyFiles) -> plt.Figure:
-    data = np.load(files.file("data_probe"))
+    data = read_npz(files.file("data_probe"))
     cov = data["covariance"]
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
     bound = np.abs(cov).max()
@@ -72,7 +71,7 @@ def lenet_grid(files: StudyFiles) -> plt.Figure:
     panels = (("clean", "val_acc", "validation"), ("paper", "test_acc", "test"))
     fig, axes = plt.subplots(len(models), 2, figsize=(11, 4.6 * len(models)), squeeze=False)
     for row, model in zip(axes, models):
-        grid = pd.read_csv(files.file("grid_table", model=model))
+        grid = read_csv(files.file("grid_table", model=model))
         pick = read_json(files.file("selection", model=model))
         for ax, (protocol, column, split) in zip(row, panels):
             if protocol not in pick:
@@ -101,7 +100,7 @@ def lenet_grid(files: StudyFiles) -> plt.Figure:
 
 
 def _evolution(files: StudyFiles) -> dict[str, np.ndarray]:
-    return np.load(files.run("evolution", CNN, files.seeds[0]))
+    return read_npz(files.run("evolution", CNN, files.seeds[0]))
 
 
 @FIGURES.register("One conv1 kernel (each colour channel) every few epochs, from the initial "

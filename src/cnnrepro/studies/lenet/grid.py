@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +32,7 @@ from tqdm import tqdm
 from ...config import deep_update, training_spec
 from ...datasets import Split
 from ...ensemble import Stacked, mean_losses
-from ...io import write_csv, write_json
+from ...io import read_csv, write_csv, write_json
 from ...provenance import stamp
 from ...runtime import batches, normalizer, seed_everything, select_device, set_numerics
 from ...train import check_last_batch, load_study_splits, make_model
@@ -176,7 +175,7 @@ def select(*, histories: list[str], protocols: list[str], grid: dict[str, Any], 
     the grids' histories in ``protocols`` order."""
     tables = []
     for protocol, path in zip(protocols, histories):
-        frame = pd.read_csv(path)
+        frame = read_csv(path)
         last = frame[frame["epoch"] == frame["epoch"].max()]
         tables.append(last.assign(model=model, protocol=protocol).reindex(
             columns=["model", "protocol", "lr_index", "wd_index", "lr", "weight_decay",

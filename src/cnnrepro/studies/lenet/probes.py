@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from ...datasets import load_split, per_class_subset
-from ...io import atomic_path, write_npz
+from ...io import atomic_path, read_npz, write_npz
 from ...models import build_model
 from ...runtime import normalizer
 from ...train import read_weights, retrain_hint
@@ -101,7 +101,7 @@ def animation_frames(evolution: dict[str, np.ndarray], scale: int = 6) -> list[n
 
 
 def write_gif(evolution_npz: str | Path, out_gif: str | Path, ms_per_frame: int = 400) -> None:
-    frames = [Image.fromarray(f, mode="L") for f in animation_frames(np.load(evolution_npz))]
+    frames = [Image.fromarray(f, mode="L") for f in animation_frames(read_npz(evolution_npz))]
     with atomic_path(out_gif) as tmp:
         frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
                        duration=ms_per_frame, loop=0)

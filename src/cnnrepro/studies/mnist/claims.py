@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from ...claims import INCONCLUSIVE, ClaimTable, threshold_verdict, training_keys
-from ...io import read_json, write_csv
+from ...io import read_csv, read_json, write_csv
 from ...paths import StudyFiles
 
 PAPER = {"acc": {"cnn": 98.94, "cnn_bn": 99.18}, "time_ratio": 1391 / 786,
@@ -18,7 +18,7 @@ PAPER = {"acc": {"cnn": 98.94, "cnn_bn": 99.18}, "time_ratio": 1391 / 786,
 
 def structure_table(layers_csv: str | Path) -> tuple[pd.DataFrame, dict[str, float]]:
     """The layer table with its totals and conv vs FC shares of parameters and neurons."""
-    layers = pd.read_csv(layers_csv)
+    layers = read_csv(layers_csv)
     by_kind = layers.groupby("kind")[["parameters", "neurons"]].sum()
     total = layers[["parameters", "neurons"]].sum()
     shares = {"parameters": int(total["parameters"]), "neurons": int(total["neurons"]),

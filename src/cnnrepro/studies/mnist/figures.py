@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ...io import read_json
+from ...io import read_json, read_npz
 from ...paths import StudyFiles
 from ...plotting import image_panel, subplot_grid
 from ...study import Figures
@@ -21,7 +21,7 @@ FIGURES = Figures()
 def _lab(files: StudyFiles) -> tuple[dict, str, int]:
     """The first model's lab probes on the first seed, the model and the seed."""
     model, seed = files.models[0], files.seeds[0]
-    return np.load(files.run("lab", model, seed)), model, seed
+    return read_npz(files.run("lab", model, seed)), model, seed
 
 
 def _digits(fig, axes, images, titles, colours=None, cmap="gray", symmetric=False):

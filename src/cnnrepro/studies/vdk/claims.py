@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from ...claims import ClaimTable, training_keys
-from ...io import read_json, write_csv
+from ...io import read_csv, read_json, write_csv
 from ...paths import StudyFiles
 
 PAPER = {"acc": {"vdk_cnnet": 72.59, "baseline_cnn": 63.62},
@@ -34,7 +34,7 @@ def cost_table(files: StudyFiles) -> pd.DataFrame:
 
 def faithfulness_per_seed(files: StudyFiles) -> pd.DataFrame:
     """Mean deletion and insertion AUC per (model, method, seed)."""
-    faith = pd.concat([pd.read_csv(p) for p in files.runs("faithfulness").values()],
+    faith = pd.concat([read_csv(p) for p in files.runs("faithfulness").values()],
                       ignore_index=True)
     return faith.groupby(["model", "method", "seed"])[
         ["deletion_auc", "insertion_auc"]].mean().reset_index()

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ...attribution import PAPER_METHODS
-from ...io import read_json
+from ...io import read_csv, read_json, read_npz
 from ...paths import StudyFiles
 from ...plotting import confusion_panel, image_panel
 from ...study import Figures
@@ -57,7 +57,7 @@ def vdk_attributions(files: StudyFiles) -> plt.Figure:
     fig, axes = plt.subplots(len(models), len(PANELS) + 1,
                              figsize=(2.0 * (len(PANELS) + 1), 2.2 * len(models)), squeeze=False)
     for row, model in zip(axes, models):
-        data = np.load(files.run("attributions", model, seed))
+        data = read_npz(files.run("attributions", model, seed))
         p_true = data["probs"][0, data["labels"][0]]  # the car comes first
         image_panel(data["images"][0], f"{model}\np(car) = {p_true:.2f}", (fig, row[0]),
                     fontsize=8)
@@ -80,7 +80,7 @@ def vdk_attributions(files: StudyFiles) -> plt.Figure:
     "is 0 in this configuration): the paper's car image only, in vdk_attributions.")
 def vdk_attribution_gallery(files: StudyFiles) -> plt.Figure:
     models, seed = files.models, files.seeds[0]
-    data = {m: np.load(files.run("attributions", m, seed)) for m in models}
+    data = {m: read_npz(files.run("attributions", m, seed)) for m in models}
     first = data[models[0]]
     shown = range(1, len(first["labels"]))  # index 0 is the car, drawn in vdk_attributions
     classes = first["classes"]
@@ -113,7 +113,7 @@ def vdk_attribution_gallery(files: StudyFiles) -> plt.Figure:
     ("faithfulness_summary",))
 def vdk_faithfulness(files: StudyFiles) -> plt.Figure:
     models, seeds = files.models, files.seeds
-    table = pd.read_csv(files.file("faithfulness_summary"))
+    table = read_csv(files.file("faithfulness_summary"))
     methods = list(dict.fromkeys(table["method"]))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     width = 0.8 / len(models)
@@ -141,7 +141,7 @@ def vdk_fgsm_epsilon(files: StudyFiles) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     paper_eps = read_json(files.run("fgsm", files.models[0], files.seeds[0]))["paper"]["epsilon"]
     for model, runs in files.by_model("fgsm_curve").items():
-        curve = pd.concat([pd.read_csv(f) for f in runs]).groupby("epsilon")["accuracy"]
+        curve = pd.concat([read_csv(f) for f in runs]).groupby("epsilon")["accuracy"]
         mean, std = 100 * curve.mean(), 100 * curve.std().fillna(0)
         ax.errorbar(mean.index, mean, yerr=std, marker="o", ms=3, capsize=2, label=model)
     marks = ((2 / 255, "2/255"), (8 / 255, "8/255"), (paper_eps, f"{paper_eps:g} (paper)"))
@@ -197,7 +197,7 @@ def vdk_blur_histograms(files: StudyFiles) -> plt.Figure:
     models, seeds = files.models, files.seeds
     fig, axes = plt.subplots(2, len(models), figsize=(3.4 * len(models), 6.2), squeeze=False)
     for col, (model, paths) in enumerate(files.by_model("blur").items()):
-        data = [np.load(f) for f in paths]
+        data = [read_npz(f) for f in paths]
         kernel = np.concatenate([d["paper_kernel"] for d in data])
         sizes = data[0]["kernel_sizes"]
         immune_at = sizes.max() + 4  # the original plots "immune" at 33
@@ -225,7 +225,7 @@ def vdk_blur_histograms(files: StudyFiles) -> plt.Figure:
     ("blur_summary", "claims"))
 def vdk_immune(files: StudyFiles) -> plt.Figure:
     models = files.models
-    claims = pd.read_csv(files.file("claims")).set_index("claim_id")
+    claims = read_csv(files.file("claims")).set_index("claim_id")
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.38
     for j, proto in enumerate(("paper", "clean")):
