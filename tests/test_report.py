@@ -21,11 +21,11 @@ import pandas as pd
 import pytest
 
 from cnnrepro import config as cfg
-from cnnrepro import studies
+from cnnrepro import cards, paths, report, studies
 from cnnrepro.claims import VERDICTS
 from cnnrepro.io import ArtifactError
-from cnnrepro.report import (ReportError, collect, mean_std_n, model_card, render_html,
-                              render_latex, rst_text)
+from cnnrepro.report import (ReportError, collect, mean_std_n, render_html, render_latex,
+                              rst_text)
 from cnnrepro.studies import figures_for
 from conftest import QUICK, ROOT, snakemake
 
@@ -90,6 +90,25 @@ def test_every_page_image_and_link_resolves(quick_run):
                 assert (site / url.path).is_file(), f"{page.name}: broken link {target}"
     vdk = parse(site / "vdk.html")
     assert sorted(Path(i).stem for i in vdk.images) == sorted(figures_for("vdk"))
+
+
+def test_the_fallback_and_chance_level_models_are_named_where_they_are_shown(quick_run):
+    workdir, _ = quick_run
+    site = workdir / "results/report"
+    used = json.loads((workdir / paths.run_file("train_meta", "caltech", "vgg19", 0)).read_text())
+    assert used["weights_used"].startswith("fallback")  # no ImageNet weights here
+    concepts = html.unescape((site / "concepts.html").read_text())
+    gradcam = concepts.split('id="concepts_gradcam"')[1].split("</figure>")[0]
+    assert "caltech/vgg19: test accuracy" in gradcam and "VGG19 fallback" in gradcam
+    assert "VGG19 fallback" in (site / "paper.tex").read_text()
+    for study in enabled(workdir):  # every card's flag agrees with the run's own accuracy
+        page = html.unescape((site / f"{study}.html").read_text())
+        for card in re.findall(r"(\w+/\w+): test accuracy ([\d.]+) % \(.*?chance ([\d.]+) %\)"
+                               r"[^.]*\.( AT CHANCE)?", page):
+            _, accuracy, chance, flagged = card
+            above = float(accuracy) - float(chance)  # in points, printed to 0.1
+            if abs(above - 5.0) > 0.1:  # the margin is 5 points (config.yaml)
+                assert bool(flagged) == (above < 5.0), card
 
 
 def test_claims_table_has_every_claim_as_mean_std_n(quick_run):
@@ -215,10 +234,14 @@ def test_disabled_study_is_absent_and_missing_artifact_is_named(quick_run, tmp_p
 
 
 def _train_meta(root, study, model, seed, accuracy, classes=3, weights=None):
-    path = root / studies.get(study).run_file("train_meta", model, seed)
+    path = root / paths.run_file("train_meta", study, model, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"final": {"test_acc": accuracy}, "weights_used": weights,
                                 "classes": [f"c{i}" for i in range(classes)]}))
+
+
+def _card(config, root, study, shown):
+    return cards.caption(cards.cards(config, root, study, shown))
 
 
 def test_a_model_card_gives_accuracy_chance_and_weights_and_flags_chance(tmp_path):
@@ -227,14 +250,16 @@ def test_a_model_card_gives_accuracy_chance_and_weights_and_flags_chance(tmp_pat
     _train_meta(tmp_path, "caltech", "cnn", 1, 0.37)
     _train_meta(tmp_path, "caltech", "vgg19", 0, 0.9, weights="fallback: random backbone")
     _train_meta(tmp_path, "mnist", "cnn", 0, 0.99, classes=10)
-    card = model_card(config, tmp_path, "concepts", [("caltech", "cnn", 0), ("caltech", "cnn", 1),
+    card = _card(config, tmp_path, "concepts", [("caltech", "cnn", 0), ("caltech", "cnn", 1),
                                                      ("caltech", "vgg19", 0), ("mnist", "cnn", 0)])
     assert card.count("AT CHANCE") == 1 and "caltech/cnn: test accuracy 36.0 % (mean of seeds " \
         "[0, 1]; chance 33.3 %), borrowed from study caltech" in card
     assert "VGG19 fallback: random backbone: ImageNet weights unavailable" in card
     assert "mnist/cnn: test accuracy 99.0 % (seed 0; chance 10.0 %), borrowed" in card
-    assert model_card(config, tmp_path, "mnist", [("mnist", "cnn", 0)]).endswith("trained here.")
-    assert model_card(config, tmp_path, "mnist", []) == ""
+    assert _card(config, tmp_path, "mnist", [("mnist", "cnn", 0)]).endswith("trained here.")
+    assert _card(config, tmp_path, "mnist", []) == ""
+    flag = cards.title_flag(cards.cards(config, tmp_path, "caltech", [("caltech", "cnn", 0)]))
+    assert flag == "AT CHANCE (caltech/cnn): an untrained network"
 
 
 def test_chromium_loads_every_page_without_failed_images(quick_run):
@@ -289,3 +314,19 @@ def test_snakemake_builtin_report(quick_run):
     with zipfile.ZipFile(workdir / "results/report/snakemake-report.zip") as archive:
         pngs = [n for n in archive.namelist() if n.endswith(".png")]
     assert len(pngs) >= sum(len(figures_for(s)) for s in enabled(workdir))
+
+
+def test_a_reason_for_no_verdict_is_given_once_and_referred_to(tmp_path):
+    rows = [{"claim_id": f"x.c{i}", "statement": "s", "protocol": "document",
+             "paper_value": 0.5, "unit": "", "reproduced_mean": 0.4, "std": 0.01, "n": 2,
+             "per_seed": "0:0.4;1:0.41", "verdict": verdict, "rule": "r", "reason": reason,
+             "depends_on": "training", "deterministic": False}
+            for i, (verdict, reason) in enumerate([
+                ("not comparable", "preset quick: training.epochs 1 instead of 6"),
+                ("holds", ""), ("not comparable", "preset quick: training.epochs 1 instead of 6"),
+                ("not comparable", "preset quick: subset.test 500 instead of all")])]
+    pd.DataFrame(rows).to_csv(tmp_path / "claims.csv", index=False)
+    claims, notes = report._claims(tmp_path / "claims.csv")
+    assert notes == ["preset quick: training.epochs 1 instead of 6",
+                     "preset quick: subset.test 500 instead of all"]
+    assert [c["note"] for c in claims] == [1, None, 1, 2]

@@ -11,7 +11,6 @@ relative to ``root`` (the workflow's working directory).
 from __future__ import annotations
 
 import math
-from itertools import groupby
 import os
 import shutil
 import subprocess
@@ -27,6 +26,7 @@ from PIL import Image
 from . import paths
 from . import studies as registry
 from .aggregate import METRICS, check_rates
+from . import cards as model_cards
 from .claims import NOT_COMPARABLE, VERDICTS
 from .datasets import SPECS
 from .io import artifact_error, atomic_path, read_csv, read_json
@@ -76,6 +76,7 @@ class StudyPage:
     animations: list[dict[str, str]] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     claims: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # reasons for no verdict, once each
 
     @property
     def counts(self) -> dict[str, int]:
@@ -112,33 +113,6 @@ def _need_image(path: Path) -> Path:
     return path
 
 
-def model_card(config: dict[str, Any], root: Path, study: str,
-               shown: list[tuple[str, str, int]]) -> str:
-    """One sentence per model a figure draws: its clean test accuracy (mean over the seeds
-    shown, from each run's ``train.json``), the chance level, and the weights (trained
-    here, borrowed, or the fallback backbone); a model within ``evaluation.chance_margin``
-    of chance is flagged, as the figure then shows an untrained network."""
-    margin = config["evaluation"]["chance_margin"]
-    parts = []
-    for (owner, model), runs in groupby(shown, key=lambda s: s[:2]):
-        seeds = [seed for *_, seed in runs]
-        metas = [read_json(_need(root / registry.get(owner).run_file("train_meta", model, s)))
-                 for s in seeds]
-        accuracy = sum(m["final"]["test_acc"] for m in metas) / len(metas)
-        chance = 1 / len(metas[0]["classes"])
-        weights = metas[0].get("weights_used") or ""
-        made = (f"VGG19 {weights}: ImageNet weights unavailable, a random frozen backbone"
-                if weights.startswith("fallback") else
-                "trained here" if owner == study else f"borrowed from study {owner}, trained "
-                                                       f"under its settings")
-        which = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean of seeds {seeds}"
-        flag = (" AT CHANCE: this shows an untrained network, not what the document's model "
-                "learned" if accuracy - chance <= margin else "")
-        parts.append(f"{owner}/{model}: test accuracy {100 * accuracy:.1f} % ({which}; "
-                     f"chance {100 * chance:.1f} %), {made}.{flag}")
-    return ("Model card. " + " ".join(parts)) if parts else ""
-
-
 def _metrics_table(summary: pd.DataFrame, models: list[str], study: str) -> Table:
     rows = []
     for model in models:
@@ -167,17 +141,22 @@ def _text(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
-def _claims(path: Path) -> list[dict[str, Any]]:
-    rows = []
+def _claims(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The claims rows, and the reasons for no verdict once each (a claim refers to its
+    reason by number: one preset's departures would otherwise repeat under every row)."""
+    rows, notes = [], []
     for r in read_csv(path).to_dict("records"):
         unit = "" if pd.isna(r["unit"]) else r["unit"]
+        reason = _text(r.get("reason"))
+        if reason and reason not in notes:
+            notes.append(reason)
         rows.append({**r, "unit": unit, "reproduced": mean_std_n(r["reproduced_mean"], r["std"],
                                                                  r["n"], unit),
                      "paper": fmt_value(r["paper_value"]) + (unit if unit == "%" else ""),
                      "per_seed": str(r["per_seed"]).replace(";", ", "),
-                     "reason": _text(r.get("reason")),
+                     "reason": reason, "note": notes.index(reason) + 1 if reason else None,
                      "depends_on": _text(r.get("depends_on")).replace(";", ", ")})
-    return rows
+    return rows, notes
 
 
 def _datasets(root: Path, dataset: str) -> list[dict[str, Any]]:
@@ -209,10 +188,11 @@ def study_page(config: dict[str, Any], study: registry.Study, root: Path) -> Stu
                   for n, seed in further if n == name]
         for other in others:
             _need_image(root / paths.report_dir() / other["png"])
-        card = model_card(config, root, study.name,
-                          registry.shown_models(study.name, name, config))
+        found = model_cards.cards(config, root, study.name,
+                                  registry.shown_models(study.name, name, config))
         page.figures.append({"name": name, "caption": figure.caption_for(sspec),
-                             "card": card, "at_chance": "AT CHANCE" in card,
+                             "card": model_cards.caption(found),
+                             "at_chance": any(c.at_chance for c in found),
                              "reproduces": figure.reproduces, "seed": seeds[0] if others else None,
                              "other_seeds": others,
                              "png": f"{study.name}/{name}.png", "pdf": f"{study.name}/{name}.pdf"})
@@ -229,7 +209,7 @@ def study_page(config: dict[str, Any], study: registry.Study, root: Path) -> Stu
     for table in study.tables:
         page.tables.append(_csv_table(_need(files.file(table.file)), study.name, table.caption))
     if study.has_claims:
-        page.claims = _claims(_need(files.file("claims")))
+        page.claims, page.notes = _claims(_need(files.file("claims")))
     return page
 
 

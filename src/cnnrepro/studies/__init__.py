@@ -11,6 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import paths
+from ..cards import cards, title_flag
 from ..plotting import SHARED, save
 from ..study import Figure, Study
 from . import caltech, concepts, lenet, mnist, vdk
@@ -60,11 +62,14 @@ def stage(study: str, name: str) -> Callable[..., None]:
 
 def figure_inputs(study: str, name: str, config: dict[str, Any], seed: int | None = None
                   ) -> list[str]:
-    """The data files a figure reads (``seed``: of that seed only), then the file of its
-    drawing code."""
+    """The data files a figure reads (``seed``: of that seed only), the training records
+    of the models it shows (their cards: :func:`render`), then the file of its drawing
+    code."""
     figure = figures_for(study)[name]
-    return (get(study).study_files(config, seed=seed).paths(figure.inputs)
-            + [str(figure.source)])
+    cards = [paths.run_file("train_meta", owner, model, s)
+             for owner, model, s in shown_models(study, name, config, seed)]
+    return list(dict.fromkeys(get(study).study_files(config, seed=seed).paths(figure.inputs)
+                              + cards + [str(figure.source)]))
 
 
 def shown_models(study: str, name: str, config: dict[str, Any], seed: int | None = None
@@ -86,7 +91,7 @@ def card_inputs(config: dict[str, Any]) -> list[str]:
     for study in enabled(config):
         for name in figures_for(study.name, config["studies"][study.name]):
             for owner, model, seed in shown_models(study.name, name, config):
-                found.append(get(owner).run_file("train_meta", model, seed))
+                found.append(paths.run_file("train_meta", owner, model, seed))
     return list(dict.fromkeys(found))
 
 
@@ -99,4 +104,9 @@ def render(study: str, name: str, config: dict[str, Any], out_png: str, out_pdf:
     missing = [p for p in files.paths(figure.inputs) if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"figure {study}/{name} needs missing artifacts: {missing}")
-    save(figure.draw(files), out_png, out_pdf)
+    fig = figure.draw(files)
+    flag = title_flag(cards(config, ".", study, shown_models(study, name, config, seed)))
+    if flag:  # above everything the figure drew (bbox_inches="tight" keeps it in)
+        fig.text(0.5, 1.01, flag, ha="center", va="bottom", color="#c0392b",
+                 fontsize=11, fontweight="bold")
+    save(fig, out_png, out_pdf)

@@ -19,6 +19,12 @@ from ...study import Figures
 from .claims import CNN, VGG, weights_label
 
 FIGURES = Figures()
+# How the CNN reads the document's garbled sentence, said wherever the reading shows
+KERNEL_READING = ("The document's \"Filter size is taken to be 32x32 and 64x64\" is read "
+                  "as 32 and 64 filters of 3x3 (its other chapters use 3x3 filters): the "
+                  "last conv layer's neurons then see only a few pixels (the RF in each "
+                  "panel), so these patches are small colour and edge patches, not the "
+                  "animals' faces of the document's Fig. 3.11.")
 FALLBACK_NOTE = ("Where the title names the fallback, ImageNet weights could not be had: "
                  "the backbone is a random, frozen VGG19 and its new last layer a "
                  "standardised head (BatchNorm without affine, then Linear); such patches and "
@@ -216,11 +222,11 @@ def _patch_figure(files: StudyFiles, model: str, seed: int, title: str) -> plt.F
     "Patch detection by the trained CNN: on each image, the {patches[top]} most activated "
     "neurons of the last conv layer (after ReLU; each channel's peak, best channels), their "
     "receptive fields drawn as boxes (computed exactly from the layer stack: kernel, stride, "
-    "padding, dilation) and the patches cropped.",
+    "padding, dilation) and the patches cropped. " + KERNEL_READING,
     "Fig. 3.11", (("patches", CNN), ("patch_table", CNN)), per_seed=True)
 def caltech_fig3_patches(files: StudyFiles) -> plt.Figure:
     seed = files.seeds[0]
-    return _patch_figure(files, CNN, seed, f"trained CNN, seed {seed}")
+    return _patch_figure(files, CNN, seed, f"CNN trained here, seed {seed}")
 
 
 @FIGURES.register(

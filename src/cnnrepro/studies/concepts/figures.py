@@ -101,8 +101,9 @@ def concepts_separable_cost(files: StudyFiles) -> plt.Figure:
     "seed): one row per depth (the first, a middle and the last conv layer in the order the "
     "forward pass calls them). Left: the learned filters of the first layer as RGB images; "
     "right: for {hierarchy[channels]} channels of each layer, the input that maximises the "
-    "channel's mean activation ({hierarchy[steps]} Adam steps from seeded noise): edges and "
-    "colours low, textures and parts deeper.",
+    "channel's mean activation ({hierarchy[steps]} Adam steps from seeded noise). The slides "
+    "describe edges and colours at low layers, textures and parts deeper; whether these "
+    "maps show that depends on how well the model learned (see its model card).",
     "slide 'Learning Hierarchical Abstractions with CNNs'", ("hierarchy",),
     shows=upstream.shown("hierarchy"))
 def concepts_hierarchy(files: StudyFiles) -> plt.Figure:
@@ -227,8 +228,11 @@ def concepts_fgsm(files: StudyFiles) -> plt.Figure:
                     f"{100 * data[key + 'clean_conf'][i]:.1f}%", (fig, ax_x))
         ax_x.set_ylabel(f"{meta['study']}/{meta['model']}\n{kind}, ε = {eps:.3g}", fontsize=7)
         shown = 0.5 + delta / (2 * eps) if eps > 0 else np.full_like(delta, 0.5)
-        goal = (f" → {classes[int(data[key + 'target'][i])]}" if kind == "targeted" else "")
-        image_panel(shown, f"ε·sign(∇){goal}", (fig, ax_d))
+        # what the middle panel holds: x' - x, a step up the true class's loss, or down
+        # the target class's
+        step = (f"x′ − x = −ε·sign(∇ₓJ(x, y_t))\ny_t = {classes[int(data[key + 'target'][i])]}"
+                if kind == "targeted" else "x′ − x = ε·sign(∇ₓJ(x, y))")
+        image_panel(shown, step, (fig, ax_d))
         adv_image = data[key + "adv_image"][i]
         image_panel(adv_image,
                     f"x′: {classes[adv]} {100 * data[key + 'adv_conf'][i]:.1f}%", (fig, ax_adv),
