@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import html.parser
 import re
 import shutil
@@ -17,13 +18,14 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
 from cnnrepro import config as cfg
 from cnnrepro import cards, paths, report, studies
 from cnnrepro.claims import VERDICTS
-from cnnrepro.io import ArtifactError
+from cnnrepro.io import ArtifactError, recording_reads
 from cnnrepro.report import (ReportError, collect, mean_std_n, render_html, render_latex,
                               rst_text)
 from cnnrepro.studies import figures_for
@@ -330,3 +332,30 @@ def test_a_reason_for_no_verdict_is_given_once_and_referred_to(tmp_path):
     assert notes == ["preset quick: training.epochs 1 instead of 6",
                      "preset quick: subset.test 500 instead of all"]
     assert [c["note"] for c in claims] == [1, None, 1, 2]
+
+
+def test_every_figure_reads_only_what_its_rule_declares(quick_run, monkeypatch):
+    """What a figure opens (every artifact read goes through cnnrepro.io) is among its
+    rule's inputs, so a changed artifact always redraws the figures that show it."""
+    workdir, _ = quick_run
+    config = cfg.load(ROOT / "config.yaml", [QUICK])
+    monkeypatch.chdir(workdir)
+    for study in studies.enabled(config):
+        for name, figure in studies.figures_for(study.name, config["studies"][study.name]).items():
+            declared = {os.path.normpath(p) for p in studies.figure_inputs(study.name, name, config)}
+            first = config["seeds"][0] if figure.per_seed else None
+            with recording_reads() as read:
+                plt.close(figure.draw(study.study_files(config, seed=first)))
+            assert read and read <= declared, (study.name, name, sorted(read - declared))
+
+
+def test_a_changed_title_or_deviation_renders_the_report_again(quick_run, tmp_path):
+    workdir, _ = quick_run
+    overlay = tmp_path / "retitled.yaml"
+    overlay.write_text("studies: {caltech: {title: Another title}}\n"
+                       "deviations: [one more sentence]\n")
+    proc = snakemake(workdir, "-n", configfiles=(QUICK, str(overlay)))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert re.search(r"^render_report\s+1$", out, re.M), out[-3000:]
+    assert not re.search(r"^(train_model|evaluate_model|figure)\s", out, re.M), out[-3000:]

@@ -103,9 +103,26 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+_RECORDERS: list[set[str]] = []  # open :func:`recording_reads` blocks
+
+
+@contextlib.contextmanager
+def recording_reads() -> Iterator[set[str]]:
+    """Collect the path of every artifact read through this module while the block runs
+    (the tests compare what a figure reads with what its rule declares)."""
+    found: set[str] = set()
+    _RECORDERS.append(found)
+    try:
+        yield found
+    finally:
+        _RECORDERS.remove(found)
+
+
 @contextlib.contextmanager
 def _reading(path: str | os.PathLike) -> Iterator[None]:
     """Read errors of ``path`` as one :class:`ArtifactError`."""
+    for found in _RECORDERS:
+        found.add(os.path.normpath(path))
     try:
         yield
     except ArtifactError:

@@ -68,6 +68,9 @@ rule render_report:
     params:
         workflow_dir=workflow.basedir,
         pdf=HAVE_TEX,
+        # the pages print the config (titles, descriptions, deviations, each study's block,
+        # the data source): a change to any of it renders them again
+        shown=config,
     log:
         paths.log("report"),
     benchmark:

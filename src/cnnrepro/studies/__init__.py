@@ -60,16 +60,22 @@ def stage(study: str, name: str) -> Callable[..., None]:
     return stages[name]
 
 
+def _drawn_seed(figure: Figure, config: dict[str, Any], seed: int | None) -> int | None:
+    """The seed whose files a figure is drawn from: ``seed``; a per-seed figure's first
+    seed on the page; None (every seed) otherwise."""
+    return config["seeds"][0] if seed is None and figure.per_seed else seed
+
+
 def figure_inputs(study: str, name: str, config: dict[str, Any], seed: int | None = None
                   ) -> list[str]:
     """The data files a figure reads (``seed``: of that seed only), the training records
     of the models it shows (their cards: :func:`render`), then the file of its drawing
     code."""
     figure = figures_for(study)[name]
+    files = get(study).study_files(config, seed=_drawn_seed(figure, config, seed))
     cards = [paths.run_file("train_meta", owner, model, s)
              for owner, model, s in shown_models(study, name, config, seed)]
-    return list(dict.fromkeys(get(study).study_files(config, seed=seed).paths(figure.inputs)
-                              + cards + [str(figure.source)]))
+    return list(dict.fromkeys(files.paths(figure.inputs) + cards + [str(figure.source)]))
 
 
 def shown_models(study: str, name: str, config: dict[str, Any], seed: int | None = None
@@ -80,9 +86,8 @@ def shown_models(study: str, name: str, config: dict[str, Any], seed: int | None
     figure = figures_for(study)[name]
     if figure.shows is not None:
         return [tuple(s) for s in figure.shows(config)]
-    files = get(study).study_files(config, seed=seed)
-    seeds = files.seeds[:1] if figure.per_seed else files.seeds
-    return [(study, model, s) for model in files.models_read(figure.inputs) for s in seeds]
+    files = get(study).study_files(config, seed=_drawn_seed(figure, config, seed))
+    return [(study, model, s) for model in files.models_read(figure.inputs) for s in files.seeds]
 
 
 def card_inputs(config: dict[str, Any]) -> list[str]:
@@ -100,7 +105,7 @@ def render(study: str, name: str, config: dict[str, Any], out_png: str, out_pdf:
     """Draw one figure from the study's data files (``seed``: from that seed's alone); PNG
     for HTML, PDF for LaTeX."""
     figure = figures_for(study)[name]
-    files = get(study).study_files(config, seed=seed)
+    files = get(study).study_files(config, seed=_drawn_seed(figure, config, seed))
     missing = [p for p in files.paths(figure.inputs) if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"figure {study}/{name} needs missing artifacts: {missing}")

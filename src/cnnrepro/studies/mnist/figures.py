@@ -128,7 +128,7 @@ def mnist_fooling(files: StudyFiles) -> plt.Figure:
 @FIGURES.register("Targeted images: from a test image, ascend logit[target] - "
                   "beta*MSE(x, source) toward every other class (beta {lab[targeted][beta]:g} "
                   "on the [0, 1] scale: the assignment's 0.0001 on 0-255 times 255^2).",
-                  "mnist.targeted", LAB)
+                  "mnist.targeted", LAB + ("lab_summary",))
 def mnist_targeted(files: StudyFiles) -> plt.Figure:
     lab, model, seed = _lab(files)
     sources, images = lab["targeted_sources"], lab["targeted_images"]
