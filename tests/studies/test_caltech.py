@@ -237,6 +237,20 @@ def test_the_documents_literals_are_the_paper_values_and_can_fail(tmp_path, full
                                                                 "reason"]
 
 
+@pytest.mark.parametrize("change, verdict", [(0.05, HOLDS), (0.27, FAILS)])
+def test_the_documents_pooled_output_statement_is_judged_by_its_change(tmp_path, full_config,
+                                                                      change, verdict):
+    files = _synthetic_run(tmp_path, "IMAGENET1K_V1")
+    for seed in (0, 1):  # the smallest shift (1 px) is the document's "slight change"
+        path = files.run("equivariance", "cnn", seed)
+        frame = pd.read_csv(path)
+        frame.loc[frame["shift"] == 1, "feature_change"] = change
+        write_csv(path, frame)
+    row = _claims(tmp_path, files, full_config, {}).loc["caltech.invariance.pooled_output"]
+    assert row["verdict"] == verdict and row["reproduced_mean"] == pytest.approx(change)
+    assert "1-px shift" in row["statement"] and row["protocol"] == "document"
+
+
 def test_invariance_of_a_model_that_learned_nothing_is_inconclusive(tmp_path, full_config):
     # one class predicted everywhere: no prediction ever changes, at chance accuracy
     files = _synthetic_run(tmp_path, "IMAGENET1K_V1", val_acc=(1 / 3, 1 / 3))

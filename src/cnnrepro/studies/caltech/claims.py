@@ -132,6 +132,16 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], conv_meta: str, layer
                   "document", 0.0, list(worst), HOLDS if (worst <= etol).all() else FAILS,
                   f"holds if every seed's error is <= {etol:g}", seeds=list(worst.index),
                   deterministic=True)
+    learned = ([m["splits"]["val"]["accuracy"] for m in metrics], settings["learned_accuracy"])
+    slight = int(shifts["shift"].min())
+    pooled = shifts[(shifts["mode"] == "zero") & (shifts["shift"] == slight)]
+    table.threshold("caltech.invariance.pooled_output", f"3.2.11: max pooling means that "
+                    f"\"even if the inputs are changed slightly, it won't affect the values of "
+                    f"most of the pooled outputs\": mean relative change of the CNN's pooled "
+                    f"features under a {slight}-px shift", "document", "slight",
+                    list(pooled.sort_values("seed")["feature_change"]),
+                    settings["pooled_change_max"], below=True, learned=learned,
+                    depends_on=training_keys(CNN) + ("equivariance",))
     k = settings["invariance_shift"]
     moved = shifts[(shifts["mode"] == "zero") & (shifts["shift"] == k)]
     if len(moved):
@@ -140,8 +150,7 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], conv_meta: str, layer
                         f"whose predicted class changes under a {k}-px shift", "document",
                         "small", list(moved.sort_values("seed")["prediction_change"]),
                         settings["invariance_max"], below=True,
-                        learned=([m["splits"]["val"]["accuracy"] for m in metrics],
-                                 settings["learned_accuracy"]),
+                        learned=learned,
                         depends_on=training_keys(CNN) + ("equivariance",))
 
     patches = pd.concat([read_csv(p) for p in files.by_model("patch_table", [VGG])[VGG]])
