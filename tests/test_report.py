@@ -247,7 +247,7 @@ def _card(config, root, study, shown):
 
 
 def test_a_model_card_gives_accuracy_chance_and_weights_and_flags_chance(tmp_path):
-    config = {"evaluation": {"chance_margin": 0.05}}
+    config = {"report": {"chance_margin": 0.05}}
     _train_meta(tmp_path, "caltech", "cnn", 0, 0.35)
     _train_meta(tmp_path, "caltech", "cnn", 1, 0.37)
     _train_meta(tmp_path, "caltech", "vgg19", 0, 0.9, weights="fallback: random backbone")

@@ -5,7 +5,7 @@ caption says. So every figure drawn from trained models carries, per model, its 
 test accuracy (mean over the seeds shown, from each run's ``train.json``), the chance
 level (1 / classes) and the weights it used: trained here, borrowed from another study
 (trained under that study's settings), or the VGG19 fallback backbone. A model within
-``evaluation.chance_margin`` of chance is flagged, in the caption (HTML and PDF, by the
+``report.chance_margin`` of chance is flagged, in the caption (HTML and PDF, by the
 report) and in the figure's title (by the figure job).
 """
 
@@ -57,7 +57,7 @@ def cards(config: dict[str, Any], root: str | Path, study: str,
                    if used.startswith("fallback") else "trained here" if owner == study
                    else f"borrowed from study {owner}, trained under its settings")
         found.append(Card(owner, model, seeds, accuracy, chance, weights,
-                          accuracy - chance <= config["evaluation"]["chance_margin"]))
+                          accuracy - chance <= config["report"]["chance_margin"]))
     return found
 
 
