@@ -359,3 +359,14 @@ def test_a_changed_title_or_deviation_renders_the_report_again(quick_run, tmp_pa
     assert proc.returncode == 0, out[-3000:]
     assert re.search(r"^render_report\s+1$", out, re.M), out[-3000:]
     assert not re.search(r"^(train_model|evaluate_model|figure)\s", out, re.M), out[-3000:]
+
+
+def test_a_model_description_says_what_the_run_trained_differently():
+    config = cfg.load(ROOT / "config.yaml", [QUICK])
+    gap = report._described(config, "concepts")["gap"]
+    options = config["studies"]["concepts"]["models"]["gap"]["options"]
+    full = cfg.load(ROOT / "config.yaml")["studies"]["concepts"]["models"]["gap"]["options"]
+    assert options["channels"] != full["channels"]  # the quick preset's smaller GAP model
+    assert gap.endswith(f"(this run: options.channels {json.dumps(options['channels'])} "
+                        f"instead of {json.dumps(full['channels'])})")
+    assert "(this run" not in report._described(cfg.load(ROOT / "config.yaml"), "concepts")["gap"]

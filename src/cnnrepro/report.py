@@ -23,6 +23,7 @@ import pandas as pd
 import yaml
 from PIL import Image
 
+from . import config as cfg
 from . import paths
 from . import studies as registry
 from .aggregate import METRICS, check_rates
@@ -170,6 +171,19 @@ def _datasets(root: Path, dataset: str) -> list[dict[str, Any]]:
     return found
 
 
+def _described(config: dict[str, Any], study: str) -> dict[str, str]:
+    """Each model's description, with what this run trained differently from the
+    ``config.yaml`` the description was written for (a preset's smaller model)."""
+    changed = cfg.departures(config, study)
+    found = {}
+    for model, spec in config["studies"][study]["models"].items():
+        own = [f"{key.split('.', 2)[2]} {text}" for key, text in changed.items()
+               if key.startswith(f"models.{model}.options.")]
+        found[model] = spec.get("description", "") + (
+            f" (this run: {'; '.join(own)})" if own else "")
+    return found
+
+
 def study_page(config: dict[str, Any], study: registry.Study, root: Path) -> StudyPage:
     sspec = config["studies"][study.name]
     models, seeds = list(sspec["models"]), list(config["seeds"])
@@ -177,7 +191,7 @@ def study_page(config: dict[str, Any], study: registry.Study, root: Path) -> Stu
     page = StudyPage(
         study=study.name, title=sspec.get("title") or study.name,
         document=sspec.get("document", ""),
-        models={m: s.get("description", "") for m, s in sspec["models"].items()}, seeds=seeds,
+        models=_described(config, study.name), seeds=seeds,
         config_yaml=yaml.safe_dump({"seeds": seeds, study.name: sspec}, sort_keys=False),
         datasets=_datasets(root, sspec["dataset"]))
     further = registry.seed_figures(study.name, config)
