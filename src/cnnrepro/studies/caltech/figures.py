@@ -140,7 +140,12 @@ def caltech_fig2_stacked_layers(files: StudyFiles) -> plt.Figure:
     "low/equal/high padding {settings[padding][values]} (150 px, stride "
     "{settings[padding][stride]}), and Gaussians of size {settings[size][values]} (224 px, "
     "stride 1). Each title gives the measured output size; the size table lists formula "
-    "and measurement for every setting.",
+    "and measurement for every setting. The document's padding values are lost from its "
+    "text (\"the required padding is . So we tested with .\"), and \"equal\" padding, the "
+    "amount for the filter to cover the image completely, is ill-posed for the document's "
+    "3x3 filter at stride 4 on 150 px (150 + 2p - 3 is odd, never a multiple of 4): the "
+    "low/equal/high values here are ours "
+    "(studies.caltech.settings.padding.values), not the document's.",
     "Fig. 3.2 (and Sec. 3.2.3-3.2.4)", ("setting_maps", "size_table"))
 def caltech_fig3_stride_padding_size(files: StudyFiles) -> plt.Figure:
     data = read_npz(files.file("setting_maps"))
