@@ -151,10 +151,11 @@ def test_cnn_stages(data, trained, full_config, tmp_path):
 def test_fallback_stage_probe(data, trained, full_config, tmp_path):
     spec, weights, meta = trained["vgg19"]
     stages.fallback(spec=spec, seed=0, weights=weights, data=data, train_meta=meta,
-                    settings={"pooling": "gap", "scale_images": 6},
+                    settings={"pooling": "gap", "scale_images": 6, "probe_cs": [0.01, 1.0]},
                     fallback=tmp_path / "fb.json")
     fb = read_json(tmp_path / "fb.json")
     assert fb["probe"]["n"] == {"train": 30, "val": 12, "test": 12}
+    assert sorted(map(float, fb["probe"]["val_by_C"])) == [0.01, 1.0]  # the C grid given
     assert math.isclose(fb["chance"], 1 / 3)
     assert fb["probe"]["accuracy"]["test"] > fb["chance"]
     scales = pd.DataFrame(fb["scales"])

@@ -98,6 +98,8 @@ def test_constant_init_never_breaks_symmetry_and_kaiming_does():
     assert constant["spread"] == 0.0 and constant["filter_std"] == 0.0
     assert (constant["filters"] - 0.1).abs().max() > 0  # it trained, yet stayed symmetric
     assert kaiming["spread"] > 1e-2
+    assert cb.symmetry_experiment(images, labels, "kaiming", steps=1, channels=3)[
+        "filters"].shape[0] == 3  # the net's width is the config's
     maps = cb.initialisation_maps(images[:1])
     assert torch.equal(maps["constant"][:, :1].expand_as(maps["constant"]), maps["constant"])
     assert not torch.equal(maps["kaiming"][:, :1].expand_as(maps["kaiming"]), maps["kaiming"])

@@ -80,7 +80,7 @@ def run(tmp_path_factory):
     stages.convtypes_table(grid=TINY_GRID, seed=0, checks=out["convtypes_checks"],
                            ratios=out["convtypes_ratios"], layers=out["convtypes_layers"],
                            summary=out["convtypes_summary"], meta=out["convtypes_meta"])
-    hierarchy = {"channels": 2, "steps": 5, "lr": 0.1}
+    hierarchy = {"channels": 2, "steps": 5, "lr": 0.1, "l2": 1e-3, "init_std": 0.1}
     stages.hierarchy(source=refs[("cnn", 0)], settings=hierarchy, features=out["hierarchy"])
     for seed in seeds:
         stages.cam_maps(spec=gap, seed=seed, weights=refs[("gap", seed)]["weights"], data=gray,

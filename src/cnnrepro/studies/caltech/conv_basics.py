@@ -113,7 +113,7 @@ def symmetry_net(in_channels: int = 1, channels: int = 8, num_classes: int = 3) 
 
 def symmetry_experiment(images: torch.Tensor, labels: torch.Tensor, scheme: str,
                         steps: int = 5, lr: float = 0.1, seed: int = 0,
-                        value: float = 0.1) -> dict:
+                        value: float = 0.1, channels: int = 8) -> dict:
     """Train :func:`symmetry_net` for ``steps`` full-batch SGD steps from ``scheme`` init.
 
     ``"constant"`` gives every weight and bias of the conv *and* the linear layer the same
@@ -123,7 +123,7 @@ def symmetry_experiment(images: torch.Tensor, labels: torch.Tensor, scheme: str,
     their spread (:func:`filter_spread`) and std across filters, and the losses.
     """
     torch.manual_seed(seed)
-    net = symmetry_net(images.shape[1], num_classes=int(labels.max()) + 1)
+    net = symmetry_net(images.shape[1], channels, num_classes=int(labels.max()) + 1)
     conv, linear = net[0], net[-1]
     init_conv(conv, scheme, seed, value)
     with torch.no_grad():

@@ -72,7 +72,7 @@ def conv_basics(*, data: dict[str, str], settings: dict[str, Any], conv: str, co
     x = torch.nn.functional.interpolate(cb.to_grayscale(train.images), size=sym["image_size"],
                                         mode="bilinear", antialias=True)
     runs = {scheme: cb.symmetry_experiment(x, train.labels, scheme, sym["steps"], sym["lr"],
-                                           seed, settings["constant_value"])
+                                           seed, settings["constant_value"], sym["channels"])
             for scheme in ("constant", "kaiming")}
     write_npz(conv, images=shown.images.numpy(), labels=shown.labels.numpy(),
               provenance=_provenance(settings, seed),
@@ -214,7 +214,7 @@ def fallback(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, s
     x = normalize(val.images)
     probe = backbone_probe(model, {k: s.images for k, s in splits.items()},
                            {k: s.labels for k, s in splits.items()}, normalize, seed,
-                           settings["pooling"])
+                           settings["pooling"], settings["probe_cs"])
     write_json(fallback, {
         "model": spec["model"], "seed": seed,
         "weights_used": read_json(train_meta).get("weights_used"),

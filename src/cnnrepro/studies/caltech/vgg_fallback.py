@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 
-PROBE_CS = (0.001, 0.01, 0.1, 1.0)  # inverse L2 strengths tried; the validation split picks
+PROBE_CS = (0.001, 0.01, 0.1, 1.0)  # default inverse L2 strengths (config: fallback.probe_cs)
 
 
 def _stages(model: nn.Module, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
@@ -124,12 +124,13 @@ def linear_probe(features: dict[str, np.ndarray], labels: dict[str, np.ndarray],
 def backbone_probe(model: nn.Module, images: dict[str, torch.Tensor],
                    labels: dict[str, torch.Tensor],
                    normalize: Callable[[torch.Tensor], torch.Tensor], seed: int,
-                   pooling: str = "gap") -> dict:
+                   pooling: str = "gap", cs: tuple[float, ...] = PROBE_CS) -> dict:
     """:func:`linear_probe` on the pooled conv features of ``model``'s frozen backbone: for
     the fallback, a random VGG19 (the offline baseline); with ImageNet weights, a linear
     probe of those. ``images`` and ``labels`` map split names (train, val, test) to uint8
     images and labels."""
     feats = {name: extract_features(model, x, normalize, pooling) for name, x in images.items()}
-    result = linear_probe(feats, {k: v.cpu().numpy() for k, v in labels.items()}, seed=seed)
+    result = linear_probe(feats, {k: v.cpu().numpy() for k, v in labels.items()}, tuple(cs),
+                          seed=seed)
     return {"seed": seed, "pooling": pooling, "dim": feats["train"].shape[1],
             "n": {k: len(v) for k, v in feats.items()}, **result}

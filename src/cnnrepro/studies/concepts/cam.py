@@ -272,9 +272,9 @@ def activation_maximization(model: nn.Module, layer: nn.Module, channels: list[i
 
 def hierarchical_features(model: nn.Module, input_shape: tuple[int, int, int], *,
                           layers: dict[str, str] | None = None, channels_per_layer: int = 4,
-                          steps: int = 64, lr: float = 0.05,
-                          bounds: tuple[float, float] | None = None, seed: int = 0
-                          ) -> dict[str, dict[str, Any]]:
+                          steps: int = 64, lr: float = 0.05, l2: float = 1e-3,
+                          init_std: float = 0.1, bounds: tuple[float, float] | None = None,
+                          seed: int = 0) -> dict[str, dict[str, Any]]:
     """Low-, mid- and high-level features of a trained model (the deck's first slide).
 
     For each level of :func:`depth_levels` (``layers`` names them, else the low, middle and
@@ -298,6 +298,6 @@ def hierarchical_features(model: nn.Module, input_shape: tuple[int, int, int], *
             "filter_images": filter_images(weight) if weight.shape[1] == 3 else None,
             "channels": channels,
             **activation_maximization(model, conv, channels, input_shape, steps=steps, lr=lr,
-                                      bounds=bounds, seed=seed),
+                                      l2=l2, init_std=init_std, bounds=bounds, seed=seed),
         }
     return out

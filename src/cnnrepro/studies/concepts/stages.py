@@ -83,6 +83,7 @@ def hierarchy(*, source: dict[str, Any], settings: dict[str, Any], features: str
     bounds = (float((-m / s).min()), float(((1 - m) / s).max()))
     found = cam.hierarchical_features(model, shape, channels_per_layer=settings["channels"],
                                       steps=settings["steps"], lr=settings["lr"],
+                                      l2=settings["l2"], init_std=settings["init_std"],
                                       bounds=bounds, seed=source["seed"])
     arrays: dict[str, np.ndarray] = {"levels": np.asarray(list(found))}
     for level, f in found.items():
