@@ -48,7 +48,8 @@ rule hierarchy_concepts:
         study="concepts",
         stage="hierarchy",
         source=concepts_upstream.hierarchy_source(config),
-        settings={k: CONCEPTS_CONFIG["hierarchy"][k] for k in ("channels", "steps", "lr")},
+        settings={k: CONCEPTS_CONFIG["hierarchy"][k]
+                  for k in ("channels", "steps", "lr", "l2", "init_std")},
     log:
         paths.log("hierarchy_concepts"),
     benchmark:
