@@ -228,7 +228,7 @@ def test_disabled_study_is_absent_and_missing_artifact_is_named(quick_run, tmp_p
     render_html(content, tmp_path)
     page = html.unescape((site / "vdk.html").read_text())
     assert 'id="vdk_fgsm_confusion" class="at-chance"' in page
-    assert 'id="vdk_immune">' in page  # drawn from study tables: no model card
+    assert 'id="vdk_faithfulness">' in page  # drawn from a study table: no model card
     assert "vdk/vdk_cnnet: test accuracy 10.0 % (seed 0; chance 10.0 %), trained here. AT " \
            "CHANCE: this shows an untrained network" in page
     tex = render_latex(content, tmp_path / "paper.tex").read_text()
