@@ -95,13 +95,16 @@ def run(tmp_path_factory):
                "gap": [{**refs[("gap", s)], "epsilon": 0.1} for s in seeds]}
     stages.fgsm(targets=targets, settings=fgsm, examples=out["fgsm_examples"],
                 sweep=out["fgsm_sweep"])
-    return {"root": root, "files": files, "out": out, "refs": refs,
-            "fgsm": {**fgsm, "targets": {n: {k: r[0][k] for k in ("study", "model", "epsilon")}
-                                         for n, r in targets.items()}},
-            "config": {"seeds": list(seeds), "studies": {"concepts": {
+    fgsm_block = {**fgsm, "targets": {n: {k: r[0][k] for k in ("study", "model", "epsilon")}
+                                      for n, r in targets.items()}}
+    return {"root": root, "files": files, "out": out, "refs": refs, "fgsm": fgsm_block,
+            "config": {"seeds": list(seeds), "report": {"chance_margin": 0.05},
+                       "studies": {"concepts": {
                 "models": {"gap": {}}, "dataset": "synthetic", "convtypes": TINY_GRID,
                 "hierarchy": {"study": "other", "model": "cnn", **hierarchy},
-                "cam": {"images_per_class": 2}, "fgsm": fgsm}}}}
+                "cam": {"images_per_class": 2}, "fgsm": fgsm_block,
+                "gradcam": {"targets": {"cnn": {"study": "other", "model": "cnn"},
+                                        "gap": {"study": "concepts", "model": "gap"}}}}}}}
 
 
 def test_convtypes_stage_writes_every_check_and_its_summary(run):
