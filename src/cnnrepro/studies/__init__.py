@@ -73,9 +73,8 @@ def figure_inputs(study: str, name: str, config: dict[str, Any], seed: int | Non
     code."""
     figure = figures_for(study)[name]
     files = get(study).study_files(config, seed=_drawn_seed(figure, config, seed))
-    cards = [paths.run_file("train_meta", owner, model, s)
-             for owner, model, s in shown_models(study, name, config, seed)]
-    return list(dict.fromkeys(files.paths(figure.inputs) + cards + [str(figure.source)]))
+    return list(dict.fromkeys(files.paths(figure.inputs) + card_files(study, name, config, seed)
+                              + [str(figure.source)]))
 
 
 def shown_models(study: str, name: str, config: dict[str, Any], seed: int | None = None
@@ -90,14 +89,19 @@ def shown_models(study: str, name: str, config: dict[str, Any], seed: int | None
     return [(study, model, s) for model in files.models_read(figure.inputs) for s in files.seeds]
 
 
+def card_files(study: str, name: str, config: dict[str, Any], seed: int | None = None
+               ) -> list[str]:
+    """The training records (``train.json``) behind a figure's model cards."""
+    return [paths.run_file("train_meta", owner, model, s)
+            for owner, model, s in shown_models(study, name, config, seed)]
+
+
 def card_inputs(config: dict[str, Any]) -> list[str]:
-    """The training records (``train.json``) behind every model card of the report."""
-    found = []
-    for study in enabled(config):
-        for name in figures_for(study.name, config["studies"][study.name]):
-            for owner, model, seed in shown_models(study.name, name, config):
-                found.append(paths.run_file("train_meta", owner, model, seed))
-    return list(dict.fromkeys(found))
+    """The training records behind every model card of the report."""
+    return list(dict.fromkeys(
+        path for study in enabled(config)
+        for name in figures_for(study.name, config["studies"][study.name])
+        for path in card_files(study.name, name, config)))
 
 
 def render(study: str, name: str, config: dict[str, Any], out_png: str, out_pdf: str,

@@ -38,18 +38,17 @@ def weights_label(weights_used: list[str | None]) -> str:
 
 
 def _exact(table: ClaimTable, claim_id: str, statement: str, paper: Any,
-           values: list[float], input_size: int | None = PAPER_INPUT,
-           protocol: str = "document") -> None:
+           values: list[float], input_size: int | None = PAPER_INPUT) -> None:
     """A deterministic number that must equal the document's (sizes); the document's
     number is for its 224-px images: on others it is not comparable."""
     ok = len(values) > 0 and all(v == paper for v in values)
     rule = f"holds if the measured value equals {paper}"
     if input_size not in (None, PAPER_INPUT):
-        table.untestable(claim_id, statement, protocol, paper, values, rule,
+        table.untestable(claim_id, statement, "document", paper, values, rule,
                          f"the document's {paper} is for its {PAPER_INPUT}-px images; this "
                          f"run's are {input_size} px (data.caltech.image_size)", seeds=[0])
         return
-    table.add(claim_id, statement, protocol, paper, values, HOLDS if ok else FAILS, rule,
+    table.add(claim_id, statement, "document", paper, values, HOLDS if ok else FAILS, rule,
               seeds=[0], deterministic=True)
 
 
