@@ -307,10 +307,16 @@ def test_calibrated_estimate_of_a_small_run_is_close_to_its_benchmarks(tmp_path)
 
 def _repro_env(tmp_path: Path) -> dict[str, str]:
     """./repro on this interpreter's environment, building nothing: a venv folder holding a
-    link to its snakemake and the stamp of pyproject.toml; no CUDA visible."""
+    link to its snakemake, a python that runs this interpreter and the stamp of
+    pyproject.toml; no CUDA visible. (Without bin/python ./repro builds a real venv: minutes,
+    and it needs ensurepip to work where the tests run.)"""
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "snakemake").symlink_to(Path(sys.prefix) / "bin" / "snakemake")
+    # a script, not a link: a linked interpreter outside its venv would lose the venv's packages
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
     stamp = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     (venv / ".cnnrepro-pyproject.sha256").write_text(stamp + "\n")
     return {**os.environ, "CNNREPRO_VENV": os.path.relpath(venv, ROOT),
