@@ -132,3 +132,34 @@ def test_unknown_architecture_and_option_are_errors():
         build_model("resnet", {}, 10, 3, 32)
     with pytest.raises(ModelError, match="chanels"):
         build_model("lenet_cnn", {"chanels": [1]}, 10, 3, 32)
+
+
+def test_the_caltech_cnn_takes_one_kernel_size_per_layer():
+    from cnnrepro.models import check_spec
+    from cnnrepro.receptive_field import receptive_field
+
+    model = build_model("caltech_cnn", {"channels": [4, 8], "kernel": [5, 7]}, 3, 3, 40)
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    assert [c.kernel_size for c in convs] == [(5, 5), (7, 7)]
+    assert model(torch.zeros(2, 3, 40, 40)).shape == (2, 3)
+    last = max(i for i, m in enumerate(model.features) if isinstance(m, nn.Conv2d))
+    assert receptive_field(model.features[: last + 1], 10, 10, (40, 40)).size == (11, 11)
+    with pytest.raises(ModelError, match="kernel"):  # two layers, three sizes
+        check_spec("caltech_cnn", {"channels": [4, 8], "kernel": [3, 5, 7]}, "m", (3, 40, 3))
+
+
+def test_the_literal_kernel_variant_builds_at_224_px_and_its_caption_says_so():
+    from cnnrepro import config as cfg
+    from cnnrepro.models import check_spec
+    from cnnrepro.studies import get
+    from conftest import ROOT
+
+    config = cfg.load(ROOT / "config.yaml",
+                      [ROOT / "config" / "variants" / "caltech-literal-kernels.yaml"])
+    cnn = config["studies"]["caltech"]["models"]["cnn"]
+    assert cnn["options"]["kernel"] == [32, 64] and cnn["options"]["channels"] == [32, 64]
+    check_spec(cnn["arch"], cnn["options"], "cnn", (3, 224, 3))  # shapes only: no GMACs
+    figure = get("caltech").figures["caltech_fig3_patches"]
+    assert "[32, 64] filters of size [32, 64]" in figure.caption_for(config["studies"]["caltech"])
+    default = cfg.load(ROOT / "config.yaml")["studies"]["caltech"]
+    assert "[32, 64] filters of size 3 " in figure.caption_for(default)

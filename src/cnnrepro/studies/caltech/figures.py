@@ -20,11 +20,15 @@ from .claims import CNN, VGG, weights_label
 
 FIGURES = Figures()
 # How the CNN reads the document's garbled sentence, said wherever the reading shows
-KERNEL_READING = ("The document's \"Filter size is taken to be 32x32 and 64x64\" is read "
-                  "as 32 and 64 filters of 3x3 (its other chapters use 3x3 filters): the "
-                  "last conv layer's neurons then see only a few pixels (the RF in each "
-                  "panel), so these patches are small colour and edge patches, not the "
-                  "animals' faces of the document's Fig. 3.11.")
+# (a caption template: the study's config fills the fields, so it names the reading that ran)
+KERNEL_READING = ("The document's \"Filter size is taken to be 32x32 and 64x64\" has two "
+                  "readings: 32 and 64 filters of 3x3 (config.yaml; its other chapters use "
+                  "3x3 filters), whose last conv neurons see a few pixels, so the patches "
+                  "are colour and edge specks, not the animals' faces of the document's "
+                  "Fig. 3.11; or filters of 32x32 and 64x64 pixels, whose neurons see 95x95 "
+                  "(config/variants/caltech-literal-kernels.yaml, GPU-scale). This run's CNN: "
+                  "{models[cnn][options][channels]} filters of size "
+                  "{models[cnn][options][kernel]} (the RF in each panel).")
 FALLBACK_NOTE = ("Where the title names the fallback, ImageNet weights could not be had: "
                  "the backbone is a random, frozen VGG19 and its new last layer a "
                  "standardised head (BatchNorm without affine, then Linear); such patches and "
