@@ -7,6 +7,7 @@ both: a missing tool fails here, it is not skipped).
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import os
@@ -26,8 +27,8 @@ from cnnrepro import config as cfg
 from cnnrepro import cards, paths, report, studies
 from cnnrepro.claims import VERDICTS
 from cnnrepro.io import ArtifactError, recording_reads
-from cnnrepro.report import (ReportError, collect, mean_std_n, render_html, render_latex,
-                              rst_text)
+from cnnrepro.report import (ReportError, collect, fmt_value, mean_std_n, render_html,
+                              render_latex, rst_text)
 from cnnrepro.studies import figures_for
 from conftest import QUICK, ROOT, snakemake
 
@@ -177,9 +178,16 @@ def test_a_preset_name_is_a_plain_name():
 
 
 def test_number_format():
-    assert mean_std_n(72.5, 0.31, 3, "%") == "72.5 ± 0.31% (n=3)"
+    # the spread sets the precision: two digits of the std, the mean to the same place
+    assert mean_std_n(72.5, 0.31, 3, "%") == "72.50 ± 0.31% (n=3)"
+    assert mean_std_n(0.690213, 0.00712, 2) == "0.6902 ± 0.0071 (n=2)"
+    assert mean_std_n(156.5, 29.0, 2) == "156 ± 29 (n=2)"
     assert mean_std_n(0.1435, float("nan"), 1) == "0.1435 ± – (n=1)"
+    assert mean_std_n(1.0, 0.0, 2) == "1 ± 0 (n=2)"
     assert MEAN_STD_N.match(mean_std_n(1.5, 0.2, 2, "pp"))
+    # counts stay whole, small numbers keep four significant digits
+    assert fmt_value(799078.0) == "799078" and fmt_value(0.01915) == "0.01915"
+    assert fmt_value(1.23456e-5) == "1.235e-05" and fmt_value(98.94) == "98.94"
 
 
 def test_disabled_study_is_absent_and_missing_artifact_is_named(quick_run, tmp_path):
@@ -370,3 +378,38 @@ def test_a_model_description_says_what_the_run_trained_differently():
     assert gap.endswith(f"(this run: options.channels {json.dumps(options['channels'])} "
                         f"instead of {json.dumps(full['channels'])})")
     assert "(this run" not in report._described(cfg.load(ROOT / "config.yaml"), "concepts")["gap"]
+
+
+PAYLOAD = r"\input{/etc/hostname}<script>alert(1)</script>"
+
+
+def _poisoned(value, key=""):
+    """Every text of the report's content with the campaign's payload appended, but the
+    figure's generated file name (``pdf``: made by the code from schema-checked names)."""
+    if dataclasses.is_dataclass(value):
+        return dataclasses.replace(value, **{f.name: _poisoned(getattr(value, f.name), f.name)
+                                            for f in dataclasses.fields(value)})
+    if isinstance(value, dict):
+        return {k: _poisoned(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_poisoned(v, key) for v in value]
+    return value + PAYLOAD if isinstance(value, str) and key != "pdf" else value
+
+
+def test_no_config_or_artifact_text_becomes_markup_in_the_pages_or_the_paper(quick_run,
+                                                                             tmp_path):
+    workdir, _ = quick_run
+    config = cfg.load(ROOT / "config.yaml", [QUICK])
+    content = collect(config, workdir, ROOT)
+    content = {**content, "pages": _poisoned(content["pages"]),
+               "provenance": _poisoned(content["provenance"])}
+    tex = render_latex(content, tmp_path / "paper.tex").read_text()
+    assert r"\input{" not in tex
+    escaped = r"\textbackslash{}input\{/etc/hostname\}"
+    assert tex.count(escaped) > 100  # titles, captions, claims, hashes, notes: all escaped
+    shutil.copytree(workdir / "results", tmp_path / "site" / "results",
+                    ignore=shutil.ignore_patterns("*.pt", "*.npz", "snapshots", "*.png"))
+    for written in render_html(content, tmp_path / "site"):
+        text = written.read_text()
+        assert "<script>alert(1)" not in text, written.name
+        assert "&lt;script&gt;alert(1)" in text, written.name

@@ -41,16 +41,28 @@ class ReportError(RuntimeError):
 
 
 def fmt_value(value: Any, digits: int = 4) -> str:
+    """A number at ``digits`` significant digits in plain notation (a whole number whole:
+    a count of 799078 is not 7.991e+05); scientific only below 1e-3 or from 1e6."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    if isinstance(value, float):
+    if not isinstance(value, float):
+        return str(value)
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if not math.isfinite(value) or not 1e-3 <= abs(value) < 1e6:
         return f"{value:.{digits}g}"
-    return str(value)
+    return f"{value:.{max(0, digits - 1 - math.floor(math.log10(abs(value))))}f}"
 
 
 def mean_std_n(mean: float, std: float, n: int, unit: str = "", digits: int = 4) -> str:
-    """The report's one number format: ``mean ± std (n)``; std is ``–`` for a single seed."""
+    """The report's one number format: ``mean ± std (n)``; std is ``–`` for a single seed.
+    With a spread, the std has two significant digits and the mean as many decimals (the
+    digits beyond the spread carry no information); without one, ``digits`` digits."""
     unit = f" {unit}" if unit and unit != "%" else unit
+    if isinstance(std, (int, float)) and math.isfinite(std) and std > 0 and math.isfinite(mean):
+        decimals = max(0, 1 - math.floor(math.log10(std)))
+        if decimals <= 8:
+            return f"{mean:.{decimals}f} ± {std:.{decimals}f}{unit} (n={int(n)})"
     return f"{fmt_value(mean, digits)} ± {fmt_value(std, digits)}{unit} (n={int(n)})"
 
 
@@ -146,14 +158,15 @@ def _claims(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The claims rows, and the reasons for no verdict once each (a claim refers to its
     reason by number: one preset's departures would otherwise repeat under every row)."""
     rows, notes = [], []
-    for r in read_csv(path).to_dict("records"):
+    # the paper's value as the study wrote it: the document's own literal, not re-rounded
+    for r in read_csv(path, dtype={"paper_value": str}).to_dict("records"):
         unit = "" if pd.isna(r["unit"]) else r["unit"]
         reason = _text(r.get("reason"))
         if reason and reason not in notes:
             notes.append(reason)
         rows.append({**r, "unit": unit, "reproduced": mean_std_n(r["reproduced_mean"], r["std"],
                                                                  r["n"], unit),
-                     "paper": fmt_value(r["paper_value"]) + (unit if unit == "%" else ""),
+                     "paper": (_text(r["paper_value"]) or "–") + (unit if unit == "%" else ""),
                      "per_seed": str(r["per_seed"]).replace(";", ", "),
                      "reason": reason, "note": notes.index(reason) + 1 if reason else None,
                      "depends_on": _text(r.get("depends_on")).replace(";", ", ")})

@@ -13,10 +13,12 @@ import torch
 
 from cnnrepro import config as cfg
 from cnnrepro.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_COMPARABLE
+from cnnrepro.datasets import load_split
 from cnnrepro.io import read_json, write_csv, write_json
 from cnnrepro.studies import get
 from cnnrepro.studies.caltech import claims as caltech_claims
 from cnnrepro.studies.caltech import stages
+from cnnrepro.studies.caltech.patches import sharpness
 
 CLASSES = ["butterfly", "kangaroo", "sunflower"]
 SIZE = 32
@@ -75,13 +77,22 @@ def trained(data, full_config, tmp_path_factory) -> dict[str, tuple[dict, str, s
 def test_before_training_stages(data, full_config, tmp_path):
     block = full_config["studies"]["caltech"]
     basics = {**block["basics"], "symmetry": {**block["basics"]["symmetry"], "images": 9,
-                                              "image_size": 16}}
+                                              "image_size": 16},
+              "init_accuracy": {**block["basics"]["init_accuracy"], "image_size": 16,
+                                "steps": 10}}
     stages.conv_basics(data=data, settings=basics, conv=tmp_path / "conv.npz",
                        conv_meta=tmp_path / "conv.json")
     meta = read_json(tmp_path / "conv.json")
     assert meta["output_size"] == meta["formula_size"] == SIZE - 2
     assert meta["symmetry"]["constant"]["spread"] == 0.0
     assert meta["symmetry"]["kaiming"]["spread"] > 1e-3
+    # each seed trains both schemes; held-out accuracy on every test image
+    accuracy = pd.DataFrame(meta["init_accuracy"])
+    seeds = basics["init_accuracy"]["seeds"]
+    assert sorted(accuracy["seed"]) == sorted(2 * list(range(basics["seed"],
+                                                             basics["seed"] + seeds)))
+    assert accuracy["held_out"].between(0, 1).all() and (accuracy["steps"] == 10).all()
+    assert (accuracy["test_images"] == len(load_split(data["test"]))).all()
     conv = np.load(tmp_path / "conv.npz")
     assert conv["images"].shape == (3, 3, SIZE, SIZE) and list(conv["labels"]) == [0, 1, 2]
     np.testing.assert_allclose(conv["difference"], conv["correlation"] - conv["convolution"])
@@ -146,6 +157,17 @@ def test_cnn_stages(data, trained, full_config, tmp_path):
     assert saved["gradients"].shape == (len(table), 3, SIZE, SIZE)
     dead = table[table["kind"] == "dead"]
     assert (dead["gradient_abs_max"] == 0).all()
+    # a blank image has no sharpness; every top neuron's image has one
+    assert dead["sharpness"].isna().all() and (top["sharpness"] > 0).all()
+
+
+def test_sharpness_is_scale_free_and_finds_detail():
+    rng = np.random.default_rng(0)
+    smooth = np.tile(np.linspace(0, 1, 32), (3, 32, 1))  # a ramp: no curvature inside
+    noisy = rng.normal(size=(3, 32, 32))
+    assert sharpness(noisy) == pytest.approx(sharpness(25.0 * noisy))
+    assert sharpness(noisy) > 5 * sharpness(smooth)
+    assert math.isnan(sharpness(np.zeros((3, 8, 8))))
 
 
 def test_fallback_stage_probe(data, trained, full_config, tmp_path):
@@ -165,23 +187,30 @@ def test_fallback_stage_probe(data, trained, full_config, tmp_path):
 
 # --------------------------------------------------------------------------- claims
 
-def _synthetic_run(root, weights_used: str, train_acc=(1.0, 1.0), val_acc=(0.86, 0.88)):
-    """The files the caltech claims read, for two seeds (a finished run in miniature)."""
+def _synthetic_run(root, weights_used: str, train_acc=(1.0, 1.0), val_acc=(0.86, 0.88),
+                   vgg_train=0.9, sharpness_slope=1.0, init_gain=0.2):
+    """The files the caltech claims read, for two seeds (a finished run in miniature):
+    VGG19's sharpness grows with activation by ``sharpness_slope``, Kaiming init beats
+    constant by ``init_gain`` on held-out images."""
     files = get("caltech").study_files({"studies": {"caltech": {"models": {
         "cnn": {}, "vgg19": {}}}}, "seeds": [0, 1]}, str(root))
     for seed in (0, 1):
         write_json(files.run("metrics", "cnn", seed), {"splits": {
             "train": {"accuracy": train_acc[seed]}, "val": {"accuracy": val_acc[seed]}}})
         write_json(files.run("metrics", "vgg19", seed), {"splits": {
-            "train": {"accuracy": 0.9}, "val": {"accuracy": 0.85}, "test": {"accuracy": 0.8}}})
+            "train": {"accuracy": vgg_train}, "val": {"accuracy": 0.85},
+            "test": {"accuracy": 0.8}}})
         write_json(files.run("train_meta", "vgg19", seed), {"weights_used": weights_used})
         write_csv(files.run("equivariance", "cnn", seed), pd.DataFrame(
             [{"mode": m, "shift": k, "equivariance_error": 1e-7, "feature_change": 0.1,
               "prediction_change": 0.0, "seed": seed} for m in ("circular", "zero")
              for k in (1, 4)]))
         write_csv(files.run("patch_table", "vgg19", seed), pd.DataFrame(
-            [{"kind": "top", "gradient_abs_max": 0.5, "seed": seed},
-             {"kind": "dead", "gradient_abs_max": 0.0, "seed": seed}]))
+            [{"kind": "top", "gradient_abs_max": 0.5, "value": v,
+              "sharpness": 1 + sharpness_slope * v + 0.1 * (-1) ** v, "seed": seed}
+             for v in range(1, 7)]
+            + [{"kind": "dead", "gradient_abs_max": 0.0, "value": 0.0, "sharpness": np.nan,
+                "seed": seed}]))
         write_json(files.run("fallback", "vgg19", seed), {
             "weights_used": weights_used, "chance": 1 / 3,
             "probe": {"C": 0.1, "dim": 512, "accuracy": {"train": 1.0, "val": 0.8,
@@ -190,7 +219,13 @@ def _synthetic_run(root, weights_used: str, train_acc=(1.0, 1.0), val_acc=(0.86,
     write_json(root / "conv.json", {"input_size": 224, "output_size": 222,
                                     "formula_size": 222, "symmetry": {
                                         "steps": 5, "constant": {"spread": 0.0},
-                                        "kaiming": {"spread": 0.3}}})
+                                        "kaiming": {"spread": 0.3}},
+                                    "init_accuracy": [
+                                        {"seed": s, "scheme": k, "test_images": 40,
+                                         "train_images": 180, "steps": 100,
+                                         "held_out": 0.55 + (init_gain + 0.01 * s) * (
+                                             k == "kaiming")}
+                                        for s in (0, 1, 2) for k in ("constant", "kaiming")]})
     write_json(root / "layers.json", {"sizes": [222, 220], "formula_sizes": [222, 220],
                                       "input_size": 224})
     write_csv(root / "sizes.csv", pd.DataFrame(
@@ -215,7 +250,8 @@ def test_claims_full_settings_give_verdicts(tmp_path, full_config):
     assert table.loc["caltech.vgg.val_accuracy", "verdict"] == HOLDS
     for claim in ("fig1.output_size", "fig2.layer2_size", "sizes.padding",
                   "init.constant_symmetric", "init.kaiming_breaks", "equivariance.circular",
-                  "vgg.dead_guided_backprop", "invariance.prediction"):
+                  "vgg.dead_guided_backprop", "invariance.prediction", "vgg.no_overfitting",
+                  "vgg.sharper_when_stronger", "init.constant_performs_poorly"):
         assert table.loc[f"caltech.{claim}", "verdict"] == HOLDS, claim
     assert "fallback" not in table.loc["caltech.vgg.val_accuracy", "statement"]
 
@@ -274,6 +310,42 @@ def test_claims_departures_and_the_fallback(tmp_path, full_config):
     assert table.loc["caltech.fig2.layer1_size", "verdict"] == HOLDS
     assert table.loc["caltech.vgg.probe_beats_chance", "verdict"] == HOLDS
     vgg = table[table.index.str.startswith("caltech.vgg")]
-    assert len(vgg) == 3 and vgg["statement"].str.contains("fallback").all()
+    assert len(vgg) == 5 and vgg["statement"].str.contains("fallback").all()
+    for claim in ("no_overfitting", "sharper_when_stronger"):  # they need ImageNet weights
+        assert table.loc[f"caltech.vgg.{claim}", "verdict"] == NOT_COMPARABLE, claim
     summary = pd.read_csv(tmp_path / "fallback.csv")
     assert list(summary["probe_test_acc"]) == [0.75, 0.75]
+
+
+# constant init reaches 0.55 on held-out images; Kaiming that plus init_gain (+0.01 a seed):
+# a Kaiming net that learned nothing itself (below learned_accuracy) can show nothing
+@pytest.mark.parametrize("change, verdict", [({}, HOLDS), ({"init_gain": 0.01}, FAILS),
+                                             ({"init_gain": -0.3}, INCONCLUSIVE)])
+def test_constant_initialisation_performs_poorly_is_judged_on_held_out_images(
+        tmp_path, full_config, change, verdict):
+    files = _synthetic_run(tmp_path, "IMAGENET1K_V1", **change)
+    row = _claims(tmp_path, files, full_config, {}).loc["caltech.init.constant_performs_poorly"]
+    assert row["verdict"] == verdict and row["n"] == 3  # the experiment's own three seeds
+    assert "100 SGD steps on 180 colour images" in row["statement"]
+    assert "40 held-out test images" in row["statement"]
+    departed = _claims(tmp_path, files, full_config,
+                       {"basics.init_accuracy.steps": "20 instead of 100"})
+    assert departed.loc["caltech.init.constant_performs_poorly", "verdict"] == NOT_COMPARABLE
+
+
+@pytest.mark.parametrize("change, verdict", [({}, HOLDS), ({"vgg_train": 1.0}, FAILS)])
+def test_vgg19_without_overfitting_is_judged_by_its_train_validation_gap(
+        tmp_path, full_config, change, verdict):
+    files = _synthetic_run(tmp_path, "IMAGENET1K_V1", **change)
+    row = _claims(tmp_path, files, full_config, {}).loc["caltech.vgg.no_overfitting"]
+    assert row["verdict"] == verdict  # a gap of 0.05 passes the 0.1 rule, 0.15 does not
+    assert row["reproduced_mean"] == pytest.approx(change.get("vgg_train", 0.9) - 0.85)
+
+
+@pytest.mark.parametrize("slope, verdict", [(1.0, HOLDS), (-1.0, FAILS)])
+def test_sharper_when_more_activated_is_a_rank_correlation_that_can_fail(
+        tmp_path, full_config, slope, verdict):
+    files = _synthetic_run(tmp_path, "IMAGENET1K_V1", sharpness_slope=slope)
+    row = _claims(tmp_path, files, full_config, {}).loc["caltech.vgg.sharper_when_stronger"]
+    assert row["verdict"] == verdict and "6 top neurons" in row["statement"]
+    assert row["reproduced_mean"] == pytest.approx(slope)  # a monotone relation: rho = +-1

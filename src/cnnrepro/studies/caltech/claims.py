@@ -3,7 +3,11 @@
 Structural claims (output sizes, the size table, constant-init symmetry, equivariance of
 the conv layers, zero guided backprop of dead neurons) hold for any weights: they are
 deterministic and judged under every preset. The trained models' numbers depend on
-training. Where the VGG19 ImageNet weights could not be had, the fallback's use is added
+training, and so do the document's statements about them, each judged by a measure its
+statement names and able to fail: a slight shift barely moves the pooled output, constant
+initialisation performs poorly (against Kaiming's, on held-out images), VGG19 does not
+overfit, a more activated neuron gives a sharper guided-backprop image. A statement about
+what a trained model does is judged only for a model that learned (``learned_accuracy``). Where the VGG19 ImageNet weights could not be had, the fallback's use is added
 to the run's departures (``models.vgg19.options.weights``), so every VGG claim that
 depends on the weights is ``not comparable``, and each VGG claim's statement names the
 weights it was made with.
@@ -14,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from scipy.stats import spearmanr
 
 from ...claims import FAILS, HOLDS, ClaimTable, training_keys
 from ...io import read_csv, read_json, write_csv
@@ -114,6 +119,20 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], conv_meta: str, layer
               f"{sym['steps']} SGD steps the filters differ (spread)", "document", "> 0",
               [sym["kaiming"]["spread"]], HOLDS if sym["kaiming"]["spread"] > tol else FAILS,
               f"holds if the spread is > {tol:g}", seeds=[0], deterministic=True)
+    init = pd.DataFrame(conv["init_accuracy"]).pivot(index="seed", columns="scheme",
+                                                      values="held_out")
+    gain = init["kaiming"] - init["constant"]
+    first = conv["init_accuracy"][0]
+    init_images, fit, steps = first["test_images"], first["train_images"], first["steps"]
+    margin = settings["init_margin"]
+    table.threshold("caltech.init.constant_performs_poorly", f"1.4.1.1: from constant "
+                    f"initialisation \"the model doesn't learn any features and performs "
+                    f"poorly\": accuracy of a small net (conv, ReLU, average pool, linear) "
+                    f"after {steps} SGD steps on {fit} colour images, Kaiming minus constant, "
+                    f"on {init_images} held-out test images",
+                    "document", "poorly", list(gain), margin, below=False,
+                    learned=(list(init["kaiming"]), settings["learned_accuracy"]),
+                    seeds=list(gain.index), depends_on=("basics",))
 
     metrics = [read_json(p) for p in files.by_model("metrics", [CNN])[CNN]]
     for split, paper in (("train", PAPER_TRAIN), ("val", PAPER_VAL)):
@@ -164,6 +183,23 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], conv_meta: str, layer
                     "(validation accuracy)", "document", "trained well",
                     list(summary["head_val_acc"]), settings["vgg_accuracy"], below=False,
                     depends_on=training_keys(VGG))
+    vgg_learned = (list(summary["head_val_acc"]), settings["learned_accuracy"])
+    table.threshold("caltech.vgg.no_overfitting", f"{label} 4.2.2: the transfer model "
+                    "\"has trained well without any overfitting\": train minus validation "
+                    "accuracy", "document", "no overfitting",
+                    list(summary["head_train_acc"] - summary["head_val_acc"]),
+                    settings["overfit_gap"], below=True, learned=vgg_learned,
+                    depends_on=training_keys(VGG))
+    top = patches[patches["kind"] == "top"]
+    rho = top.groupby("seed")[["value", "sharpness"]].apply(
+        lambda f: spearmanr(f["value"], f["sharpness"]).statistic)
+    table.threshold("caltech.vgg.sharper_when_stronger", f"{label} 4.2.4: \"more activated "
+                    "the value is, the sharper images it forms after backprop\": Spearman "
+                    f"correlation of the activation of the {len(top) // max(len(rho), 1)} top "
+                    "neurons with the sharpness of their guided-backprop image "
+                    "(||Laplacian|| / ||image||, scale-free)", "document", "positive",
+                    list(rho), settings["sharpness_rho"], below=False,
+                    seeds=list(rho.index), depends_on=training_keys(VGG) + ("patches",))
     table.threshold("caltech.vgg.probe_beats_chance", f"{label} (ours) a linear probe of the "
                     "frozen backbone's pooled conv features beats chance on the test split",
                     "ours", f"> {summary['chance'].iloc[0]:.3f}",

@@ -113,14 +113,16 @@ def symmetry_net(in_channels: int = 1, channels: int = 8, num_classes: int = 3) 
 
 def symmetry_experiment(images: torch.Tensor, labels: torch.Tensor, scheme: str,
                         steps: int = 5, lr: float = 0.1, seed: int = 0,
-                        value: float = 0.1, channels: int = 8) -> dict:
+                        value: float = 0.1, channels: int = 8,
+                        held_out: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """Train :func:`symmetry_net` for ``steps`` full-batch SGD steps from ``scheme`` init.
 
     ``"constant"`` gives every weight and bias of the conv *and* the linear layer the same
     ``value``: all conv channels then compute the same map and receive the same gradient,
     so the filters stay identical (spread exactly 0) however long one trains. ``"kaiming"``
     uses fan-in normal weights for both layers. Returns the conv filters after training,
-    their spread (:func:`filter_spread`) and std across filters, and the losses.
+    their spread (:func:`filter_spread`) and std across filters, the losses, and the
+    accuracy on the training images and on ``held_out`` (images, labels) where given.
     """
     torch.manual_seed(seed)
     net = symmetry_net(images.shape[1], channels, num_classes=int(labels.max()) + 1)
@@ -143,9 +145,13 @@ def symmetry_experiment(images: torch.Tensor, labels: torch.Tensor, scheme: str,
         optimizer.step()
         losses.append(loss.item())
     weight = conv.weight.detach().clone()
+    splits = {"train": (images, labels)} | ({"held_out": held_out} if held_out else {})
+    with torch.no_grad():
+        accuracy = {split: float((net(x).argmax(1) == y).float().mean())
+                    for split, (x, y) in splits.items()}
     return {"scheme": scheme, "filters": weight, "spread": filter_spread(weight),
             "filter_std": float(weight.reshape(weight.shape[0], -1).std(0).mean()),
-            "losses": losses}
+            "losses": losses, "accuracy": accuracy}
 
 
 def two_layer_maps(gray: torch.Tensor, channels: tuple[int, int] = (32, 64), size: int = 3,

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 from captum.attr import NeuronGuidedBackprop
+from scipy import ndimage
 from torch import nn
 
 from ...receptive_field import receptive_field
@@ -100,3 +101,14 @@ def guided_backprop(features: nn.Sequential, index: int, image: torch.Tensor,
     attribution = NeuronGuidedBackprop(stack, stack[-1]).attribute(
         image.unsqueeze(0).detach().requires_grad_(True), neuron_selector=tuple(neuron))
     return attribution[0].detach()
+
+
+def sharpness(gradient: np.ndarray) -> float:
+    """How sharp a guided-backprop image ``(C, H, W)`` is, independent of its scale:
+    ||Laplacian(m)|| / ||m|| of m = sum over channels of |gradient| (the share of the
+    image's energy in pixel-to-pixel detail; a uniform image gives 0, a blank one NaN).
+    Scale-free because a more activated neuron has a larger gradient everywhere: a
+    measure of magnitude would find "sharper" by construction."""
+    m = np.abs(np.asarray(gradient, dtype=np.float64)).sum(0)
+    norm = float(np.linalg.norm(m))
+    return float(np.linalg.norm(ndimage.laplace(m)) / norm) if norm > 0 else float("nan")

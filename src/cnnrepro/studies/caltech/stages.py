@@ -29,7 +29,7 @@ from ...train import open_trained
 from . import conv_basics as cb
 from .equivariance import shift_study
 from .filters import settings_experiment
-from .patches import guided_backprop, last_conv_relu, neuron_report
+from .patches import guided_backprop, last_conv_relu, neuron_report, sharpness
 from .vgg_fallback import backbone_probe, head_gradient, scale_table
 
 
@@ -53,11 +53,16 @@ def _shown(data: dict[str, str]) -> tuple[Split, torch.Tensor]:
     return shown, cb.to_grayscale(shown.images)
 
 
+def _resized(images: torch.Tensor, size: int) -> torch.Tensor:
+    return torch.nn.functional.interpolate(images, size=size, mode="bilinear", antialias=True)
+
+
 def conv_basics(*, data: dict[str, str], settings: dict[str, Any], conv: str, conv_meta: str,
                 threads: int | None = None) -> None:
     """Ch. 1: a Kaiming 3×3 filter's cross-correlation and convolution maps of the shown
-    images, one conv layer under constant and Kaiming init, and the symmetry experiment
-    (a few SGD steps of a small net from each init on grayscale training images)."""
+    images, one conv layer under constant and Kaiming init, the symmetry experiment (a few
+    SGD steps of a small net from each init on grayscale training images) and the same net's
+    held-out accuracy from each init, trained longer on colour images, per seed."""
     if threads:
         torch.set_num_threads(threads)
     seed = settings["seed"]
@@ -68,12 +73,24 @@ def conv_basics(*, data: dict[str, str], settings: dict[str, Any], conv: str, co
                                   value=settings["constant_value"])
     sym = settings["symmetry"]
     train = load_split(data["train"])
-    train = train.take(per_class_subset(train.labels.numpy(), sym["images"]))
-    x = torch.nn.functional.interpolate(cb.to_grayscale(train.images), size=sym["image_size"],
-                                        mode="bilinear", antialias=True)
-    runs = {scheme: cb.symmetry_experiment(x, train.labels, scheme, sym["steps"], sym["lr"],
+    shrunk = train.take(per_class_subset(train.labels.numpy(), sym["images"]))
+    x = _resized(cb.to_grayscale(shrunk.images), sym["image_size"])
+    runs = {scheme: cb.symmetry_experiment(x, shrunk.labels, scheme, sym["steps"], sym["lr"],
                                            seed, settings["constant_value"], sym["channels"])
             for scheme in ("constant", "kaiming")}
+    # "performs poorly": the same net on the colour images the document's models see,
+    # trained long enough for Kaiming's to learn, judged on the held-out test images
+    acc = settings["init_accuracy"]
+    test = load_split(data["test"])
+    fit = train.take(per_class_subset(train.labels.numpy(), acc["images"]))
+    held_out = (_resized(test.images.float() / 255, acc["image_size"]), test.labels)
+    colour = _resized(fit.images.float() / 255, acc["image_size"])
+    accuracy = [{"seed": s, "scheme": scheme, "steps": acc["steps"], "train_images": len(fit),
+                 "test_images": len(test),
+                 **cb.symmetry_experiment(colour, fit.labels, scheme, acc["steps"], acc["lr"],
+                                          s, settings["constant_value"], sym["channels"],
+                                          held_out)["accuracy"]}
+                for s in range(seed, seed + acc["seeds"]) for scheme in ("constant", "kaiming")]
     write_npz(conv, images=shown.images.numpy(), labels=shown.labels.numpy(),
               provenance=_provenance(settings, seed),
               classes=np.asarray(shown.classes), gray=gray.numpy(), kernel=kernel.numpy(),
@@ -87,7 +104,8 @@ def conv_basics(*, data: dict[str, str], settings: dict[str, Any], conv: str, co
         "init_rule": "fan-in: std sqrt(2 / (C_in k k)) = sqrt(2/9) for a 3x3 grayscale "
                      "filter (the document writes sqrt(2 / (224 * 224)))",
         "symmetry": {k: {key: r[key] for key in ("spread", "filter_std", "losses")}
-                     for k, r in runs.items()} | {"images": len(train), **sym},
+                     for k, r in runs.items()} | {"images": len(shrunk), **sym},
+        "init_accuracy": accuracy,
         "provenance": stamp(settings, seed)})
 
 
@@ -185,6 +203,7 @@ def patches(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, st
         crops += found
     table = pd.concat(rows, ignore_index=True)
     table["gradient_abs_max"] = [float(np.abs(g).max()) for g in gradients]
+    table["sharpness"] = [sharpness(g) for g in gradients]
     weights_used = read_json(train_meta).get("weights_used")
     write_csv(patch_table, table.assign(model=spec["model"], seed=seed, layer=index,
                                         weights_used=weights_used or "trained from scratch"))
