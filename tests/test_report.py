@@ -385,7 +385,8 @@ PAYLOAD = r"\input{/etc/hostname}<script>alert(1)</script>"
 
 def _poisoned(value, key=""):
     """Every text of the report's content with the campaign's payload appended, but the
-    figure's generated file name (``pdf``: made by the code from schema-checked names)."""
+    names the code makes or checks: a figure's file name (``pdf``), the study (a registry
+    key) and the verdicts (a closed vocabulary; anything else is an error)."""
     if dataclasses.is_dataclass(value):
         return dataclasses.replace(value, **{f.name: _poisoned(getattr(value, f.name), f.name)
                                             for f in dataclasses.fields(value)})
@@ -393,7 +394,8 @@ def _poisoned(value, key=""):
         return {k: _poisoned(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [_poisoned(v, key) for v in value]
-    return value + PAYLOAD if isinstance(value, str) and key != "pdf" else value
+    made = ("pdf", "study", "verdict")
+    return value + PAYLOAD if isinstance(value, str) and key not in made else value
 
 
 def test_no_config_or_artifact_text_becomes_markup_in_the_pages_or_the_paper(quick_run,
