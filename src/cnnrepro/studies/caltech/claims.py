@@ -7,10 +7,11 @@ training, and so do the document's statements about them, each judged by a measu
 statement names and able to fail: a slight shift barely moves the pooled output, constant
 initialisation performs poorly (against Kaiming's, on held-out images), VGG19 does not
 overfit, a more activated neuron gives a sharper guided-backprop image. A statement about
-what a trained model does is judged only for a model that learned (``learned_accuracy``). Where the VGG19 ImageNet weights could not be had, the fallback's use is added
-to the run's departures (``models.vgg19.options.weights``), so every VGG claim that
-depends on the weights is ``not comparable``, and each VGG claim's statement names the
-weights it was made with.
+what a trained model does is judged only for a model that learned (``learned_accuracy``).
+Where the VGG19 ImageNet weights could not be had, the fallback's use is added to the run's
+departures (``models.vgg19.options.weights``), so every VGG claim that depends on the
+weights is ``not comparable``, and each VGG claim's statement names the weights it was
+made with.
 """
 
 from __future__ import annotations

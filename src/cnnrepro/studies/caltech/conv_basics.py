@@ -154,6 +154,18 @@ def symmetry_experiment(images: torch.Tensor, labels: torch.Tensor, scheme: str,
             "losses": losses, "accuracy": accuracy}
 
 
+def init_comparison(images: torch.Tensor, labels: torch.Tensor,
+                    held_out: tuple[torch.Tensor, torch.Tensor], steps: int, lr: float,
+                    seeds: list[int], value: float = 0.1, channels: int = 8) -> list[dict]:
+    """Constant vs Kaiming initialisation by what the net learns: per seed and scheme,
+    :func:`symmetry_experiment`'s accuracy on ``images`` and on ``held_out``."""
+    return [{"seed": s, "scheme": scheme, "steps": steps, "train_images": len(labels),
+             "test_images": len(held_out[1]),
+             **symmetry_experiment(images, labels, scheme, steps, lr, s, value, channels,
+                                   held_out)["accuracy"]}
+            for s in seeds for scheme in ("constant", "kaiming")]
+
+
 def two_layer_maps(gray: torch.Tensor, channels: tuple[int, int] = (32, 64), size: int = 3,
                    seed: int = 0) -> dict:
     """Two stacked Kaiming 3×3 conv layers (stride 1, padding 0, zero bias) on ``gray``.

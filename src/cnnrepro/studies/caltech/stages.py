@@ -83,14 +83,11 @@ def conv_basics(*, data: dict[str, str], settings: dict[str, Any], conv: str, co
     acc = settings["init_accuracy"]
     test = load_split(data["test"])
     fit = train.take(per_class_subset(train.labels.numpy(), acc["images"]))
-    held_out = (_resized(test.images.float() / 255, acc["image_size"]), test.labels)
-    colour = _resized(fit.images.float() / 255, acc["image_size"])
-    accuracy = [{"seed": s, "scheme": scheme, "steps": acc["steps"], "train_images": len(fit),
-                 "test_images": len(test),
-                 **cb.symmetry_experiment(colour, fit.labels, scheme, acc["steps"], acc["lr"],
-                                          s, settings["constant_value"], sym["channels"],
-                                          held_out)["accuracy"]}
-                for s in range(seed, seed + acc["seeds"]) for scheme in ("constant", "kaiming")]
+    accuracy = cb.init_comparison(
+        _resized(fit.images.float() / 255, acc["image_size"]), fit.labels,
+        (_resized(test.images.float() / 255, acc["image_size"]), test.labels), acc["steps"],
+        acc["lr"], list(range(seed, seed + acc["seeds"])), settings["constant_value"],
+        sym["channels"])
     write_npz(conv, images=shown.images.numpy(), labels=shown.labels.numpy(),
               provenance=_provenance(settings, seed),
               classes=np.asarray(shown.classes), gray=gray.numpy(), kernel=kernel.numpy(),
