@@ -45,6 +45,6 @@ onerror:
 
 
 rule all:
+    default_target: True
     input:
         final_targets,
-    default_target: True

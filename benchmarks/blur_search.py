@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from cnnrepro.studies.vdk import blur
 from cnnrepro.datasets import load_split
 from cnnrepro.models import build_model
 from cnnrepro.runtime import normalizer
+from cnnrepro.studies.vdk import blur
 
 ROOT = Path(__file__).resolve().parents[1]
 

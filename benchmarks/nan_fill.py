@@ -5,9 +5,9 @@ Deterministic mode makes torch fill every uninitialised tensor with NaN
 (cnnrepro.runtime.set_numerics). Prints, for the Baseline CNN (vdk) and the lenet CNN,
 the training images per CPU second of the pipeline's loop (train.train_one_epoch,
 deterministic) with the filling on and off, their ratio, and whether every state-dict
-tensor is equal after the epochs. Time is the process's CPU time (one thread by default), which other jobs on shared
-cores disturb far less than wall time; runs alternate (on, off, on, off, ...) and each
-setting keeps its fastest epoch.
+tensor is equal after the epochs. Time is the process's CPU time (one thread by default),
+which other jobs on shared cores disturb far less than wall time; runs alternate (on, off,
+on, off, ...) and each setting keeps its fastest epoch.
 
     python benchmarks/nan_fill.py [--images 2000] [--epochs 2] [--repeats 3] [--threads 1]
 """

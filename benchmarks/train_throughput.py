@@ -29,7 +29,8 @@ from cnnrepro import config as cfg
 from cnnrepro.datasets import per_class_subset
 from cnnrepro.estimate import forward_flops
 from cnnrepro.runtime import batches, normalizer, seed_everything, select_device
-from cnnrepro.train import load_study_splits, make_model, make_optimizer
+from cnnrepro.train import make_optimizer
+from cnnrepro.trained import load_study_splits, make_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

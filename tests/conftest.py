@@ -88,7 +88,7 @@ def trained_mnist_run(mnist_data, full_config, tmp_path_factory) -> tuple[Path, 
 @pytest.fixture(scope="session")
 def trained_mnist(trained_mnist_run, mnist_data):
     """That CNN loaded, its splits and its spec."""
-    from cnnrepro.train import open_trained
+    from cnnrepro.trained import open_trained
 
     out, spec = trained_mnist_run
     model, splits, _ = open_trained(spec, out / "model.pt", mnist_data)

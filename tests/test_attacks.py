@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import sample_images
 from torch import nn
 
 from cnnrepro import attacks
 from cnnrepro.runtime import Normalized, standardizer
-from conftest import sample_images
 
 
 def test_clean_fgsm_is_the_textbook_formula(trained_mnist):
@@ -46,7 +46,7 @@ def test_targeted_fgsm_descends_the_target_cross_entropy(trained_mnist):
     model, x01, y, mean, std = sample_images(trained_mnist, 64)
     wrapped = Normalized(model, mean, std).eval()
     target = (y + 1) % 10
-    adv = attacks.ATTACKS["fgsm_targeted"](wrapped, x01, target, 0.1)
+    adv = attacks.fgsm_perturb(wrapped, x01, target, 0.1, targeted=True)
     x = x01.clone().requires_grad_(True)
     loss = nn.functional.cross_entropy(wrapped(x), target)
     (grad,) = torch.autograd.grad(loss, x)

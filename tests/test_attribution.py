@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
+from conftest import sample_images
 
 from cnnrepro import attribution
 from cnnrepro.runtime import standardizer
-from conftest import sample_images
 
 
 def test_integrated_gradients_completeness(trained_mnist):

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from cnnrepro.claims import (FAILS, HOLDS, INCONCLUSIVE, NOT_COMPARABLE, ClaimTable, departing,
-                             numeric_verdict, paired_verdict, training_keys)
+from cnnrepro.claims import (
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_COMPARABLE,
+    ClaimTable,
+    departing,
+    numeric_verdict,
+    paired_verdict,
+    training_keys,
+)
 
 
 def test_verdict_rules():

@@ -15,10 +15,10 @@ import subprocess
 import pandas as pd
 import pytest
 import yaml
+from conftest import QUICK, ROOT, snakemake
 
 from cnnrepro import config as cfg
 from cnnrepro import paths
-from conftest import QUICK, ROOT, snakemake
 
 pytestmark = pytest.mark.slurm
 REQUESTED = os.environ.get("CNNREPRO_TEST_SLURM") == "1"

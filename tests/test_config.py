@@ -8,13 +8,12 @@ import socket
 
 import pytest
 import yaml
-
 from bad_overlays import SCHEMA_AND_SEMANTICS, SOURCE_LEVEL, YAML_LEVEL, params
+from conftest import MIRROR, QUICK, ROOT
+
 from cnnrepro import config as cfg
 from cnnrepro import studies
 from cnnrepro.datasets import data_source
-
-from conftest import MIRROR, QUICK, ROOT
 
 
 def raw_config() -> dict:
@@ -104,7 +103,8 @@ def test_departures_name_each_changed_setting_of_a_study():
 
 def test_document_preset_departs_only_in_vdk_training_and_the_lenet_grid():
     """Every study at its document's settings but the two GPU-scale parts: vdk at the CPU
-    preset's sizes, lenet without its grid (final models with the document's winners)."""
+    preset's sizes, lenet without its grid (final models with the document's winners); a
+    study that borrows their models (concepts) inherits their departures, named as theirs."""
     full = cfg.load(ROOT / "config.yaml")
     presets = {p: cfg.load(ROOT / "config.yaml", [ROOT / "config" / "presets" / f"{p}.yaml"])
                for p in ("cpu", "document")}
@@ -112,7 +112,9 @@ def test_document_preset_departs_only_in_vdk_training_and_the_lenet_grid():
     found = {s: cfg.departures(document, s, full) for s in full["studies"]}
     assert found["vdk"] and found["vdk"] == cfg.departures(presets["cpu"], "vdk", full)
     assert found["lenet"] == {"grid.enabled": "false instead of true"}
-    assert not any(found[s] for s in found if s not in ("vdk", "lenet"))
+    assert found["concepts"] == {f"studies.{s}.{k}": v for s in ("vdk", "lenet")
+                                 for k, v in found[s].items()}
+    assert not any(found[s] for s in found if s not in ("vdk", "lenet", "concepts"))
     assert document["studies"]["lenet"]["grid"]["enabled"] is False
     assert len(document["seeds"]) >= 2  # a verdict needs a spread over seeds
 

@@ -11,21 +11,29 @@ import numpy as np
 import pytest
 import torch
 
-from cnnrepro.datasets import pinned
+from cnnrepro.datasets import (
+    DataError,
+    caltech_split_indices,
+    data_source,
+    download_lock,
+    holdout_split,
+    load_split,
+    per_class_subset,
+    pinned,
+    prepare_split,
+    split_sizes,
+    verify_mirror,
+)
 from cnnrepro.datasets.catalogue import SPECS
 from cnnrepro.datasets.sources import DEFAULT_MIRROR, sha256, verify_cache
-from cnnrepro.datasets import (DataError, caltech_split_indices, download_lock, holdout_split,
-                               load_split, per_class_subset, prepare_split, data_source,
-                               split_sizes,
-                               verify_mirror)
 
 
 def copy_mnist_mirror(mirror, dest):
     (dest / "mnist").mkdir(parents=True)
     for path in (mirror / "mnist").iterdir():
         shutil.copyfile(path, dest / "mnist" / path.name)
-    lines = [l for l in (mirror / "SHA256SUMS").read_text().splitlines()
-             if l.split()[1].removeprefix("./").startswith("mnist/")]
+    lines = [row for row in (mirror / "SHA256SUMS").read_text().splitlines()
+             if row.split()[1].removeprefix("./").startswith("mnist/")]
     (dest / "SHA256SUMS").write_text("\n".join(lines) + "\n")
     return dest
 
@@ -87,8 +95,8 @@ def test_corrupt_mirror_file_fails_with_checksum_and_no_output(mirror, tmp_path)
     data = bytearray(target.read_bytes())
     data[100] ^= 0xFF
     target.write_bytes(bytes(data))
-    expected = next(l.split()[0] for l in (bad / "SHA256SUMS").read_text().splitlines()
-                    if l.endswith("t10k-labels-idx1-ubyte.gz"))
+    expected = next(row.split()[0] for row in (bad / "SHA256SUMS").read_text().splitlines()
+                    if row.endswith("t10k-labels-idx1-ubyte.gz"))
     out = tmp_path / "out"
     with pytest.raises(DataError) as err:
         prepare_split("mnist", "test", out / "test.npz", out / "test.json", bad, tmp_path / "dl")

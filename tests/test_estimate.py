@@ -10,8 +10,19 @@ import pytest
 
 from cnnrepro import config as cfg
 from cnnrepro import paths
-from cnnrepro.estimate import (Job, Measurement, describe, estimate, forward_flops, human,
-                               job_work, measured_seconds, measurements, record_sizes, run_cost)
+from cnnrepro.estimate import (
+    Job,
+    Measurement,
+    describe,
+    duration,
+    estimate,
+    forward_flops,
+    job_work,
+    measured_seconds,
+    measurements,
+    record_sizes,
+    run_cost,
+)
 
 SETTINGS = {"cpu_gflops": 100, "gpu_gflops": 10000, "job_seconds": 5,
             "stage_factors": {"explain": 4.0}, "guard_hours": 12}
@@ -168,7 +179,7 @@ def test_describe_says_where_each_stage_came_from():
 
 
 def test_human_readable_durations():
-    assert human(30) == "30 s"
-    assert human(600) == "10 min"
-    assert human(5 * 3600) == "5.0 h"
-    assert human(4 * 86400) == "4.0 days"
+    assert duration(30) == "30 s"
+    assert duration(600) == "10 min"
+    assert duration(5 * 3600) == "5.0 h"
+    assert duration(4 * 86400) == "4.0 days"

@@ -10,6 +10,7 @@ import pytest
 
 from cnnrepro.aggregate import summarise
 from cnnrepro.evaluate import evaluate, roc_table
+from cnnrepro.paths import EVALUATE_OUTPUTS
 from cnnrepro.train import train
 
 
@@ -20,7 +21,7 @@ def test_evaluate_writes_consistent_artifacts(mnist_spec, mnist_data, tmp_path, 
                                          "latency": {"batch_sizes": [1], "repeats": 2,
                                                      "warmup": 0, "max_seconds": 5}}}
     result = evaluate(spec, 0, tmp_path / "model.pt", mnist_data, tmp_path / "train.json",
-                      tmp_path / "eval", threads=1)
+                      tmp_path, threads=1)
     preds = np.load(tmp_path / "eval" / "predictions.npz")
     labels, logits = preds["test_labels"], preds["test_logits"]
     assert len(labels) == 200
@@ -30,8 +31,16 @@ def test_evaluate_writes_consistent_artifacts(mnist_spec, mnist_data, tmp_path, 
     confusion = pd.read_csv(tmp_path / "eval" / "confusion.csv").set_index("true")
     assert confusion.values.sum() == 200 and np.trace(confusion.values) == (logits.argmax(1) == labels).sum()
     assert result["structure"]["parameters"] == 799_078
-    assert result["structure"]["macs"] > 0 and result["latency"]["cpu"]["batch1_ms"] > 0
+    assert result["structure"]["macs"] > 0
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["provenance"]["seed"] == 0
+    # what the clock measures is apart, so the metrics compare byte for byte across runs
+    cost = json.loads((tmp_path / "eval" / "cost.json").read_text())
+    assert cost["latency"]["cpu"]["batch1_ms"] > 0 and cost["training"]["train_seconds"] > 0
+    assert "created" in cost["provenance"] and "latency" not in result
+    again = tmp_path / "again"
+    evaluate(spec, 0, tmp_path / "model.pt", mnist_data, tmp_path / "train.json",
+             {name: again / name for name in EVALUATE_OUTPUTS}, threads=1)
+    assert (again / "metrics").read_bytes() == (tmp_path / "eval" / "metrics.json").read_bytes()
 
 
 def test_roc_auc_perfect_and_random():

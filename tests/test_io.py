@@ -16,8 +16,16 @@ import pytest
 import torch
 
 from cnnrepro.aggregate import check_rates
-from cnnrepro.io import (ArtifactError, atomic_path, read_csv, read_json, read_npz, write_json,
-                         write_npz, write_torch)
+from cnnrepro.io import (
+    ArtifactError,
+    atomic_path,
+    read_csv,
+    read_json,
+    read_npz,
+    write_json,
+    write_npz,
+    write_torch,
+)
 
 
 def test_failed_body_leaves_neither_target_nor_temporary(tmp_path):

@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from bad_overlays import YAML_LEVEL, params
-from cnnrepro import launch, locks
-from cnnrepro.launch import ConfigFileError, compose
-from cnnrepro.locks import stale_lock
-
 from conftest import MIRROR, ROOT
+
+from cnnrepro import launch, locks
+from cnnrepro.configfile import ConfigFileError, read_config_file
+from cnnrepro.launch import compose
+from cnnrepro.locks import stale_lock
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_study_adds_an_overlay_that_enables_only_the_named_studies(project):
     assert enabled == {"lenet", "concepts"} and set(overlay["studies"]) == set(
         launch.study_names())
     launch.write_selection(path, overlay)
-    assert launch.read_config_file(path) == overlay
+    assert read_config_file(path) == overlay
     with pytest.raises(ConfigFileError, match="--study caltek: no such study; the studies are "
                                               "vdk, mnist, lenet, caltech, concepts"):
         compose(["--study", "caltek"])

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnrepro.evaluate import layer_table
+from cnnrepro.cost import layer_table
 from cnnrepro.models import ARCHITECTURES, FALLBACK_USED, ModelError, build_model
 
 
@@ -149,10 +149,11 @@ def test_the_caltech_cnn_takes_one_kernel_size_per_layer():
 
 
 def test_the_literal_kernel_variant_builds_at_224_px_and_its_caption_says_so():
+    from conftest import ROOT
+
     from cnnrepro import config as cfg
     from cnnrepro.models import check_spec
     from cnnrepro.studies import get
-    from conftest import ROOT
 
     config = cfg.load(ROOT / "config.yaml",
                       [ROOT / "config" / "variants" / "caltech-literal-kernels.yaml"])

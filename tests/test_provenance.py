@@ -6,10 +6,10 @@ import importlib.metadata
 import subprocess
 
 import torch
+from conftest import ROOT
 
 from cnnrepro.io import read_json
 from cnnrepro.provenance import git_commit, stamp
-from conftest import ROOT
 
 
 def test_stamp_carries_versions_device_seed_and_config():

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import html.parser
 import json
 import os
-import html.parser
 import re
 import shutil
 import subprocess
@@ -22,15 +22,23 @@ from urllib.parse import urlparse
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+from conftest import QUICK, ROOT, snakemake
 
-from cnnrepro import config as cfg
 from cnnrepro import cards, paths, report, studies
+from cnnrepro import config as cfg
 from cnnrepro.claims import VERDICTS
 from cnnrepro.io import ArtifactError, recording_reads
-from cnnrepro.report import (ReportError, collect, fmt_value, mean_std_n, render_html,
-                              render_latex, rst_text)
+from cnnrepro.report import (
+    ReportError,
+    collect,
+    fmt_value,
+    mean_std_n,
+    render_html,
+    render_latex,
+    rst_text,
+)
+from cnnrepro.spec import enabled_studies
 from cnnrepro.studies import figures_for
-from conftest import QUICK, ROOT, snakemake
 
 pytestmark = pytest.mark.e2e
 NUMBER = r"-?[\d.]+(e[-+]\d+)?"
@@ -77,7 +85,7 @@ def parse(page: Path) -> Links:
 
 
 def enabled(workdir: Path) -> list[str]:
-    return cfg.enabled_studies(cfg.load(ROOT / "config.yaml", [QUICK]))
+    return enabled_studies(cfg.load(ROOT / "config.yaml", [QUICK]))
 
 
 def test_every_page_image_and_link_resolves(quick_run):

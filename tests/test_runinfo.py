@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from cnnrepro import paths, studies
-from cnnrepro.estimate import Job, estimate, human
-from cnnrepro.runinfo import clock, failure_text, guard, invocation, summary
+from cnnrepro.estimate import Job, duration, estimate
+from cnnrepro.runinfo import failure_text, guard, invocation, summary
 
 SETTINGS = {"cpu_gflops": 100, "gpu_gflops": 10000, "job_seconds": 5, "stage_factors": {},
             "guard_hours": 12}
@@ -37,7 +37,7 @@ def test_guard_stops_a_long_cpu_run_and_names_the_choices(full_config):
     assert "not started" in text and "about 24.0 h" in text
     assert "estimate.guard_hours (12 h)" in text
     assert "./repro run --cores all --configfile config/presets/cpu.yaml" in text
-    assert f"CUDA GPU: about {human(_day_long('cuda').wall)} there" in text
+    assert f"CUDA GPU: about {duration(_day_long('cuda').wall)} there" in text
     assert "./repro run --accept-cost --cores all" in text
     # under the CPU preset the way out is the quick preset
     assert "config/presets/quick.yaml" in guard(_day_long("cpu"), _config(full_config, "cpu"),
@@ -74,13 +74,13 @@ def test_summary_counts_every_verdict_string_per_study(tmp_path, full_config):
     assert "'quick'" in text and "3 departures" in text
     assert (tmp_path / paths.report_index()).resolve().as_uri() in text
     for study, values in verdicts.items():
-        (line,) = [l for l in lines if l.strip().startswith(study + " ")]
+        (line,) = [row for row in lines if row.strip().startswith(study + " ")]
         for verdict, n in Counter(values).items():
             assert f"{n} {verdict}" in line
     # enabled studies with claims but no table yet say so
     claimed = [s.name for s in studies.enabled(config) if s.has_claims and s.name not in verdicts]
     for study in claimed:
-        assert any(l.strip().startswith(study) and "no claims table" in l for l in lines)
+        assert any(row.strip().startswith(study) and "no claims table" in row for row in lines)
 
 
 def test_summary_says_why_the_pdf_is_missing_and_how_to_build_it(tmp_path, full_config):
@@ -131,5 +131,5 @@ def test_invocation_is_the_command_the_user_typed():
 
 @pytest.mark.parametrize("seconds, text", [(42, "42 s"), (583.5, "9 min 44 s"),
                                            (7500, "2 h 05 min")])
-def test_clock(seconds, text):
-    assert clock(seconds) == text
+def test_measured_durations_to_the_second(seconds, text):
+    assert duration(seconds, exact=True) == text

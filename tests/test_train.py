@@ -12,9 +12,9 @@ import torch
 from cnnrepro import config as cfg
 from cnnrepro.logs import log_to
 from cnnrepro.models import ModelError, frozen_split, standardized_head
-from cnnrepro.train import (CheckpointError, check_last_batch, load_study_splits, load_trained,
-                            score_splits, setup, train, train_one_epoch)
 from cnnrepro.studies.lenet.probes import follow_kernel
+from cnnrepro.train import check_last_batch, score_splits, setup, train, train_one_epoch
+from cnnrepro.trained import CheckpointError, load_study_splits, load_trained
 
 METRICS = ["train_loss", "train_acc", "test_loss", "test_acc"]
 

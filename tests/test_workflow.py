@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from bad_overlays import SCHEMA_AND_SEMANTICS, SOURCE_LEVEL, YAML_LEVEL, params
+from conftest import MIRROR, QUICK, ROOT, SNAKEMAKE, snakemake
+
 from cnnrepro import config as cfg
 from cnnrepro import launch, studies
 from cnnrepro.studies.vdk.figures import vdk_immune
-from conftest import MIRROR, QUICK, ROOT, SNAKEMAKE, snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,7 @@ def test_quick_preset_produces_every_backbone_artifact(quick_run):
             for seed in config["seeds"]:
                 run = workdir / f"results/{study}/{model}/seed{seed}"
                 for name in ("model.pt", "history.csv", "train.json", "eval/metrics.json",
-                             "eval/predictions.npz", "eval/confusion.csv", "eval/roc.csv",
+                             "eval/cost.json", "eval/predictions.npz", "eval/confusion.csv", "eval/roc.csv",
                              "eval/layers.csv"):
                     assert (run / name).is_file(), f"missing {run / name}"
                 assert (workdir / f"results/logs/train_model/{study}/{model}/seed{seed}.log").is_file()

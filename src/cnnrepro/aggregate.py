@@ -24,8 +24,9 @@ def check_rates(frame: pd.DataFrame, path: str | Path, column: str = "value") ->
                                    f"{row[column]}, not a rate in [0, 1]")
 
 
-def metric_rows(metrics: dict[str, Any]) -> Iterable[dict[str, Any]]:
-    """Flatten one ``metrics.json`` into (split, metric, value) rows."""
+def metric_rows(metrics: dict[str, Any], cost: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    """Flatten one run's ``metrics.json`` and ``cost.json`` into (split, metric, value)
+    rows."""
     base = {"study": metrics["study"], "model": metrics["model"], "seed": metrics["seed"]}
     for split, values in metrics["splits"].items():
         for name, value in values.items():
@@ -35,12 +36,12 @@ def metric_rows(metrics: dict[str, Any]) -> Iterable[dict[str, Any]]:
         yield {**base, "split": "test", "metric": f"auc[{cls}]", "value": value}
     for name, value in metrics["structure"].items():
         yield {**base, "split": "-", "metric": name, "value": value}
-    for device, values in metrics["latency"].items():
+    for device, values in cost["latency"].items():
         for name, value in values.items():
             if name.endswith("_ms"):
                 yield {**base, "split": "-", "metric": f"latency_{device}_{name}", "value": value}
     for name in ("train_seconds", "train_images_per_second"):
-        yield {**base, "split": "train", "metric": name, "value": metrics["training"][name]}
+        yield {**base, "split": "train", "metric": name, "value": cost["training"][name]}
 
 
 def summarise(long: pd.DataFrame) -> pd.DataFrame:
@@ -54,13 +55,15 @@ def summarise(long: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-def aggregate(metrics_files: list[str | Path], histories: dict[tuple[str, int], str | Path],
-              out_long: str | Path, out_summary: str | Path, out_history: str | Path) -> None:
-    """Per-seed metrics, their summary, and every run's history in one table
-    (``histories``: ``{(model, seed): history.csv}``)."""
+def aggregate(metrics_files: list[str | Path], cost_files: list[str | Path],
+              histories: dict[tuple[str, int], str | Path], out_long: str | Path,
+              out_summary: str | Path, out_history: str | Path) -> None:
+    """Per-seed metrics and costs (``cost_files`` in the order of ``metrics_files``), their
+    summary, and every run's history in one table (``histories``:
+    ``{(model, seed): history.csv}``)."""
     parts = []
-    for path in metrics_files:
-        part = pd.DataFrame(list(metric_rows(read_json(path))))
+    for path, cost in zip(metrics_files, cost_files, strict=True):
+        part = pd.DataFrame(list(metric_rows(read_json(path), read_json(cost))))
         check_rates(part, path)
         parts.append(part)
     long = pd.concat(parts, ignore_index=True)

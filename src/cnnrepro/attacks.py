@@ -9,9 +9,9 @@ the attack and compares the new prediction with the clean one.
 
 ``clean``: torchattacks' FGSM (cross-entropy) on a model that normalises inside
 (:class:`cnnrepro.runtime.Normalized`), accuracy against the true labels over an epsilon
-sweep. :data:`ATTACKS` names the pixel-space attacks every study may use:
-``fgsm`` (x' = clip(x + eps * sign(grad CE(x, y)))) and ``fgsm_targeted``
-(x' = clip(x - eps * sign(grad CE(x, target)))).
+sweep. :func:`fgsm_perturb` is the pixel-space attack every study may use:
+x' = clip(x + eps * sign(grad CE(x, y))), or targeted x' = clip(x - eps * sign(grad CE(x,
+target))).
 
 A sweep takes one gradient per batch (:func:`fgsm_sweep`): single-step FGSM's gradient does
 not depend on eps, so every eps's images come from the same sign; they equal torchattacks'
@@ -20,7 +20,7 @@ per-eps images bit for bit (tested) at one backward pass instead of one per eps.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -96,13 +96,6 @@ def fgsm_sweep(wrapped: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
     step = grad.sign()
     for eps in epsilons:
         yield eps, torch.clamp(images01 + eps * step, min=0, max=1)
-
-
-ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
-    "fgsm": fgsm_perturb,
-    "fgsm_targeted": lambda wrapped, x, targets, eps: fgsm_perturb(wrapped, x, targets, eps,
-                                                                    targeted=True),
-}
 
 
 def fgsm_clean(model: nn.Module, images01: torch.Tensor, labels: torch.Tensor,

@@ -5,8 +5,8 @@ deletion and insertion.
 paper's four (:data:`PAPER_METHODS`) run with the original notebook's settings: Saliency
 (absolute gradient), IntegratedGradients with a zero baseline,
 NoiseTunnel(IntegratedGradients, smoothgrad_sq, 100 samples, stdev 0.2), DeepLift with a
-zero baseline; always on the normalised input, target = the true class. Guided
-backpropagation and Grad-CAM serve the other studies.
+zero baseline; always on the normalised input, target = the true class. (Guided
+backpropagation and Grad-CAM live with the studies that show them: caltech, concepts.)
 
 Faithfulness (beyond the paper): pixels are removed (deletion: set to the baseline) or
 inserted (insertion: copied into the baseline) in decreasing order of attribution
@@ -75,28 +75,10 @@ def deeplift(model: nn.Module, x: torch.Tensor, target: torch.Tensor, **_: Any) 
         return DeepLift(model).attribute(x, baselines=torch.zeros_like(x), target=target)
 
 
-def guided_backprop(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
-                    **_: Any) -> torch.Tensor:
-    """Guided backpropagation (Captum ``GuidedBackprop``: ReLU gradients clipped at 0)."""
-    from captum.attr import GuidedBackprop
-    return GuidedBackprop(model).attribute(_prepare(model, x), target=target)
-
-
-def grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, layer: nn.Module,
-             **_: Any) -> torch.Tensor:
-    """Grad-CAM of ``layer`` (Captum ``LayerGradCam``, ReLU applied), upsampled to the
-    input's size; one channel."""
-    from captum.attr import LayerAttribution, LayerGradCam
-    cam = LayerGradCam(model, layer).attribute(_prepare(model, x), target=target,
-                                               relu_attributions=True)
-    return LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
-
-
 # Every method by name: (model, x, target, **settings) -> attributions. Settings a method
 # does not use are ignored, so one settings block serves a list of methods.
 METHODS: dict[str, Callable[..., torch.Tensor]] = {
-    f.__name__: f for f in (saliency, integrated_gradients, ig_smoothgrad_sq, deeplift,
-                            guided_backprop, grad_cam)}
+    f.__name__: f for f in (saliency, integrated_gradients, ig_smoothgrad_sq, deeplift)}
 PAPER_METHODS = ("saliency", "integrated_gradients", "ig_smoothgrad_sq", "deeplift")  # VDK Fig. 7
 
 

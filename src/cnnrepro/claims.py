@@ -23,6 +23,15 @@ from scipy import stats
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 NOT_COMPARABLE = "not comparable"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_COMPARABLE)
+
+
+def verdict_counts(verdicts: Sequence[str]) -> dict[str, int]:
+    """Claims per verdict, every kind in :data:`VERDICTS` order (zero included); a verdict
+    outside the vocabulary is an error (a claims table from elsewhere, or damaged)."""
+    unknown = set(verdicts) - set(VERDICTS)
+    if unknown:
+        raise ValueError(f"unknown verdict(s) in a claims table: {sorted(unknown)}")
+    return {v: list(verdicts).count(v) for v in VERDICTS}
 MIN_SEEDS = 2  # a value that depends on training needs a spread: no verdict from one seed
 
 # The study settings every trained model depends on (keys of the study's config block);

@@ -15,7 +15,7 @@ epochs against epochs, and each study's own rules (its ``check_config`` hook).
 from __future__ import annotations
 
 import copy
-import json
+import functools
 import math
 import os
 from pathlib import Path
@@ -24,22 +24,26 @@ from typing import Any, Iterator
 import jsonschema
 import yaml
 
-from .launch import ConfigFileError, read_config_file
+from .configfile import ConfigFileError, read_config_file
+from .datasets import check_options, check_source, input_shape
 from .models import ModelError, check_spec
+from .spec import (
+    ConfigError,
+    block_departures,
+    check_images,
+    deep_update,
+    enabled_studies,
+    training_spec,
+)
+from .studies import REGISTRY, enabled
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the offending key."""
-
-
 def load_schema() -> dict[str, Any]:
     """The common schema with every registered study's block: the common study keys
     (``$defs/study``) and the study's own (its ``schema.yaml``)."""
-    from .studies import REGISTRY
-
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     studies = schema["properties"]["studies"].setdefault("properties", {})
     for name, study in REGISTRY.items():
@@ -125,8 +129,6 @@ def _list_runtime_deviations(config: dict[str, Any]) -> None:
 
 
 def _check_semantics(config: dict[str, Any]) -> None:
-    from .datasets import check_options, input_shape
-    from .studies import REGISTRY
     datasets = {spec["dataset"] for spec in config["studies"].values()}
     for name in sorted(datasets | set(config["data"]["datasets"])):
         for problem in check_options(name, config):
@@ -170,48 +172,9 @@ def _check_run(config: dict[str, Any], spec: dict[str, Any], where: str,
         check_images(config, f"{where}.subset.{split}", n, spec["dataset"], split, mirror)
 
 
-def _at_most(key: str, n: int | None, have: int | None, of: str, hint: str = "") -> None:
-    """More images asked than there are is an error, not silently all of them."""
-    if n is not None and have is not None and n > have:
-        raise ConfigError(f"config key {key}: {n} images asked, but {of} has {have}{hint}")
-
-
-def check_images(config: dict[str, Any], key: str, n: int | None, dataset: str, split: str,
-                 mirror: Path | None = None) -> None:
-    """``n`` images of a dataset's split asked for under ``key``. Sizes that depend on the
-    source (Caltech's) are checked only with the ``mirror`` at hand."""
-    from .datasets import split_sizes
-    _at_most(key, n, (split_sizes(config, dataset, mirror) or {}).get(split),
-             f"{dataset}'s {split} split", " (null keeps them all)")
-
-
-def check_counts(config: dict[str, Any], study: str, split: str,
-                 counts: dict[str, int | None]) -> None:
-    """Images a study's analyses take from one of its splits (its subset applied), by
-    config key relative to the study (a stage would silently use fewer)."""
-    have = _split_images(config, study, split)
-    for key, n in counts.items():
-        _at_most(f"studies.{study}.{key}", n, have, f"the study's {split} split")
-
-
-def _split_images(config: dict[str, Any], study: str, split: str) -> int | None:
-    """Images of a study's split, its subset applied (None: only the source can tell)."""
-    from .datasets import split_sizes
-    block = config["studies"][study]
-    return block["subset"].get(split) or (split_sizes(config, block["dataset"]) or {}).get(split)
-
-
-def test_images_per_class(config: dict[str, Any], study: str) -> int | None:
-    """Test images per class of a study (its subset is class-balanced; None: unknown)."""
-    from .datasets import input_shape
-    have = _split_images(config, study, "test")
-    return None if have is None else have // input_shape(config, config["studies"][study]["dataset"])[2]
-
-
 def check_data(config: dict[str, Any], mirror: Path | None) -> None:
     """The checks that need the data source (a validated config): Caltech classes in the
     mirror, and subsets against the split sizes counted there."""
-    from .datasets import check_source
     for problem in check_source(config, needed_datasets(config), mirror):
         raise ConfigError(f"config key {problem}")
     for study in enabled_studies(config):
@@ -231,27 +194,12 @@ def load(path: str | Path, overlays: list[str | Path] = ()) -> dict[str, Any]:
     return validate(config)
 
 
-def deep_update(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """Merge like Snakemake merges ``--configfile`` overlays: dicts recursively."""
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            deep_update(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
-    return base
-
-
 # --------------------------------------------------------------------------- slices
-
-
-def enabled_studies(config: dict[str, Any]) -> list[str]:
-    return [name for name, spec in config["studies"].items() if spec["enabled"]]
 
 
 def needed_datasets(config: dict[str, Any]) -> list[str]:
     """The datasets to prepare and verify: each enabled study's, those its registry entry
     adds (``extra_datasets``), then the extras listed under ``data.datasets``."""
-    from .studies import enabled
     found = []
     for study in enabled(config):
         found.append(config["studies"][study.name]["dataset"])
@@ -276,69 +224,25 @@ def sources_line(config: dict[str, Any], files: list[str | Path]) -> str:
     return line
 
 
-def training_spec(config: dict[str, Any], study: str, model: str) -> dict[str, Any]:
-    """Everything that determines one training job: the config slice it records."""
-    sspec = config["studies"][study]
-    mspec = sspec["models"][model]
-    training = deep_update(copy.deepcopy(sspec["training"]), mspec.get("training", {}))
-    return {
-        "study": study,
-        "model": model,
-        "dataset": sspec["dataset"],
-        "arch": mspec["arch"],
-        "options": copy.deepcopy(mspec.get("options", {})),
-        "normalize": copy.deepcopy(sspec["normalize"]),
-        "subset": copy.deepcopy(sspec["subset"]),
-        "holdout_fraction": sspec["holdout_fraction"],
-        "training": training,
-        "device": config["device"],
-        "deterministic": config["deterministic"],
-        "precision": config["runtime"]["precision"],
-    }
-
-
-# Keys of a study block that say nothing about how a number was produced (which epochs'
-# weights are kept is not how they were trained; how many grid points train together in one
-# vectorised pass moves a number only by floating-point summation order). A study's own
-# `enabled` is not a setting of its numbers; a part of a study switched off (lenet's
-# `grid.enabled`) is: the claims about that part were not run.
-NOT_SETTINGS = {"title", "document", "description", "claims", "snapshot_epochs", "chunk_size"}
-
-
-def _flatten(block: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(block, dict) or not block:
-        return {prefix: block}
-    flat: dict[str, Any] = {}
-    for key, value in block.items():
-        if key not in NOT_SETTINGS:
-            flat.update(_flatten(value, f"{prefix}.{key}" if prefix else key))
-    return flat
+@functools.cache
+def _full_settings() -> dict[str, Any]:
+    """``config.yaml`` as shipped, validated: what departures are measured against."""
+    return load(ROOT / "config.yaml")
 
 
 def departures(config: dict[str, Any], study: str,
                reference: dict[str, Any] | None = None) -> dict[str, str]:
     """The study's settings that differ from the full settings (``config.yaml`` as
-    shipped, or ``reference``): ``{"training.epochs": "10 instead of 374", …}``, keys
-    relative to the study block. Seeds are not study settings: more or fewer seeds never
-    make a number incomparable."""
-    reference = reference if reference is not None else load(ROOT / "config.yaml")
-    def settings(block: dict[str, Any]) -> dict[str, Any]:
-        return _flatten({k: v for k, v in block.items() if k != "enabled"})
+    shipped, or ``reference``), keys relative to the study block; then those of every
+    study whose trained models it borrows (its registry entry's ``borrows``), as
+    ``studies.<study>.<key>``: a borrowed model trained for fewer epochs moves an attack's
+    success rate as much as the study's own settings do."""
+    reference = reference if reference is not None else _full_settings()
+    def of(name: str) -> dict[str, str]:
+        return block_departures(config["studies"][name], reference["studies"].get(name, {}))
 
-    ours = settings(config["studies"][study])
-    full = settings(reference["studies"].get(study, {}))
-
-    def text(value: Any) -> str:
-        if isinstance(value, list) and len(value) > 6:  # keeps the reason one sentence
-            return f"[{', '.join(map(str, value[:3]))}, …, {value[-1]}] ({len(value)} values)"
-        return "all" if value is None else json.dumps(value) if isinstance(
-            value, (list, dict, bool)) else str(value)
-
-    return {key: f"{text(ours.get(key))} instead of {text(full.get(key))}"
-            for key in sorted(set(ours) | set(full)) if ours.get(key) != full.get(key)}
-
-
-def evaluation_spec(config: dict[str, Any], study: str, model: str) -> dict[str, Any]:
-    spec = training_spec(config, study, model)
-    spec["evaluation"] = copy.deepcopy(config["evaluation"])
-    return spec
+    found = of(study)
+    borrows = REGISTRY[study].borrows if study in REGISTRY else None
+    for other in borrows(config) if borrows else []:
+        found.update({f"studies.{other}.{key}": text for key, text in of(other).items()})
+    return found

@@ -6,9 +6,9 @@ and the printout says which, stage by stage:
 
 * **measured**: this machine's Snakemake ``benchmark:`` files under ``results/benchmarks/``,
   each paired with the size of the job it measured (``sizes.json`` beside them, written at
-  the end of every run for the files it wrote). A job takes the seconds measured for its rule (for the same study
-  and model where there are such), scaled by its work over the measured job's work; the
-  start-up part (``job_seconds``) is not scaled.
+  the end of every run for the files it wrote). A job takes the seconds measured for its
+  rule (for the same study and model where there are such), scaled by its work over the
+  measured job's work; the start-up part (``job_seconds``) is not scaled.
 * **FLOP model**: ``job_seconds`` + ``stage_factors[rule/study]`` (else ``[rule]``) × work /
   the device's GFLOP/s
   (the ``estimate:`` block of ``config.yaml``; the factors were measured once with
@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from . import paths
+from .cost import count_flops
 from .datasets import estimate_sizes, input_shape
-from .io import read_json, write_json
+from .io import read_benchmark, read_json, write_json
 from .models import build_model, frozen_split
 
 
@@ -50,10 +50,8 @@ def _forward_flops(arch: str, options: str, shape: tuple[int, int, int]) -> tupl
         kwargs["weights"] = None  # the estimate never fetches weights
     with torch.device("meta"):
         model = build_model(arch, kwargs, classes, channels, size).eval()
-        counter = FlopCounterMode(display=False)
-        with counter:
-            model(torch.zeros(1, channels, size, size))
-    return int(counter.get_total_flops()), frozen_split(model) is not None
+        flops = count_flops(model, torch.zeros(1, channels, size, size))
+    return flops, frozen_split(model) is not None
 
 
 def forward_flops(spec: dict[str, Any], shape: tuple[int, int, int]) -> int:
@@ -147,16 +145,15 @@ def measurements(root: str | Path = ".") -> list[Measurement]:
     found = []
     for tsv in sorted(folder.rglob("*.tsv")):
         name = tsv.relative_to(root).as_posix()
-        lines = tsv.read_text().splitlines()[1:]
-        seconds = [float(line.split("\t")[0]) for line in lines if line.strip()]
-        if not seconds:
+        seconds = read_benchmark(tsv)
+        if seconds is None:
             continue
         e = sizes.get(name)
         if e is not None and e["written"] == tsv.stat().st_mtime:
-            found.append(Measurement(e["rule"], statistics.mean(seconds), name, e["study"],
-                                     e["model"], e["work"], e["device"]))
+            found.append(Measurement(e["rule"], seconds, name, e["study"], e["model"], e["work"],
+                                     e["device"]))
         else:
-            found.append(Measurement(paths.benchmark_rule(name), statistics.mean(seconds), name))
+            found.append(Measurement(paths.benchmark_rule(name), seconds, name))
     return found
 
 
@@ -248,7 +245,17 @@ def estimate(jobs: list[Job], settings: dict[str, Any], cores: int, device: str,
     return Estimate(tuple(jobs), tuple(seconds), tuple(measured), cores, device, cluster)
 
 
-def human(seconds: float) -> str:
+def duration(seconds: float, exact: bool = False) -> str:
+    """A duration for people: an estimate rounded to what it can promise ("10 min",
+    "5.0 h", "4.0 days"), or with ``exact`` a measured one to the second ("9 min 43 s",
+    "2 h 05 min")."""
+    if exact:
+        s = round(seconds)
+        if s < 60:
+            return f"{s} s"
+        if s < 3600:
+            return f"{s // 60} min {s % 60:02d} s"
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 3 * 3600:
@@ -271,14 +278,14 @@ def describe(est: Estimate, config: dict[str, Any]) -> str:
              f"{est.cores} core{'s' if est.cores > 1 else ''}") + (
         " with CUDA" if est.device == "cuda" else "")
     lines = [f"cnnrepro: preset '{config['preset']}', seeds {config['seeds']}: {n_jobs} "
-             f"job{'s' if n_jobs > 1 else ''} to run, about {human(est.wall)} on {where}",
-             f"  ({human(est.job_time)} of job time; {source})",
+             f"job{'s' if n_jobs > 1 else ''} to run, about {duration(est.wall)} on {where}",
+             f"  ({duration(est.job_time)} of job time; {source})",
              f"  {'stage':22s} {'jobs':>4s}  {'time':>8s}  from"]
     for rule, (n, seconds, measured) in stages.items():
         origin = ("measured" if measured == n else "FLOP model" if measured == 0
                   else f"measured {measured}/{n}, FLOP model {n - measured}/{n}")
-        lines.append(f"  {rule:22s} {n:4d}  {human(seconds):>8s}  {origin}")
-    per_study = ", ".join(f"{study or 'data and report'} {human(s)}"
+        lines.append(f"  {rule:22s} {n:4d}  {duration(seconds):>8s}  {origin}")
+    per_study = ", ".join(f"{study or 'data and report'} {duration(s)}"
                           for study, s in est.studies().items() if s)
     lines.append(f"  by study: {per_study}")
     return "\n".join(lines)

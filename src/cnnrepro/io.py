@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-
 FULL_DISK_BYTES = 16 << 20  # a write that failed with less free than this: the disk is full
 
 
@@ -142,6 +141,14 @@ def read_json(path: str | os.PathLike) -> Any:
 def read_csv(path: str | os.PathLike, **options: Any) -> pd.DataFrame:
     with _reading(path):
         return pd.read_csv(path, **options)
+
+
+def read_benchmark(path: str | os.PathLike) -> float | None:
+    """The wall seconds of a Snakemake benchmark file (its first column, ``s``; the mean
+    when the rule repeats); None when it has no row (a job killed while writing it)."""
+    with _reading(path):
+        rows = [line for line in Path(path).read_text().splitlines()[1:] if line.strip()]
+    return sum(float(row.split("\t")[0]) for row in rows) / len(rows) if rows else None
 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:

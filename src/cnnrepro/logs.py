@@ -6,12 +6,12 @@ them, and an orphaned training job would go on writing its checkpoint and output
 the job the next run starts. So while a job runs, a watchdog thread looks every few
 seconds whether its parent changed (an orphan is re-parented to init or a subreaper) or
 the Snakemake named in its environment is gone (for a job started through a shell, as
-with conda: ``locks.mark_scheduler``); if so it raises :class:`Orphaned` in the main thread (through a private signal, as SIGINT
-may be ignored: jobs started from a background shell inherit that), so ``finally``
-blocks and atomic writers clean up, the log says why, and the checkpoint of the last
-finished epoch stays for the next run to resume from. On a cluster a job's parent is the
-job-step process on its node: the job ends with its allocation, not with the submitting
-Snakemake (the README says what to do there).
+with conda: ``locks.mark_scheduler``); if so it raises :class:`Orphaned` in the main thread
+(through a private signal, as SIGINT may be ignored: jobs started from a background shell
+inherit that), so ``finally`` blocks and atomic writers clean up, the log says why, and
+the checkpoint of the last finished epoch stays for the next run to resume from. On a
+cluster a job's parent is the job-step process on its node: the job ends with its
+allocation, not with the submitting Snakemake (the README says what to do there).
 """
 
 from __future__ import annotations

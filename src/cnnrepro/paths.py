@@ -33,7 +33,8 @@ RUN_FILES = {
     "train_meta": "train.json",
     "snapshots": "snapshots",
     "checkpoint": "work/checkpoint.pt",
-    "metrics": "eval/metrics.json",
+    "metrics": "eval/metrics.json",   # deterministic: equal across runs of one config and seed
+    "cost": "eval/cost.json",         # measured: latency and training time, never equal twice
     "predictions": "eval/predictions.npz",
     "confusion": "eval/confusion.csv",
     "roc": "eval/roc.csv",
@@ -54,6 +55,17 @@ def data(dataset: str = "{dataset}", split: str = "{split}", ext: str = "npz") -
 
 def run_dir(study: str = STUDY, model: str = MODEL, seed: int | str = SEED) -> str:
     return f"{RESULTS}/{study}/{model}/seed{seed}"
+
+
+# What the training and the evaluation job write, by name (the rules' output names).
+TRAIN_OUTPUTS = ("weights", "history", "train_meta", "snapshots")
+EVALUATE_OUTPUTS = ("metrics", "cost", "predictions", "confusion", "roc", "layers")
+
+
+def outputs_in(folder: str | Path, names: Iterable[str]) -> dict[str, Path]:
+    """A job's outputs by name, laid out in ``folder`` as in a run's folder (tests and
+    benchmarks train into a temporary folder; the workflow passes the rule's outputs)."""
+    return {name: Path(folder) / RUN_FILES[name] for name in names}
 
 
 def run_file(name: str, study: str = STUDY, model: str = MODEL, seed: int | str = SEED,

@@ -59,14 +59,18 @@ def git_commit(where: str | Path = ".") -> str:
 
 
 def stamp(config: dict[str, Any] | None = None, seed: int | None = None,
-          device: torch.device | str | None = None) -> dict[str, Any]:
-    """The provenance block attached to an artifact."""
+          device: torch.device | str | None = None, when: bool = True) -> dict[str, Any]:
+    """The provenance block attached to an artifact; without ``when``, no creation time
+    and host: for an artifact that must be equal byte for byte across runs of one config
+    and seed (``metrics.json``; its ``cost.json`` says when and where)."""
     block: dict[str, Any] = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
         "git_commit": git_commit(),
         "host": platform.node(),
     }
+    if not when:
+        del block["created"], block["host"]
     if device is not None:
         block["device"] = device_name(device)
         block["numerics"] = numerics()

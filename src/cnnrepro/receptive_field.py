@@ -20,14 +20,11 @@ from typing import Iterable
 
 from torch import nn
 
+from .conv_arithmetic import dilated_kernel_size
+
 # Modules that act per position (or per channel) and leave the geometry as it is.
 POINTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Identity,
              nn.BatchNorm2d, nn.Dropout, nn.Dropout2d)
-
-
-def dilated_kernel_size(k: int, d: int) -> int:
-    """Extent of a ``k``-tap kernel with dilation ``d``: K + (K − 1)(d − 1)."""
-    return k + (k - 1) * (d - 1)
 
 
 def _pair(value) -> tuple[int, int]:

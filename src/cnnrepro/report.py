@@ -23,14 +23,14 @@ import pandas as pd
 import yaml
 from PIL import Image
 
+from . import cards as model_cards
 from . import config as cfg
 from . import paths
 from . import studies as registry
 from .aggregate import METRICS, check_rates
-from . import cards as model_cards
-from .claims import NOT_COMPARABLE, VERDICTS
+from .claims import NOT_COMPARABLE, verdict_counts
 from .datasets import SPECS
-from .io import artifact_error, atomic_path, read_csv, read_json
+from .io import artifact_error, atomic_path, read_benchmark, read_csv, read_json
 from .provenance import git_commit, versions
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "report" / "templates"
@@ -94,15 +94,14 @@ class StudyPage:
     @property
     def counts(self) -> dict[str, int]:
         """Claims per verdict, every kind present (zero included)."""
-        return verdict_counts(self.claims)
+        return _verdict_counts(self.claims)
 
 
-def verdict_counts(claims: list[dict[str, Any]]) -> dict[str, int]:
-    found = [c["verdict"] for c in claims]
-    unknown = set(found) - set(VERDICTS)
-    if unknown:
-        raise ReportError(f"unknown verdict(s) in a claims table: {sorted(unknown)}")
-    return {v: found.count(v) for v in VERDICTS}
+def _verdict_counts(claims: list[dict[str, Any]]) -> dict[str, int]:
+    try:
+        return verdict_counts([c["verdict"] for c in claims])
+    except ValueError as err:
+        raise ReportError(str(err)) from None
 
 
 def _relative(path: str) -> str:
@@ -253,10 +252,10 @@ def stage_times(root: Path) -> list[dict[str, Any]]:
     bench = root / paths.benchmarks_dir()
     for rule_dir in sorted(p for p in bench.iterdir() if p.is_dir()) if bench.is_dir() else []:
         files = list(rule_dir.rglob("*.tsv"))
-        seconds = sum(float(read_csv(f, sep="\t")["s"].iloc[0]) for f in files)
+        seconds = sum(read_benchmark(f) or 0.0 for f in files)
         rows.append({"stage": rule_dir.name, "jobs": len(files), "seconds": round(seconds, 1)})
-    rows += [{"stage": f.stem, "jobs": 1, "seconds": round(float(
-        read_csv(f, sep="\t")["s"].iloc[0]), 1)} for f in sorted(bench.glob("*.tsv"))]
+    rows += [{"stage": f.stem, "jobs": 1, "seconds": round(read_benchmark(f) or 0.0, 1)}
+             for f in sorted(bench.glob("*.tsv"))]
     return rows
 
 
@@ -291,7 +290,7 @@ def verdict_summary(pages: list[StudyPage], preset: str) -> dict[str, Any]:
     """The run's verdicts in one line for the top of the overview: how many claims this run
     could test at all (a quick preset tests almost none, and says so instead of showing a
     wall of red)."""
-    counts = verdict_counts([c for p in pages for c in p.claims])
+    counts = _verdict_counts([c for p in pages for c in p.claims])
     total, untested = sum(counts.values()), counts[NOT_COMPARABLE]
     if not total:
         line = "No claims table in this run."

@@ -22,15 +22,23 @@ import shlex
 import shutil
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import paths
-from . import studies
-from .estimate import Estimate, Job, describe, estimate, human, job_work, measurements, record_sizes
+from . import paths, studies
+from .claims import verdict_counts
+from .estimate import (
+    Estimate,
+    Job,
+    describe,
+    duration,
+    estimate,
+    job_work,
+    measurements,
+    record_sizes,
+)
 from .io import atomic_path, read_csv, write_json
 
 GUARD_ENV = "CNNREPRO_COST_GUARD"
@@ -104,8 +112,8 @@ def guard(est: Estimate, config: dict[str, Any], cuda: bool, on_gpu: Estimate | 
         return None
     preset, what = (("quick", "minutes, checks the pipeline") if config["preset"] == "cpu"
                     else ("cpu", "each study in about an hour on 2 cores"))
-    gpu = f"about {human(on_gpu.wall)} there (FLOP model)" if on_gpu is not None else ""
-    return (f"cnnrepro: not started: this run would take about {human(est.wall)} on this "
+    gpu = f"about {duration(on_gpu.wall)} there (FLOP model)" if on_gpu is not None else ""
+    return (f"cnnrepro: not started: this run would take about {duration(est.wall)} on this "
             f"machine's {est.cores} CPU cores (no CUDA here), more than estimate.guard_hours "
             f"({config['estimate']['guard_hours']:g} h). Choose one:\n"
             f"  the {preset} preset ({what}):\n"
@@ -164,21 +172,6 @@ def preview(workflow: Any, config: dict[str, Any]) -> None:
     logger.addHandler(DryRunEstimate())
 
 
-def clock(seconds: float) -> str:
-    """A measured duration: "9 min 43 s", "2 h 05 min"."""
-    s = round(seconds)
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
-
-
-def verdict_counts(claims_csv: Path) -> dict[str, int]:
-    """How many claims got each verdict, in the order the verdicts first appear."""
-    return dict(Counter(read_csv(claims_csv)["verdict"].astype(str)))
-
-
 def summary(config: dict[str, Any], root: str | Path, wall: float,
             estimated: float | None = None, latexmk: bool = True) -> str:
     """The end-of-run summary: where the report and the paper are, the verdicts per study,
@@ -191,8 +184,8 @@ def summary(config: dict[str, Any], root: str | Path, wall: float,
     def earlier(path: Path) -> str:
         return "  (from an earlier run)" if path.stat().st_mtime < started else ""
 
-    said = f" (estimated at start: {human(estimated)})" if estimated else ""
-    lines = [f"cnnrepro: finished in {clock(wall)}{said}.",
+    said = f" (estimated at start: {duration(estimated)})" if estimated else ""
+    lines = [f"cnnrepro: finished in {duration(wall, exact=True)}{said}.",
              f"  preset   '{config['preset']}', seeds {config['seeds']}: "
              f"{len(config['deviations'])} departures from the documents' settings "
              f"(listed in the report)"]
@@ -211,7 +204,9 @@ def summary(config: dict[str, Any], root: str | Path, wall: float,
         if not study.has_claims:
             continue
         table = root / paths.study_file("claims", study.name)
-        counts = (", ".join(f"{n} {verdict}" for verdict, n in verdict_counts(table).items())
+        found = verdict_counts(read_csv(table)["verdict"].astype(str).tolist()) if (
+            table.is_file()) else {}
+        counts = (", ".join(f"{n} {verdict}" for verdict, n in found.items() if n)
                   if table.is_file() else "no claims table: not among this run's targets")
         lines.append(f"    {study.name:8s} {counts}")
     lines.append(f"  this summary: {root / paths.run_summary()}")

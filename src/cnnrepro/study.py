@@ -101,6 +101,8 @@ class Study:
     training_overrides: Callable[[dict, str], str | None] | None = None  # (config, model)
     # datasets it reads beyond its own `dataset` (config) -> names; prepared when it is enabled
     extra_datasets: Callable[[dict], list[str]] | None = None
+    # studies whose trained models it borrows (config) -> names; their departures are its own
+    borrows: Callable[[dict], list[str]] | None = None
 
     def study_files(self, config: dict[str, Any], root: str = ".",
                     seed: int | None = None) -> paths.StudyFiles:

@@ -18,81 +18,36 @@ import copy
 import hashlib
 import json
 import logging
-import re
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from .datasets import Split, holdout_split, load_split, per_class_subset
-from .config import deep_update
-from .locks import exclusive
+from .datasets import Split
 from .io import read_json, write_csv, write_json, write_torch
-from .models import ModelError, build_model, frozen_split
+from .locks import exclusive
+from .models import ModelError, frozen_split
+from .paths import RUN_FILES, TRAIN_OUTPUTS, outputs_in
 from .provenance import stamp
-from .runtime import (batches, normalizer, predict_logits, seed_everything, select_device,
-                      set_numerics)
+from .runtime import (
+    batches,
+    normalizer,
+    predict_logits,
+    seed_everything,
+    select_device,
+    set_numerics,
+)
+from .spec import deep_update
+from .trained import load_study_splits, make_model, read_weights
 
 log = logging.getLogger(__name__)
 WRITER_LOCK = ".writer"  # in the training folder; kept (a lock file is never unlinked)
-HOLDOUT_SEED = 0  # the validation hold-out is the same for every training seed
-
-
-class CheckpointError(RuntimeError):
-    """A weights or checkpoint file is missing, unreadable or does not match its spec."""
-
-
-def _load_reason(err: Exception) -> str:
-    """The one useful sentence of a failed ``torch.load`` (its message for a refused
-    pickle suggests ``weights_only=False``, the one thing never to do with a foreign file)."""
-    found = re.search(r"WeightsUnpickler error: (.+?)(?= Please use|$)", str(err), re.M)
-    if found:
-        return (f"it holds Python objects, not only tensors and plain data ({found.group(1)}); "
-                f"unpickling them could run code, so it is refused")
-    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
-
-
-def read_weights(path: str | Path, remedy: str, map_location: Any = "cpu") -> Any:
-    """A weights, checkpoint or snapshot file, loaded with ``weights_only=True``: tensors,
-    plain containers and numbers only (all this pipeline writes), so a crafted file cannot
-    run code. A file that fails is a :class:`CheckpointError` naming it and ``remedy``."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"{path}: not a readable cnnrepro weights file ({_load_reason(err)}). "
-                              f"It is damaged or was not written by this pipeline. {remedy}") from err
-
-
-def retrain_hint(path: str | Path) -> str:
-    """What to do about a bad training output: Snakemake retrains a missing output."""
-    return (f"Delete it and run the workflow again, which retrains it (this job deletes "
-            f"nothing): rm -r '{path}'")
-
-
-def load_study_splits(spec: dict[str, Any], paths: dict[str, str | Path]) -> dict[str, Split]:
-    """The train/val/test splits a spec trains on: subsets and hold-out applied."""
-    splits = {name: load_split(path) for name, path in paths.items() if path}
-    subset = spec.get("subset", {})
-    for name in ("train", "test"):
-        if subset.get(name):
-            splits[name] = splits[name].take(per_class_subset(splits[name].labels, subset[name]))
-    if spec.get("holdout_fraction", 0) > 0 and "val" not in splits:
-        train_idx, val_idx = holdout_split(splits["train"].labels, spec["holdout_fraction"],
-                                           HOLDOUT_SEED)
-        splits["val"] = splits["train"].take(val_idx)
-        splits["train"] = splits["train"].take(train_idx)
-    return splits
-
-
-def make_model(spec: dict[str, Any], split: Split) -> nn.Module:
-    _, channels, height, _ = split.images.shape
-    return build_model(spec["arch"], spec["options"], len(split.classes), channels, height)
 
 
 def check_last_batch(model: nn.Module, n: int, batch_size: int) -> None:
@@ -288,11 +243,10 @@ def resume(run: Run, ckpt: dict[str, Any]) -> tuple[list[dict[str, float]], int]
 
 
 def write_outputs(run: Run, history: list[dict[str, float]], start_epoch: int,
-                  out_dir: Path) -> dict[str, Any]:
-    """``history.csv``, ``snapshots/``, ``model.pt`` and ``train.json`` (last: the rule's
-    completion marker), each atomic; then the work folder goes."""
+                  outputs: Mapping[str, Path], work: Path) -> dict[str, Any]:
+    """The history, snapshots, weights and training record (last: the rule's completion
+    marker), each atomic; then the ``work`` folder goes."""
     spec, seed, model, training = run.spec, run.seed, run.model, run.spec["training"]
-    work = out_dir / "work"
     frame = pd.DataFrame(history)
     train_seconds = float(frame["seconds"].sum())
     n = len(run.splits["train"])
@@ -310,25 +264,28 @@ def write_outputs(run: Run, history: list[dict[str, float]], start_epoch: int,
         "final": {k: v for k, v in history[-1].items() if k.endswith(("_acc", "_loss"))},
         "provenance": stamp(spec, seed, run.device),
     }
-    snapshots = out_dir / "snapshots"
+    snapshots = outputs["snapshots"]
     shutil.rmtree(snapshots, ignore_errors=True)
     snapshots.mkdir(parents=True)
     for path in sorted((work / "snapshots").glob("epoch_*.pt")):
         shutil.copyfile(path, snapshots / path.name)
-    write_csv(out_dir / "history.csv", frame)
-    write_torch(out_dir / "model.pt", {"state_dict": model.state_dict(), "spec": spec,
-                                       "seed": seed, "digest": run.digest,
-                                       "epochs": training["epochs"]})
-    write_json(out_dir / "train.json", meta)
+    write_csv(outputs["history"], frame)
+    write_torch(outputs["weights"], {"state_dict": model.state_dict(), "spec": spec,
+                                     "seed": seed, "digest": run.digest,
+                                     "epochs": training["epochs"]})
+    write_json(outputs["train_meta"], meta)
     shutil.rmtree(work, ignore_errors=True)  # finished: the checkpoint has served its purpose
     return meta
 
 
-def train(spec: dict[str, Any], seed: int, data: dict[str, str | Path], out_dir: str | Path,
-          threads: int | None = None, overrides: str | Path | None = None,
+def train(spec: dict[str, Any], seed: int, data: dict[str, str | Path],
+          outputs: Mapping[str, str | Path] | str | Path, threads: int | None = None,
+          overrides: str | Path | None = None,
           on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
           checkpoint_seconds: float = 0) -> dict[str, Any]:
-    """Train one model; write ``model.pt``, ``history.csv``, ``train.json``, ``snapshots/``.
+    """Train one model; write ``outputs`` (:data:`cnnrepro.paths.TRAIN_OUTPUTS`: the
+    rule's, or a folder to lay them out in as a run's folder). The checkpoint and the lock
+    live in the folder of the weights.
 
     ``data`` maps split names (train, test, optionally val) to prepared ``.npz`` files;
     ``overrides`` is an optional training-overrides file (:func:`apply_overrides`).
@@ -336,15 +293,18 @@ def train(spec: dict[str, Any], seed: int, data: dict[str, str | Path], out_dir:
     after every epoch; the pipeline passes ``runtime.checkpoint_seconds``).
     ``on_epoch_end(epoch, row)`` runs after each epoch and its checkpoint, if one was due.
     """
-    out_dir = Path(out_dir)
+    if not isinstance(outputs, Mapping):
+        outputs = outputs_in(outputs, TRAIN_OUTPUTS)
+    outputs = {name: Path(outputs[name]) for name in TRAIN_OUTPUTS}
+    out_dir = outputs["weights"].parent
     with exclusive(out_dir / WRITER_LOCK, f"the training folder {out_dir}"):
-        work = out_dir / "work"
+        work = (out_dir / RUN_FILES["checkpoint"]).parent
         run = setup(apply_overrides(spec, overrides), seed, data, threads)
         training = run.spec["training"]
         snapshot_epochs = set(training.get("snapshot_epochs", []))
         history: list[dict[str, float]] = []
         start_epoch = 0
-        ckpt = load_checkpoint(work / "checkpoint.pt", run.digest)
+        ckpt = load_checkpoint(out_dir / RUN_FILES["checkpoint"], run.digest)
         if ckpt is not None:
             history, start_epoch = resume(run, ckpt)
             log.info("resuming %s/%s seed %d from epoch %d", run.spec["study"],
@@ -365,47 +325,11 @@ def train(spec: dict[str, Any], seed: int, data: dict[str, str | Path], out_dir:
                             run.model.state_dict())
             if checkpoint_due(epoch + 1, training["epochs"], time.monotonic() - last_checkpoint,
                               checkpoint_seconds):
-                save_checkpoint(work / "checkpoint.pt", run, epoch + 1, history)
+                save_checkpoint(out_dir / RUN_FILES["checkpoint"], run, epoch + 1, history)
                 last_checkpoint = time.monotonic()
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}",
                             test=f"{row.get('test_acc', float('nan')):.3f}")
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, row)
         bar.close()
-        return write_outputs(run, history, start_epoch, out_dir)
-
-
-def load_trained(path: str | Path, spec: dict[str, Any], split: Split,
-                 device: torch.device) -> nn.Module:
-    """Rebuild a trained model from ``model.pt``; errors name the file and the problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: trained weights are missing (run the train_model rule)")
-    payload = read_weights(path, retrain_hint(path), device)
-    if not isinstance(payload, dict) or "state_dict" not in payload:
-        raise CheckpointError(f"{path}: not a cnnrepro weights file (no state_dict). "
-                              f"{retrain_hint(path)}")
-    state = payload["state_dict"]
-    if payload.get("spec", {}).get("arch") != spec["arch"]:
-        raise CheckpointError(f"{path}: holds a {payload.get('spec', {}).get('arch')!r} model, "
-                              f"the config says {spec['arch']!r}. {retrain_hint(path)}")
-    model = make_model(spec, split).to(device)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise CheckpointError(f"{path}: weights do not fit the configured {spec['arch']} "
-                              f"({err}). {retrain_hint(path)}") from err
-    model.eval()
-    return model
-
-
-def open_trained(spec: dict[str, Any], weights: str | Path, data: dict[str, str | Path],
-                 threads: int | None = None) -> tuple[nn.Module, dict[str, Split], torch.device]:
-    """Everything an analysis stage starts from: the trained model in eval mode and the
-    study's splits on the device (subsets and hold-out as in training)."""
-    if threads:
-        torch.set_num_threads(threads)
-    set_numerics(spec["deterministic"], spec["precision"])
-    device = select_device(spec["device"])
-    splits = {k: v.to(device) for k, v in load_study_splits(spec, data).items()}
-    return load_trained(weights, spec, splits["train"], device), splits, device
+        return write_outputs(run, history, start_epoch, outputs, work)

@@ -12,12 +12,12 @@ from scipy import signal
 from torch import nn
 from torchvision.models import vgg19
 
+from cnnrepro.conv_arithmetic import dilated_kernel_size, output_size
 from cnnrepro.models import build_model, standardized_head, vgg19_transfer
-from cnnrepro.receptive_field import dilated_kernel_size, geometry, receptive_field
+from cnnrepro.receptive_field import geometry, receptive_field
 from cnnrepro.studies.caltech import conv_basics as cb
 from cnnrepro.studies.caltech import equivariance as eq
-from cnnrepro.studies.caltech import filters
-from cnnrepro.studies.caltech import patches
+from cnnrepro.studies.caltech import filters, patches
 from cnnrepro.studies.caltech import vgg_fallback as vf
 
 
@@ -77,7 +77,7 @@ def test_kaiming_filter_uses_fan_in_and_its_seed():
 def test_output_size_formula_matches_conv2d(n, f, p, s, d):
     out = nn.functional.conv2d(torch.zeros(1, 1, n, n), torch.zeros(1, 1, f, f), stride=s,
                                padding=p, dilation=d)
-    assert out.shape[-1] == cb.output_size(n, f, p, s, d)
+    assert out.shape[-1] == output_size(n, f, stride=s, padding=p, dilation=d)
 
 
 def test_two_stacked_layers_give_222_then_220():

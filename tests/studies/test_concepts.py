@@ -250,7 +250,7 @@ def test_disabled_upstream_study_is_named_at_start_up():
 
 def test_departures_of_borrowed_studies_are_prefixed():
     config = cfg.load(cfg.ROOT / "config.yaml", [QUICK])
-    found = upstream.departures(config)
+    found = cfg.departures(config, "concepts")
     assert found["studies.vdk.training.epochs"] == "1 instead of 374"
     assert found["fgsm.images"] == "100 instead of 1000"
     assert not any(k.startswith("studies.concepts.") for k in found)

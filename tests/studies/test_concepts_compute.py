@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnrepro.conv_arithmetic import dilated_kernel_size, output_size, transposed_output_size
 from cnnrepro.models import build_model, gap_cnn
 from cnnrepro.runtime import Normalized, seed_everything
 from cnnrepro.studies.concepts import cam, convtypes, fgsm_examples
@@ -108,17 +109,17 @@ def test_hand_computed_transposed():
     assert convtypes.slide_transposed_output_size(4, 3, 2, 1) == 7
     # the slides' formula is PyTorch's with d = 1, output_padding = 0
     for k, s, p, w in [(2, 2, 0, 5), (4, 2, 1, 3), (3, 1, 0, 6)]:
-        assert (convtypes.transposed_output_size(w, k, s, p)
+        assert (transposed_output_size(w, k, stride=s, padding=p)
                 == convtypes.slide_transposed_output_size(w, k, s, p))
 
 
 def test_formula_helpers_by_hand():
-    assert convtypes.conv_output_size(32, 3, 1, 1) == 32
-    assert convtypes.conv_output_size(224, 3) == 222
-    assert convtypes.conv_output_size(32, 3, 2, 1) == 16
-    assert convtypes.conv_output_size(8, 3, 1, 0, 3) == 2
-    assert convtypes.dilated_receptive_field(3, 2) == 5
-    assert convtypes.dilated_receptive_field(3, 4) == 9
+    assert output_size(32, 3, padding=1) == 32
+    assert output_size(224, 3) == 222
+    assert output_size(32, 3, stride=2, padding=1) == 16
+    assert output_size(8, 3, dilation=3) == 2
+    assert dilated_kernel_size(3, 2) == 5
+    assert dilated_kernel_size(3, 4) == 9
     assert convtypes.resolve_padding("same", 7, 3) == 9
     with pytest.raises(ValueError):
         convtypes.resolve_padding("same", 4)

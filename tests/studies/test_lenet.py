@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import ROOT, snakemake
 from PIL import Image
 
 from cnnrepro import config as cfg
@@ -19,12 +20,18 @@ from cnnrepro.estimate import run_cost
 from cnnrepro.io import write_npz
 from cnnrepro.models import build_model
 from cnnrepro.studies.lenet.claims import PAPER_WINNERS, confusion_rate
-from cnnrepro.studies.lenet.grid import (grid_runs, grid_spec, logspace, point_spec, run_grid,
-                                         select, train_points)
-from cnnrepro.train import load_study_splits, load_trained, train
-from cnnrepro.studies.lenet.probes import (animation_frames, covariance_sample, probe_data,
-                                          write_gif)
-from conftest import ROOT, snakemake
+from cnnrepro.studies.lenet.grid import (
+    grid_runs,
+    grid_spec,
+    logspace,
+    point_spec,
+    run_grid,
+    select,
+    train_points,
+)
+from cnnrepro.studies.lenet.probes import animation_frames, covariance_sample, probe_data, write_gif
+from cnnrepro.train import train
+from cnnrepro.trained import load_study_splits, load_trained
 
 
 def n_params(model) -> int:

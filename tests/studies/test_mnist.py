@@ -10,13 +10,20 @@ import numpy as np
 import pytest
 import torch
 
-from cnnrepro.evaluate import layer_table
-from cnnrepro.studies.mnist.claims import structure_table
 from cnnrepro import config as cfg
-from cnnrepro.studies.mnist.lab import (activations, ascend, lab_probes, learn_noise, noise_probe,
-                                        occlusion_maps, targeted_pairs)
+from cnnrepro.cost import layer_table
 from cnnrepro.models import build_model
 from cnnrepro.runtime import Normalized
+from cnnrepro.studies.mnist.claims import structure_table
+from cnnrepro.studies.mnist.lab import (
+    activations,
+    ascend,
+    lab_probes,
+    learn_noise,
+    noise_probe,
+    occlusion_maps,
+    targeted_pairs,
+)
 
 
 @pytest.fixture(scope="module")

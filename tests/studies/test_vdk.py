@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import sample_images
 
 from cnnrepro.runtime import standardizer
 from cnnrepro.studies.vdk import blur
-from conftest import sample_images
 
 
 def test_batched_paper_blur_equals_the_captum_loop(trained_mnist):
@@ -70,8 +70,8 @@ def _synthetic_vdk_run(root, full_accuracy: dict[str, float], seeds=(0, 1, 2)):
     for (model, seed), path in files.runs("metrics").items():
         acc = full_accuracy[model] + 0.002 * seed
         write_json(path, {"splits": {"test": {"accuracy": acc}},
-                          "structure": {"parameters": 1, "macs": macs[model]},
-                          "latency": {"cpu": {"batch1_ms": 1.0}}})
+                          "structure": {"parameters": 1, "macs": macs[model]}})
+        write_json(files.run("cost", model, seed), {"latency": {"cpu": {"batch1_ms": 1.0}}})
         write_json(files.run("fgsm", model, seed), {
             "paper": {"score": 0.15 if model == "vdk_cnnet" else 0.18},
             "clean": {"curve": [{"epsilon": 0.0, "accuracy": acc},
@@ -94,7 +94,7 @@ def _vdk_claims(files, tmp_path, departures, preset):
 
     vdk = cfg.load(cfg.ROOT / "config.yaml")["studies"]["vdk"]
     out = {n: str(tmp_path / f"{n}.csv") for n in ("claims", "paired", "faithfulness_summary",
-                                                   "cost")}
+                                                   "cost_summary")}
     claims(files=files, settings=vdk["claims"], fgsm_settings=vdk["fgsm"],
            departures=departures, preset=preset, **out)
     return pd.read_csv(out["claims"]).set_index("claim_id")

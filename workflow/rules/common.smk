@@ -4,7 +4,8 @@ import shutil
 import sys
 
 from cnnrepro import config as cfg
-from cnnrepro import launch
+from cnnrepro.configfile import read_config_file
+from cnnrepro.spec import evaluation_spec, training_spec
 from cnnrepro import locks
 from cnnrepro import paths
 from cnnrepro import runinfo
@@ -51,8 +52,11 @@ def train_inputs(wildcards):
 
 
 def final_targets(wildcards):
-    data = [paths.data(name, split) for name in cfg.needed_datasets(config)
-            for split in SPECS[name].splits]
+    data = [
+        paths.data(name, split)
+        for name in cfg.needed_datasets(config)
+        for split in SPECS[name].splits
+    ]
     summaries = [paths.study_file("metrics_summary", study) for study in STUDIES]
     claims = [paths.study_file("claims", s.name) for s in studies.enabled(config) if s.has_claims]
     pages = [paths.report_index()] + ([paths.paper("pdf")] if HAVE_TEX else [])
@@ -60,15 +64,21 @@ def final_targets(wildcards):
 
 
 def report_figures(ext):
-    return [paths.figure(study, name, ext) for study in STUDIES
-            for name in studies.figures_for(study, config["studies"][study])] + [
-        paths.figure(study, name, ext, seed) for study in STUDIES
-        for name, seed in studies.seed_figures(study, config)]
+    return [
+        paths.figure(study, name, ext)
+        for study in STUDIES
+        for name in studies.figures_for(study, config["studies"][study])
+    ] + [
+        paths.figure(study, name, ext, seed)
+        for study in STUDIES
+        for name, seed in studies.seed_figures(study, config)
+    ]
 
 
 def report_animations():
-    return [paths.figure(s.name, name, "gif") for s in studies.enabled(config)
-            for name in s.animations]
+    return [
+        paths.figure(s.name, name, "gif") for s in studies.enabled(config) for name in s.animations
+    ]
 
 
 def report_inputs(wildcards):
@@ -76,10 +86,15 @@ def report_inputs(wildcards):
     tables = [study_files(s.name).file(t.file) for s in studies.enabled(config) for t in s.tables]
     claims = [paths.study_file("claims", s.name) for s in studies.enabled(config) if s.has_claims]
     data = {config["studies"][study]["dataset"] for study in STUDIES}
-    return (report_figures("png") + report_animations()
-            + [paths.study_file("metrics_summary", study) for study in STUDIES]
-            + [str(t) for t in tables] + claims + studies.card_inputs(config)
-            + [paths.data(name, split, "json") for name in data for split in SPECS[name].splits])
+    return (
+        report_figures("png")
+        + report_animations()
+        + [paths.study_file("metrics_summary", study) for study in STUDIES]
+        + [str(t) for t in tables]
+        + claims
+        + studies.card_inputs(config)
+        + [paths.data(name, split, "json") for name in data for split in SPECS[name].splits]
+    )
 
 
 def verify_inputs(config):
@@ -92,13 +107,15 @@ def check_sources():
     config files (a key given twice, which Snakemake's reader lets through), what only
     the data source can check, then which files, preset and data source are in force."""
     for path in workflow.overwrite_configfiles:
-        launch.read_config_file(path)
+        read_config_file(path)
     cfg.check_data(config, MIRROR)
     given = list(workflow.overwrite_configfiles)  # merged over the Snakefile's configfile
     files = [f for f in workflow.configfiles if f not in given] + given
     print(cfg.sources_line(config, files), file=sys.stderr)
-    print(SOURCE.describe(cfg.needed_datasets(config), config["data"]["download_root"]),
-          file=sys.stderr)
+    print(
+        SOURCE.describe(cfg.needed_datasets(config), config["data"]["download_root"]),
+        file=sys.stderr,
+    )
 
 
 if workflow.is_main_process:

@@ -20,21 +20,21 @@ rule convtypes_concepts:
         layers=CONCEPTS.file("convtypes_layers"),
         summary=CONCEPTS.file("convtypes_summary"),
         meta=CONCEPTS.file("convtypes_meta"),
+    log:
+        paths.log("convtypes_concepts"),
+    benchmark:
+        paths.benchmark("convtypes_concepts")
+    conda:
+        "../../envs/pipeline.yaml"
+    threads: resources_of("analyse", "threads")
+    resources:
+        mem_mb=resources_of("analyse", "mem_mb"),
+        runtime=resources_of("analyse", "runtime"),
     params:
         study="concepts",
         stage="convtypes",
         grid={k: v for k, v in CONCEPTS_CONFIG["convtypes"].items() if k != "seed"},
         seed=CONCEPTS_CONFIG["convtypes"]["seed"],
-    log:
-        paths.log("convtypes_concepts"),
-    benchmark:
-        paths.benchmark("convtypes_concepts")
-    threads: resources_of("analyse", "threads")
-    resources:
-        mem_mb=resources_of("analyse", "mem_mb"),
-        runtime=resources_of("analyse", "runtime"),
-    conda:
-        "../../envs/pipeline.yaml"
     script:
         "../scripts/stage.py"
 
@@ -44,23 +44,25 @@ rule hierarchy_concepts:
         concepts_upstream.files([concepts_upstream.hierarchy_source(config)]),
     output:
         features=CONCEPTS.file("hierarchy"),
-    params:
-        study="concepts",
-        stage="hierarchy",
-        source=concepts_upstream.hierarchy_source(config),
-        settings={k: CONCEPTS_CONFIG["hierarchy"][k]
-                  for k in ("channels", "steps", "lr", "l2", "init_std")},
     log:
         paths.log("hierarchy_concepts"),
     benchmark:
         paths.benchmark("hierarchy_concepts")
+    conda:
+        "../../envs/pipeline.yaml"
     threads: resources_of("analyse", "threads")
     resources:
         mem_mb=resources_of("analyse", "mem_mb"),
         runtime=resources_of("analyse", "runtime"),
         gpu=resources_of("analyse", "gpu"),
-    conda:
-        "../../envs/pipeline.yaml"
+    params:
+        study="concepts",
+        stage="hierarchy",
+        source=concepts_upstream.hierarchy_source(config),
+        settings={
+            k: CONCEPTS_CONFIG["hierarchy"][k]
+            for k in ("channels", "steps", "lr", "l2", "init_std")
+        },
     script:
         "../scripts/stage.py"
 
@@ -72,25 +74,25 @@ rule cam_concepts:
     output:
         cam_file=CONCEPTS.run_file("cam"),
         agreement=CONCEPTS.run_file("cam_agreement"),
-    params:
-        study="concepts",
-        stage="cam",
-        spec=lambda w: cfg.training_spec(config, "concepts", w.model),
-        seed=lambda w: int(w.seed),
-        settings=CONCEPTS_CONFIG["cam"],
-    wildcard_constraints:
-        seed=r"\d+",
     log:
         paths.log("cam_concepts", "{model}", "seed{seed}"),
     benchmark:
         paths.benchmark("cam_concepts", "{model}", "seed{seed}")
+    wildcard_constraints:
+        seed=r"\d+",
+    conda:
+        "../../envs/pipeline.yaml"
     threads: resources_of("analyse", "threads")
     resources:
         mem_mb=resources_of("analyse", "mem_mb"),
         runtime=resources_of("analyse", "runtime"),
         gpu=resources_of("analyse", "gpu"),
-    conda:
-        "../../envs/pipeline.yaml"
+    params:
+        study="concepts",
+        stage="cam",
+        spec=lambda w: training_spec(config, "concepts", w.model),
+        seed=lambda w: int(w.seed),
+        settings=CONCEPTS_CONFIG["cam"],
     script:
         "../scripts/stage.py"
 
@@ -102,22 +104,22 @@ rule gradcam_concepts:
         ),
     output:
         gradcam_file=CONCEPTS.file("gradcam"),
-    params:
-        study="concepts",
-        stage="gradcam",
-        targets=concepts_upstream.targets(config, "gradcam"),
-        settings={"images": CONCEPTS_CONFIG["gradcam"]["images"]},
     log:
         paths.log("gradcam_concepts"),
     benchmark:
         paths.benchmark("gradcam_concepts")
+    conda:
+        "../../envs/pipeline.yaml"
     threads: resources_of("analyse", "threads")
     resources:
         mem_mb=resources_of("analyse", "mem_mb"),
         runtime=resources_of("analyse", "runtime"),
         gpu=resources_of("analyse", "gpu"),
-    conda:
-        "../../envs/pipeline.yaml"
+    params:
+        study="concepts",
+        stage="gradcam",
+        targets=concepts_upstream.targets(config, "gradcam"),
+        settings={"images": CONCEPTS_CONFIG["gradcam"]["images"]},
     script:
         "../scripts/stage.py"
 
@@ -131,15 +133,15 @@ use rule gradcam_concepts as attack_fgsm_concepts with:
     output:
         examples=CONCEPTS.file("fgsm_examples"),
         sweep=CONCEPTS.file("fgsm_sweep"),
+    log:
+        paths.log("attack_fgsm_concepts"),
+    benchmark:
+        paths.benchmark("attack_fgsm_concepts")
     params:
         study="concepts",
         stage="fgsm",
         targets=concepts_upstream.targets(config, "fgsm", True),
         settings={k: v for k, v in CONCEPTS_CONFIG["fgsm"].items() if k != "targets"},
-    log:
-        paths.log("attack_fgsm_concepts"),
-    benchmark:
-        paths.benchmark("attack_fgsm_concepts")
 
 
 rule claims_concepts:
@@ -150,15 +152,6 @@ rule claims_concepts:
     output:
         claims=CONCEPTS.file("claims"),
         fgsm_table=CONCEPTS.file("fgsm_summary"),
-    params:
-        study="concepts",
-        stage="claims",
-        files=study_files("concepts"),
-        settings=CONCEPTS_CONFIG["claims"],
-        fgsm_settings=CONCEPTS_CONFIG["fgsm"],
-        grid_seed=CONCEPTS_CONFIG["convtypes"]["seed"],
-        departures=concepts_upstream.departures(config),
-        preset=config["preset"],
     log:
         paths.log("claims_concepts"),
     benchmark:
@@ -166,5 +159,14 @@ rule claims_concepts:
     localrule: True
     conda:
         "../../envs/pipeline.yaml"
+    params:
+        study="concepts",
+        stage="claims",
+        files=study_files("concepts"),
+        settings=CONCEPTS_CONFIG["claims"],
+        fgsm_settings=CONCEPTS_CONFIG["fgsm"],
+        grid_seed=CONCEPTS_CONFIG["convtypes"]["seed"],
+        departures=cfg.departures(config, "concepts"),
+        preset=config["preset"],
     script:
         "../scripts/stage.py"

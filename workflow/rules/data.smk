@@ -5,22 +5,22 @@ rule prepare_dataset:
     output:
         data=paths.data(),
         provenance=paths.data(ext="json"),
-    params:
-        mirror=MIRROR,
-        download_root=config["data"]["download_root"],
-        options=lambda w: dataset_options(config, w.dataset),
-    wildcard_constraints:
-        dataset="|".join(SPECS),
-        split="train|val|test",
     log:
         paths.log("prepare_dataset", "{dataset}", "{split}"),
     benchmark:
         paths.benchmark("prepare_dataset", "{dataset}", "{split}")
+    wildcard_constraints:
+        dataset="|".join(SPECS),
+        split="train|val|test",
+    conda:
+        "../../envs/pipeline.yaml"
     threads: resources_of("prepare", "threads")
     resources:
         mem_mb=resources_of("prepare", "mem_mb"),
         runtime=resources_of("prepare", "runtime"),
-    conda:
-        "../../envs/pipeline.yaml"
+    params:
+        mirror=MIRROR,
+        download_root=config["data"]["download_root"],
+        options=lambda w: dataset_options(config, w.dataset),
     script:
         "../scripts/prepare_dataset.py"

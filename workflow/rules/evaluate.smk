@@ -5,28 +5,29 @@ rule evaluate_model:
     input:
         unpack(lambda w: data_paths(w.study)),
         weights=paths.run_file("weights"),
-        meta=paths.run_file("train_meta"),
+        train_meta=paths.run_file("train_meta"),
     output:
         metrics=paths.run_file("metrics"),
+        cost=paths.run_file("cost"),
         predictions=paths.run_file("predictions"),
         confusion=paths.run_file("confusion"),
         roc=paths.run_file("roc"),
         layers=paths.run_file("layers"),
-    params:
-        spec=lambda w: cfg.evaluation_spec(config, w.study, w.model),
-    wildcard_constraints:
-        seed=r"\d+",
     log:
         paths.log("evaluate_model", "{study}", "{model}", "seed{seed}"),
     benchmark:
         paths.benchmark("evaluate_model", "{study}", "{model}", "seed{seed}")
+    wildcard_constraints:
+        seed=r"\d+",
+    conda:
+        "../../envs/pipeline.yaml"
     threads: resources_of("evaluate", "threads")
     resources:
         mem_mb=resources_of("evaluate", "mem_mb"),
         runtime=resources_of("evaluate", "runtime"),
         gpu=resources_of("evaluate", "gpu"),
-    conda:
-        "../../envs/pipeline.yaml"
+    params:
+        spec=lambda w: evaluation_spec(config, w.study, w.model),
     script:
         "../scripts/evaluate_model.py"
 
@@ -34,13 +35,12 @@ rule evaluate_model:
 rule aggregate_study:
     input:
         metrics=lambda w: study_files(w.study).paths(["metrics"]),
+        costs=lambda w: study_files(w.study).paths(["cost"]),
         histories=lambda w: study_files(w.study).paths(["history"]),
     output:
         long=paths.study_file("metrics_long"),
         summary=paths.study_file("metrics_summary"),
         history=paths.study_file("histories"),
-    params:
-        runs=lambda w: list(study_files(w.study).runs("metrics")),
     log:
         paths.log("aggregate_study", "{study}"),
     benchmark:
@@ -48,5 +48,7 @@ rule aggregate_study:
     localrule: True
     conda:
         "../../envs/pipeline.yaml"
+    params:
+        runs=lambda w: list(study_files(w.study).runs("metrics")),
     script:
         "../scripts/aggregate_study.py"

@@ -13,6 +13,19 @@ rule grid_lenet:
     output:
         history=LENET.file("grid_history", protocol="{protocol}"),
         meta=LENET.file("grid_meta", protocol="{protocol}"),
+    log:
+        paths.log("grid_lenet", "{model}", "{protocol}"),
+    benchmark:
+        paths.benchmark("grid_lenet", "{model}", "{protocol}")
+    wildcard_constraints:
+        protocol="clean|paper",
+    conda:
+        "../../envs/pipeline.yaml"
+    threads: resources_of("train", "threads")
+    resources:
+        mem_mb=resources_of("train", "mem_mb"),
+        runtime=resources_of("train", "runtime"),
+        gpu=resources_of("train", "gpu"),
     params:
         study="lenet",
         stage="grid",
@@ -20,19 +33,6 @@ rule grid_lenet:
         runs=lenet_grid.grid_runs(GRID),
         seed=GRID["seed"],
         chunk_size=GRID["chunk_size"],
-    wildcard_constraints:
-        protocol="clean|paper",
-    log:
-        paths.log("grid_lenet", "{model}", "{protocol}"),
-    benchmark:
-        paths.benchmark("grid_lenet", "{model}", "{protocol}")
-    threads: resources_of("train", "threads")
-    resources:
-        mem_mb=resources_of("train", "mem_mb"),
-        runtime=resources_of("train", "runtime"),
-        gpu=resources_of("train", "gpu"),
-    conda:
-        "../../envs/pipeline.yaml"
     script:
         "../scripts/stage.py"
 
@@ -46,12 +46,6 @@ rule select_lenet:
         grid_table=LENET.file("grid_table"),
         selection=LENET.file("selection"),
         overrides=LENET.file("overrides"),
-    params:
-        study="lenet",
-        stage="select",
-        protocols=GRID["protocols"],
-        grid=GRID,
-        model=lambda w: w.model,
     log:
         paths.log("select_lenet", "{model}"),
     benchmark:
@@ -59,6 +53,12 @@ rule select_lenet:
     localrule: True
     conda:
         "../../envs/pipeline.yaml"
+    params:
+        study="lenet",
+        stage="select",
+        protocols=GRID["protocols"],
+        grid=GRID,
+        model=lambda w: w.model,
     script:
         "../scripts/stage.py"
 
@@ -68,21 +68,21 @@ rule data_probe_lenet:
         train=lambda w: data_paths("lenet")["train"],
     output:
         data_probe=LENET.file("data_probe"),
+    log:
+        paths.log("data_probe_lenet"),
+    benchmark:
+        paths.benchmark("data_probe_lenet")
+    conda:
+        "../../envs/pipeline.yaml"
+    threads: resources_of("report", "threads")
+    resources:
+        mem_mb=resources_of("report", "mem_mb"),
+        runtime=resources_of("report", "runtime"),
     params:
         study="lenet",
         stage="data_probe",
         settings=config["studies"]["lenet"]["probe"],
         seed=SEEDS[0],
-    log:
-        paths.log("data_probe_lenet"),
-    benchmark:
-        paths.benchmark("data_probe_lenet")
-    threads: resources_of("report", "threads")
-    resources:
-        mem_mb=resources_of("report", "mem_mb"),
-        runtime=resources_of("report", "runtime"),
-    conda:
-        "../../envs/pipeline.yaml"
     script:
         "../scripts/stage.py"
 
@@ -93,23 +93,23 @@ rule evolution_lenet:
         snapshots=LENET.run_file("snapshots"),
     output:
         evolution=LENET.run_file("evolution"),
-    params:
-        study="lenet",
-        stage="evolution",
-        spec=lambda w: cfg.training_spec(config, "lenet", w.model),
-        settings=config["studies"]["lenet"]["probe"],
-    wildcard_constraints:
-        seed=r"\d+",
     log:
         paths.log("evolution_lenet", "{model}", "seed{seed}"),
     benchmark:
         paths.benchmark("evolution_lenet", "{model}", "seed{seed}")
+    wildcard_constraints:
+        seed=r"\d+",
+    conda:
+        "../../envs/pipeline.yaml"
     threads: resources_of("report", "threads")
     resources:
         mem_mb=resources_of("report", "mem_mb"),
         runtime=resources_of("report", "runtime"),
-    conda:
-        "../../envs/pipeline.yaml"
+    params:
+        study="lenet",
+        stage="evolution",
+        spec=lambda w: training_spec(config, "lenet", w.model),
+        settings=config["studies"]["lenet"]["probe"],
     script:
         "../scripts/stage.py"
 
@@ -119,14 +119,14 @@ rule animate_lenet:
         evolution=LENET.run_file("evolution", lenet_probes.CNN, SEEDS[0]),
     output:
         gif=paths.figure("lenet", "lenet_feature_maps", "gif"),
-    params:
-        study="lenet",
-        stage="animate",
     log:
         paths.log("animate_lenet"),
     localrule: True
     conda:
         "../../envs/pipeline.yaml"
+    params:
+        study="lenet",
+        stage="animate",
     script:
         "../scripts/stage.py"
 
@@ -140,6 +140,13 @@ rule claims_lenet:
     output:
         claims=LENET.file("claims"),
         grid_summary=LENET.file("grid_summary"),
+    log:
+        paths.log("claims_lenet"),
+    benchmark:
+        paths.benchmark("claims_lenet")
+    localrule: True
+    conda:
+        "../../envs/pipeline.yaml"
     params:
         study="lenet",
         stage="claims",
@@ -148,12 +155,5 @@ rule claims_lenet:
         departures=cfg.departures(config, "lenet"),
         preset=config["preset"],
         grid_seed=GRID["seed"] if GRID["enabled"] else None,
-    log:
-        paths.log("claims_lenet"),
-    benchmark:
-        paths.benchmark("claims_lenet")
-    localrule: True
-    conda:
-        "../../envs/pipeline.yaml"
     script:
         "../scripts/stage.py"

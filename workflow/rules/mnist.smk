@@ -10,25 +10,25 @@ rule lab_mnist:
     output:
         lab=MNIST.run_file("lab"),
         lab_summary=MNIST.run_file("lab_summary"),
-    params:
-        study="mnist",
-        stage="lab",
-        spec=lambda w: cfg.training_spec(config, "mnist", w.model),
-        seed=lambda w: int(w.seed),
-        settings=config["studies"]["mnist"]["lab"],
-    wildcard_constraints:
-        seed=r"\d+",
     log:
         paths.log("lab_mnist", "{model}", "seed{seed}"),
     benchmark:
         paths.benchmark("lab_mnist", "{model}", "seed{seed}")
+    wildcard_constraints:
+        seed=r"\d+",
+    conda:
+        "../../envs/pipeline.yaml"
     threads: resources_of("analyse", "threads")
     resources:
         mem_mb=resources_of("analyse", "mem_mb"),
         runtime=resources_of("analyse", "runtime"),
         gpu=resources_of("analyse", "gpu"),
-    conda:
-        "../../envs/pipeline.yaml"
+    params:
+        study="mnist",
+        stage="lab",
+        spec=lambda w: training_spec(config, "mnist", w.model),
+        seed=lambda w: int(w.seed),
+        settings=config["studies"]["mnist"]["lab"],
     script:
         "../scripts/stage.py"
 
@@ -39,13 +39,6 @@ rule claims_mnist:
     output:
         claims=MNIST.file("claims"),
         structure=MNIST.file("structure"),
-    params:
-        study="mnist",
-        stage="claims",
-        files=study_files("mnist"),
-        settings=config["studies"]["mnist"]["claims"],
-        departures=cfg.departures(config, "mnist"),
-        preset=config["preset"],
     log:
         paths.log("claims_mnist"),
     benchmark:
@@ -53,5 +46,12 @@ rule claims_mnist:
     localrule: True
     conda:
         "../../envs/pipeline.yaml"
+    params:
+        study="mnist",
+        stage="claims",
+        files=study_files("mnist"),
+        settings=config["studies"]["mnist"]["claims"],
+        departures=cfg.departures(config, "mnist"),
+        preset=config["preset"],
     script:
         "../scripts/stage.py"

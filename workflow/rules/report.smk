@@ -13,26 +13,26 @@ rule figure:
             labels={"study": "{study}", "figure": "{figure}"},
         ),
         pdf=paths.figure(ext="pdf"),
+    log:
+        paths.log("figure", "{study}", "{figure}"),
+    benchmark:
+        paths.benchmark("figure", "{study}", "{figure}")
+    wildcard_constraints:
+        study="|".join(STUDIES),
+        figure=r"[a-z0-9_]+",
+    conda:
+        "../../envs/pipeline.yaml"
+    threads: resources_of("report", "threads")
+    resources:
+        mem_mb=resources_of("report", "mem_mb"),
+        runtime=resources_of("report", "runtime"),
+        gpu=resources_of("report", "gpu"),
     params:
         # inert RST: captions carry config values (cnnrepro.report.rst_text)
         caption=lambda w: rst_text(
             studies.figures_for(w.study)[w.figure].caption_for(config["studies"][w.study])
         ),
         reproduces=lambda w: rst_text(studies.figures_for(w.study)[w.figure].reproduces),
-    wildcard_constraints:
-        study="|".join(STUDIES),
-        figure=r"[a-z0-9_]+",
-    log:
-        paths.log("figure", "{study}", "{figure}"),
-    benchmark:
-        paths.benchmark("figure", "{study}", "{figure}")
-    threads: resources_of("report", "threads")
-    resources:
-        mem_mb=resources_of("report", "mem_mb"),
-        runtime=resources_of("report", "runtime"),
-        gpu=resources_of("report", "gpu"),
-    conda:
-        "../../envs/pipeline.yaml"
     script:
         "../scripts/render_figure.py"
 
@@ -48,14 +48,14 @@ use rule figure as figure_seed with:
             labels={"study": "{study}", "figure": "{figure}", "seed": "{seed}"},
         ),
         pdf=paths.figure(ext="pdf", seed="{seed}"),
-    wildcard_constraints:
-        study="|".join(STUDIES),
-        figure=r"[a-z0-9_]+",
-        seed=r"\d+",
     log:
         paths.log("figure", "{study}", "{figure}-seed{seed}"),
     benchmark:
         paths.benchmark("figure", "{study}", "{figure}-seed{seed}")
+    wildcard_constraints:
+        study="|".join(STUDIES),
+        figure=r"[a-z0-9_]+",
+        seed=r"\d+",
 
 
 rule render_report:
@@ -65,22 +65,22 @@ rule render_report:
         index=paths.report_index(),
         pages=[paths.report_page(study) for study in STUDIES],
         tex=paths.paper("tex"),
+    log:
+        paths.log("report"),
+    benchmark:
+        paths.benchmark("report")
+    conda:
+        "../../envs/pipeline.yaml"
+    threads: 1
+    resources:
+        mem_mb=resources_of("report", "mem_mb"),
+        runtime=resources_of("report", "runtime"),
     params:
         workflow_dir=workflow.basedir,
         pdf=HAVE_TEX,
         # the pages print the config (titles, descriptions, deviations, each study's block,
         # the data source): a change to any of it renders them again
         shown=config,
-    log:
-        paths.log("report"),
-    benchmark:
-        paths.benchmark("report")
-    threads: 1
-    resources:
-        mem_mb=resources_of("report", "mem_mb"),
-        runtime=resources_of("report", "runtime"),
-    conda:
-        "../../envs/pipeline.yaml"
     script:
         "../scripts/render_report.py"
 
@@ -95,11 +95,11 @@ rule report_pdf:
         paths.log("report_pdf"),
     benchmark:
         paths.benchmark("report_pdf")
+    conda:
+        "../../envs/pipeline.yaml"
     threads: 1
     resources:
         mem_mb=resources_of("report", "mem_mb"),
         runtime=resources_of("report", "runtime"),
-    conda:
-        "../../envs/pipeline.yaml"
     script:
         "../scripts/build_pdf.py"

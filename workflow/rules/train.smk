@@ -7,23 +7,23 @@ rule train_model:
     output:
         weights=paths.run_file("weights"),
         history=paths.run_file("history"),
-        meta=paths.run_file("train_meta"),
+        train_meta=paths.run_file("train_meta"),
         snapshots=directory(paths.run_file("snapshots")),
-    params:
-        spec=lambda w: cfg.training_spec(config, w.study, w.model),
-        seed=lambda w: int(w.seed),
-    wildcard_constraints:
-        seed=r"\d+",
     log:
         paths.log("train_model", "{study}", "{model}", "seed{seed}"),
     benchmark:
         paths.benchmark("train_model", "{study}", "{model}", "seed{seed}")
+    wildcard_constraints:
+        seed=r"\d+",
+    conda:
+        "../../envs/pipeline.yaml"
     threads: resources_of("train", "threads")
     resources:
         mem_mb=resources_of("train", "mem_mb"),
         runtime=resources_of("train", "runtime"),
         gpu=resources_of("train", "gpu"),
-    conda:
-        "../../envs/pipeline.yaml"
+    params:
+        spec=lambda w: training_spec(config, w.study, w.model),
+        seed=lambda w: int(w.seed),
     script:
         "../scripts/train_model.py"

@@ -5,5 +5,6 @@ with log_to(snakemake.log[0]):
     from cnnrepro.aggregate import aggregate
 
     runs = [tuple(r) for r in snakemake.params.runs]
-    aggregate(snakemake.input.metrics, dict(zip(runs, snakemake.input.histories)),
+    aggregate(snakemake.input.metrics, snakemake.input.costs,
+              dict(zip(runs, snakemake.input.histories)),
               snakemake.output.long, snakemake.output.summary, snakemake.output.history)

@@ -1,6 +1,4 @@
 """Snakemake adapter: evaluate one trained model (see cnnrepro.evaluate.evaluate)."""
-from pathlib import Path
-
 from cnnrepro.logs import log_to
 
 with log_to(snakemake.log[0]):
@@ -8,5 +6,5 @@ with log_to(snakemake.log[0]):
 
     data = {k: v for k, v in snakemake.input.items() if k in ("train", "val", "test")}
     evaluate(snakemake.params.spec, int(snakemake.wildcards.seed), snakemake.input.weights,
-             data, snakemake.input.meta, Path(snakemake.output.metrics).parent,
+             data, snakemake.input.train_meta, dict(snakemake.output.items()),
              threads=snakemake.threads)

@@ -1,14 +1,11 @@
-"""Snakemake adapter: train one (study, model, seed) or one grid point (see cnnrepro.train.train)."""
-from pathlib import Path
-
+"""Snakemake adapter: train one (study, model, seed) (see cnnrepro.train.train)."""
 from cnnrepro.logs import log_to
 
 with log_to(snakemake.log[0]):
     from cnnrepro.train import train
 
     data = {k: v for k, v in snakemake.input.items() if k in ("train", "val", "test")}
-    train(snakemake.params.spec, snakemake.params.seed, data,
-          Path(snakemake.output.weights).parent, threads=snakemake.threads,
-          overrides=snakemake.input.get("overrides"),
+    train(snakemake.params.spec, snakemake.params.seed, data, dict(snakemake.output.items()),
+          threads=snakemake.threads, overrides=snakemake.input.get("overrides"),
           # not a param: how often a job saves its state changes none of its outputs
           checkpoint_seconds=snakemake.config["runtime"]["checkpoint_seconds"])

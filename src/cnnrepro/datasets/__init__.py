@@ -10,8 +10,17 @@ One concern per module, behind this facade:
   :func:`load_split`) and the subsets drawn from it.
 """
 
-from .catalogue import (CIFAR10_CLASSES, SPECS, DatasetSpec, DataError, check_options,
-                        class_names, estimate_sizes, input_shape, options)
+from .catalogue import (
+                        CIFAR10_CLASSES,
+                        SPECS,
+                        DataError,
+                        DatasetSpec,
+                        check_options,
+                        class_names,
+                        estimate_sizes,
+                        input_shape,
+                        options,
+)
 from .prepared import Split, holdout_split, load_split, per_class_subset, prepare_split
 from .readers import caltech_split_indices, check_source, split_sizes
 from .sources import MIRROR_ENV, DataSource, data_source, download_lock, verify_mirror

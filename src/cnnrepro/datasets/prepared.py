@@ -17,10 +17,9 @@ import torch
 from ..io import write_json, write_npz
 from ..provenance import stamp
 from .catalogue import CIFAR10_MIRROR_NOTE, SPECS, DataError
-from .readers import DOWNLOAD_READERS, MIRROR_READERS
 from .pinned import CACHE
+from .readers import DOWNLOAD_READERS, MIRROR_READERS
 from .sources import download_lock, drop_bad_cache, verify_cache, verify_mirror
-
 
 # What a download is checked by, for its provenance (the pins cover only the IDX datasets)
 DOWNLOAD_CHECKS = {

@@ -20,8 +20,15 @@ import numpy as np
 from PIL import Image
 
 from ..io import atomic_path
-from .catalogue import (CALTECH_MIRROR_ARCHIVE, CALTECH_MIRROR_IMAGE, CIFAR10_CLASSES, SPECS,
-                        DataError, idx_dataset, options)
+from .catalogue import (
+    CALTECH_MIRROR_ARCHIVE,
+    CALTECH_MIRROR_IMAGE,
+    CIFAR10_CLASSES,
+    SPECS,
+    DataError,
+    idx_dataset,
+    options,
+)
 
 # Each reader returns (images uint8 [N, C, H, W], labels int64 [N], classes) for one split.
 Arrays = tuple[np.ndarray, np.ndarray, list[str]]

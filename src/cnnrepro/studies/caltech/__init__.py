@@ -10,6 +10,7 @@ linear probe (the meaningful baseline when the fallback ran); then the claims ta
 
 from pathlib import Path
 
+from ...spec import ConfigError, check_counts
 from ...study import Study, Table
 from . import claims, stages
 from .claims import CNN, VGG
@@ -22,8 +23,6 @@ VGG_NOTE = ("VGG19 was trained with the weights the VGG19 table below names (wei
 
 
 def check_config(study: dict, config: dict) -> None:
-    from ...config import ConfigError, check_counts
-
     archs = {CNN: "caltech_cnn", VGG: "vgg19_transfer"}
     for name, arch in archs.items():
         if study["models"].get(name, {}).get("arch") != arch:

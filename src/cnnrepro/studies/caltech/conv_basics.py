@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...conv_arithmetic import output_size
+
 # ITU-R BT.601 luma weights (the ones PIL's "L" mode and OpenCV's RGB2GRAY use).
 LUMA_601 = (0.299, 0.587, 0.114)
 
@@ -26,11 +28,6 @@ def to_grayscale(images: np.ndarray | torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected RGB images (N, 3, H, W), got shape {tuple(x.shape)}")
     weights = torch.tensor(LUMA_601, dtype=torch.float32).view(1, 3, 1, 1)
     return (x.float() / 255.0 * weights).sum(1, keepdim=True)
-
-
-def output_size(n: int, f: int, p: int = 0, s: int = 1, d: int = 1) -> int:
-    """n' = floor((n + 2p − f_eff) / s) + 1 with f_eff = d(f − 1) + 1 (PyTorch's rule)."""
-    return (n + 2 * p - (d * (f - 1) + 1)) // s + 1
 
 
 def kaiming_filter(out_channels: int = 1, in_channels: int = 1, size: int = 3,

@@ -16,7 +16,8 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from .conv_basics import correlate, output_size
+from ...conv_arithmetic import output_size
+from .conv_basics import correlate
 
 LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 
@@ -72,7 +73,7 @@ def _row(experiment: str, filter_name: str, setting: str, gray: torch.Tensor,
     n, f = gray.shape[-1], kernel.shape[-1]
     with torch.no_grad():
         fmap = correlate(gray, kernel.view(1, 1, f, f), stride=stride, padding=padding)
-    formula = output_size(n, f, padding, stride)
+    formula = output_size(n, f, stride=stride, padding=padding)
     measured = fmap.shape[-1]
     return {"experiment": experiment, "filter": filter_name, "setting": setting,
             "input_size": n, "filter_size": f, "stride": stride, "padding": padding,

@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...conv_arithmetic import output_size
 from ...datasets import Split, load_split, per_class_subset
 from ...io import read_json, write_csv, write_json, write_npz
 from ...provenance import stamp
 from ...runtime import normalizer
-from ...train import open_trained
+from ...trained import open_trained
 from . import conv_basics as cb
 from .equivariance import shift_study
 from .filters import settings_experiment
@@ -96,7 +97,7 @@ def conv_basics(*, data: dict[str, str], settings: dict[str, Any], conv: str, co
               **{f"symmetry_{k}": r["filters"].numpy() for k, r in runs.items()})
     write_json(conv_meta, {
         "input_size": gray.shape[-1], "output_size": compared["size"][-1],
-        "formula_size": cb.output_size(gray.shape[-1], kernel.shape[-1]),
+        "formula_size": output_size(gray.shape[-1], kernel.shape[-1]),
         "max_abs_difference": compared["max_abs_difference"],
         "init_rule": "fan-in: std sqrt(2 / (C_in k k)) = sqrt(2/9) for a 3x3 grayscale "
                      "filter (the document writes sqrt(2 / (224 * 224)))",
@@ -212,7 +213,8 @@ def patches(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, st
     for k, c in enumerate(crops):
         padded[k, :, :c.shape[1], :c.shape[2]] = c
     write_npz(patches, images=shown.images.cpu().numpy(), classes=np.asarray(shown.classes),
-              provenance=_provenance(spec, seed, device), crops=padded, crop_sizes=np.array([c.shape[1:] for c in crops]),
+              provenance=_provenance(spec, seed, device), crops=padded,
+              crop_sizes=np.array([c.shape[1:] for c in crops]),
               gradients=np.stack(gradients).astype(np.float32))
 
 

@@ -32,7 +32,6 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.nn import functional as F
 
-
 PROBE_CS = (0.001, 0.01, 0.1, 1.0)  # default inverse L2 strengths (config: fallback.probe_cs)
 
 

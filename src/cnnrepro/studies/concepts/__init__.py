@@ -10,14 +10,14 @@ CAM (per seed), Grad-CAM, FGSM; then the claims table (``claims``).
 
 from pathlib import Path
 
+from ...datasets import input_shape
+from ...spec import ConfigError, check_counts, test_images_per_class
 from ...study import Study, Table
 from . import claims, convtypes, stages, upstream
 from .figures import FIGURES
 
 
 def check_config(study: dict, config: dict) -> None:
-    from ...config import ConfigError, check_counts
-
     upstream.check(config)
     fgsm = study["fgsm"]
     if 0.0 not in fgsm["epsilons"]:
@@ -47,9 +47,6 @@ def check_config(study: dict, config: dict) -> None:
 def _check_per_class(config: dict, study: dict) -> None:
     """CAM's images per class within the test split's; FGSM's examples, one per class,
     within each target's classes (a stage would silently show fewer)."""
-    from ...config import ConfigError, test_images_per_class
-    from ...datasets import input_shape
-
     have = test_images_per_class(config, "concepts")
     if have is not None and study["cam"]["images_per_class"] > have:
         raise ConfigError(f"config key studies.concepts.cam.images_per_class: "
@@ -89,4 +86,5 @@ STUDY = Study(
     schema=Path(__file__).with_name("schema.yaml"),
     check_config=check_config,
     extra_datasets=upstream.datasets,
+    borrows=upstream.studies_used,
 )

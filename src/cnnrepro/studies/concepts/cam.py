@@ -30,7 +30,6 @@ from torch import nn
 
 from cnnrepro.runtime import forward_with_hooks
 
-
 # ---------------------------------------------------------------- helpers -----------
 
 def minmax(maps: np.ndarray | torch.Tensor, axes: tuple[int, ...] = (-2, -1)) -> np.ndarray:

@@ -49,8 +49,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cnnrepro.evaluate import count_flops, latency
-from cnnrepro.runtime import seed_everything
+from ...conv_arithmetic import dilated_kernel_size, output_size, transposed_output_size
+from ...cost import count_flops, latency
+from ...runtime import seed_everything
 
 LAYERS = ("standard", "pointwise 1x1", "dilated", "depthwise-separable", "transposed")
 CHECK_COLUMNS = ["layer", "configuration", "quantity", "expression", "formula", "measured",
@@ -95,27 +96,10 @@ def resolve_padding(padding: int | str, kernel: int, dilation: int = 1) -> int:
     raise ValueError(f"padding must be 'same', 'valid' or an int >= 0, not {padding!r}")
 
 
-def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
-                     dilation: int = 1) -> int:
-    """W' = ⌊(W + 2P − d(K − 1) − 1)/S⌋ + 1."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def transposed_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
-                           dilation: int = 1, output_padding: int = 0) -> int:
-    """PyTorch's W_o = (W_i − 1)·S − 2P + d(K − 1) + output_padding + 1."""
-    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
-
-
 def slide_transposed_output_size(size: int, kernel: int, stride: int = 1,
                                  padding: int = 0) -> int:
     """The slides' W_o = K + (W_i − 1)·S − 2P (d = 1, output_padding = 0)."""
     return kernel + (size - 1) * stride - 2 * padding
-
-
-def dilated_receptive_field(kernel: int, dilation: int) -> int:
-    """K + (K − 1)(d − 1): the span of a K-tap kernel with d − 1 gaps between taps."""
-    return kernel + (kernel - 1) * (dilation - 1)
 
 
 def separable_mac_ratio(c_out: int, kernel: int) -> Fraction:
@@ -217,7 +201,7 @@ def conv_points(grid: dict[str, Any]) -> Iterator[tuple[int, int, int, int, int,
     for c_out, k, s, pad, d in product(grid["c_out"], grid["kernel"], grid["stride"],
                                        grid["padding"], grid["dilation"]):
         p = resolve_padding(pad, k, d)
-        out = conv_output_size(grid["input_size"], k, s, p, d)
+        out = output_size(grid["input_size"], k, stride=s, padding=p, dilation=d)
         if out >= 1:
             yield c_out, k, s, p, d, out
 
@@ -228,7 +212,8 @@ def transposed_points(grid: dict[str, Any]) -> Iterator[tuple[int, int, int, int
     t = grid["transposed"]
     for c_out, k, s, p, op in product(grid["c_out"], t["kernel"], t["stride"], t["padding"],
                                       t["output_padding"]):
-        out = transposed_output_size(t["input_size"], k, s, p, 1, op)
+        out = transposed_output_size(t["input_size"], k, stride=s, padding=p,
+                                     output_padding=op)
         if op < s and out >= 1:
             yield c_out, k, s, p, op, out
 
@@ -320,7 +305,7 @@ def measure_convtypes(grid: dict[str, Any] | None = None, *, repeats: int = 5,
             # the receptive field, of the regular (d = 1) and the dilated convs
             probe = max(size, 2 * k * d + 1)
             checks.append(_row(layer, config, "receptive field", "K + (K − 1)(d − 1)",
-                               dilated_receptive_field(k, d),
+                               dilated_kernel_size(k, d),
                                measured_receptive_field(
                                    build_layer(layer, c_in, c_out, k, s, p, d), c_in, probe)))
 

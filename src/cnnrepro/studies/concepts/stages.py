@@ -27,7 +27,7 @@ from ...datasets import per_class_subset
 from ...io import write_csv, write_json, write_npz
 from ...provenance import stamp
 from ...runtime import normalizer
-from ...train import open_trained
+from ...trained import open_trained
 from . import cam, convtypes, fgsm_examples
 
 

@@ -17,16 +17,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from torch import nn
+
 from ... import paths
-from ...datasets import SPECS
+from ...datasets import SPECS, input_shape
+from ...models import meta_model
+from ...spec import ConfigError, training_spec
 
 STUDY = "concepts"
 
 
 def resolve(config: dict[str, Any], ref: dict[str, Any], seed: int) -> dict[str, Any]:
     """What a stage needs to open the model ``ref`` names, trained with ``seed``."""
-    from ...config import training_spec
-
     spec = training_spec(config, ref["study"], ref["model"])
     return {**ref, "seed": int(seed), "spec": spec,
             "weights": paths.run_file("weights", ref["study"], ref["model"], seed),
@@ -97,30 +99,9 @@ def disabled_note(config: dict[str, Any]) -> str | None:
             "study's settings; set their targets to others to avoid that")
 
 
-def departures(config: dict[str, Any]) -> dict[str, str]:
-    """This study's departures from the full settings, and those of every study it borrows
-    from as ``studies.<study>.<key>`` (a borrowed model trained for fewer epochs moves an
-    attack's success rate as much as this study's own settings do)."""
-    from ...config import ROOT, load
-    from ...config import departures as study_departures
-
-    full = load(ROOT / "config.yaml")
-    found = dict(study_departures(config, STUDY, full))
-    for study in studies_used(config):
-        found.update({f"studies.{study}.{k}": v
-                      for k, v in study_departures(config, study, full).items()})
-    return found
-
-
 def check(config: dict[str, Any]) -> None:
     """Every reference names a configured study and model; a named ``layer`` exists in that
     model and is a Conv2d (the model is built on the meta device, nothing is loaded)."""
-    from torch import nn
-
-    from ...config import ConfigError
-    from ...datasets import input_shape
-    from ...models import meta_model
-
     for key, ref in references(config).items():
         where = f"studies.{STUDY}.{key}"
         if ref["study"] not in config["studies"]:

@@ -9,6 +9,11 @@ trainer applies), the data probe (``data_probe``), the CNN's snapshot probe
 
 from pathlib import Path
 
+from torch import nn
+
+from ...datasets import class_names, input_shape
+from ...models import allowed_options, meta_model
+from ...spec import ConfigError, check_images, training_spec
 from ...study import Study, Table
 from . import claims, grid, probes
 from .figures import FIGURES
@@ -25,11 +30,6 @@ def check_config(study: dict, config: dict) -> None:
     """What the probes and the grid need: the followed image's class in the dataset, a
     model named ``cnn`` whose first layer is a convolution with the followed kernel, its
     snapshots, and a grid subset the training split can fill."""
-    from torch import nn
-
-    from ...config import ConfigError, check_images, training_spec
-    from ...datasets import class_names, input_shape
-    from ...models import meta_model
 
     probe, where = study["probe"], "config key studies.lenet"
     classes = class_names(config, study["dataset"])
@@ -61,8 +61,6 @@ def check_config(study: dict, config: dict) -> None:
 def check_grid(study: dict, where: str) -> None:
     """The pick final training uses comes from a grid that runs; the paper grid's settings
     name models of the study and options their architectures have."""
-    from ...config import ConfigError
-    from ...models import allowed_options
 
     grid = study["grid"]
     if grid["selection"] not in grid["protocols"]:

@@ -29,13 +29,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ...config import deep_update, training_spec
 from ...datasets import Split
 from ...ensemble import Stacked, mean_losses
 from ...io import read_csv, write_csv, write_json
 from ...provenance import stamp
 from ...runtime import batches, normalizer, seed_everything, select_device, set_numerics
-from ...train import check_last_batch, load_study_splits, make_model
+from ...spec import deep_update, training_spec
+from ...train import check_last_batch
+from ...trained import load_study_splits, make_model
 
 STUDY = "lenet"
 PICK_BY = {"clean": "val_acc", "paper": "test_acc"}  # protocol -> what its pick maximises

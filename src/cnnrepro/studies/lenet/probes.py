@@ -19,7 +19,7 @@ from ...datasets import load_split, per_class_subset
 from ...io import atomic_path, read_npz, write_npz
 from ...models import build_model
 from ...runtime import normalizer
-from ...train import read_weights, retrain_hint
+from ...trained import read_weights, retrain_hint
 
 CNN = "cnn"  # the study's convolutional model (config name): the one whose snapshots are probed
 

@@ -8,6 +8,8 @@ the layer-structure table (``claims``).
 
 from pathlib import Path
 
+from ...datasets import input_shape
+from ...spec import ConfigError, check_counts
 from ...study import Study, Table
 from . import claims, lab
 from .figures import FIGURES
@@ -15,9 +17,6 @@ from .figures import FIGURES
 
 def check_config(study: dict, config: dict) -> None:
     """The lab's probes fit the test images and the image size; beta is in its sweep."""
-    from ...config import ConfigError, check_counts
-    from ...datasets import input_shape
-
     lab = study["lab"]
     targeted = lab["targeted"]
     if targeted["beta"] not in targeted["betas"]:

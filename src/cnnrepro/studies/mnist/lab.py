@@ -19,7 +19,7 @@ from torch import nn
 from ...io import write_json, write_npz
 from ...provenance import stamp
 from ...runtime import Normalized, forward_with_hooks
-from ...train import open_trained
+from ...trained import open_trained
 
 
 def activations(model: nn.Module, x: torch.Tensor, n_layers: int = 2) -> list[torch.Tensor]:

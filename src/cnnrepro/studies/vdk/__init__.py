@@ -7,14 +7,13 @@ original notebook did) and the ``clean`` one; then the claims table (``claims``)
 
 from pathlib import Path
 
+from ...spec import ConfigError, check_counts
 from ...study import Study, Table
 from . import claims, stages
 from .figures import FIGURES
 
 
 def check_config(study: dict, config: dict) -> None:
-    from ...config import ConfigError, check_counts
-
     if study["claims"]["robust_epsilon"] not in study["fgsm"]["epsilons"]:
         raise ConfigError("config key studies.vdk.claims.robust_epsilon: "
                           f"{study['claims']['robust_epsilon']} is not in "
@@ -38,14 +37,14 @@ STUDY = Study(
                "fgsm": "attack/fgsm.json", "fgsm_curve": "attack/fgsm_clean.csv",
                "blur": "attack/blur.npz", "blur_summary": "attack/blur.json"},
     files={"paired": "summary/paired_tests.csv",
-           "faithfulness_summary": "summary/faithfulness.csv", "cost": "summary/cost.csv"},
+           "faithfulness_summary": "summary/faithfulness.csv", "cost_summary": "summary/cost.csv"},
     stages={"explain": stages.explain, "fgsm": stages.fgsm, "blur": stages.blur_search,
             "claims": claims.claims},
     figures=FIGURES,
     figure_notes={"confusion_matrices": "The original's Fig. 6 is transposed: it was drawn from "
                   "scikit-learn's confusion_matrix(y_pred, y_true), so its rows are the "
                   "predicted classes and its columns the true ones; here rows are true."},
-    tables=(Table("cost", "Parameters, multiply-accumulates (MACs) and CPU inference latency "
+    tables=(Table("cost_summary", "Parameters, multiply-accumulates (MACs) and CPU inference latency "
                   "per image batch (vdk.cost; the paper claims a low computational burden: "
                   "VDK CNNet's MACs are judged against the Baseline's and against its own "
                   "without the VDK branches)."),

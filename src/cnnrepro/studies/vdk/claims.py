@@ -19,11 +19,12 @@ VDK, BASE, NOVDK = "vdk_cnnet", "baseline_cnn", "vdk_novdk"
 def cost_table(files: StudyFiles) -> pd.DataFrame:
     """Parameters, MACs and inference latency per model (latency: mean over seeds)."""
     rows = []
+    costs = files.runs("cost")
     for (model, seed), path in files.runs("metrics").items():
         m = read_json(path)
         row = {"model": model, "seed": seed, "parameters": m["structure"]["parameters"],
                "macs": m["structure"]["macs"]}
-        for device, values in m["latency"].items():
+        for device, values in read_json(costs[model, seed])["latency"].items():
             row.update({f"latency_{device}_{k}": v for k, v in values.items()
                         if k.endswith("_ms")})
         rows.append(row)
@@ -41,14 +42,14 @@ def faithfulness_per_seed(files: StudyFiles) -> pd.DataFrame:
 
 
 def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[str, Any],
-           claims: str, paired: str, faithfulness_summary: str, cost: str,
+           claims: str, paired: str, faithfulness_summary: str, cost_summary: str,
            departures: dict[str, str] | None = None, preset: str = "full",
            threads: int | None = None) -> None:
     """The study's claims table (``settings``: the verdict rules' tolerances;
     ``departures``/``preset``: the run's departures from the full settings, which make the
     claims that depend on them not comparable)."""
     models, seeds = list(files.models), list(files.seeds)
-    write_csv(cost, cost_table(files))
+    write_csv(cost_summary, cost_table(files))
 
     def per_seed(name: str, pick) -> dict[str, list[float]]:
         return {m: [pick(read_json(p)) for p in paths] for m, paths in files.by_model(name).items()}

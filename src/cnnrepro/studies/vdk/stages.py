@@ -19,7 +19,7 @@ from ...datasets import load_split, per_class_subset
 from ...io import write_csv, write_json, write_npz
 from ...provenance import stamp
 from ...runtime import normalizer, standardizer
-from ...train import open_trained
+from ...trained import open_trained
 from .blur import IMMUNE, draw_sigmas, min_blur_clean, min_blur_paper, paper_kernel_sizes
 
 CAR_CLASS, CAR_RANK = "automobile", 1  # official test index 9 = test/automobile/0001.jpg
