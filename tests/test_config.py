@@ -21,10 +21,32 @@ def raw_config() -> dict:
 
 
 @pytest.mark.parametrize("preset", ["quick", "cpu", "document"])
-def test_presets_validate_and_list_deviations(preset):
+def test_presets_validate_and_their_departures_are_computed(preset):
     config = cfg.load(ROOT / "config.yaml", [ROOT / "config" / "presets" / f"{preset}.yaml"])
     assert config["preset"] == preset
-    assert config["deviations"], "a preset must say how it departs from the full settings"
+    found = cfg.run_departures(config)
+    assert found, "a preset departs from the full settings"
+    # the computed list is the claims' reasons' list: each study's departures, from the top
+    for study in config["studies"]:
+        own = {d["key"].removeprefix(f"studies.{study}."): d["change"] for d in found
+               if d["key"].startswith(f"studies.{study}.")}
+        assert own == cfg.block_departures(config["studies"][study],
+                                           cfg.load(ROOT / "config.yaml")["studies"][study])
+    # every note of the preset explains at least one computed departure
+    for note in config["deviation_notes"]:
+        assert any(d["note"] == config["deviation_notes"][note] for d in found), note
+
+
+def test_a_note_for_a_setting_the_run_does_not_change_is_refused():
+    config = raw_config()
+    config["deviation_notes"] = {"studies.mnist.training.epochs": "fewer epochs"}
+    with pytest.raises(cfg.ConfigError, match=r"deviation_notes\.studies\.mnist\.training\."
+                                              r"epochs: this configuration does not depart"):
+        cfg.validate(config)
+    config["studies"]["mnist"]["training"]["epochs"] = 1
+    assert cfg.run_departures(cfg.validate(config))[0] == {
+        "key": "studies.mnist.training.epochs", "change": "1 instead of 6",
+        "note": "fewer epochs"}
 
 
 def test_defaults_are_filled():
@@ -55,12 +77,14 @@ def test_bad_config_names_the_key(mutate, key):
     assert key in str(err.value)
 
 
-def test_tf32_is_listed_among_the_departures_once():
+def test_tf32_is_listed_among_the_departures_with_why():
     config = raw_config()
-    assert "TF32" not in " ".join(cfg.validate(copy.deepcopy(config))["deviations"])
+    assert cfg.run_departures(cfg.validate(copy.deepcopy(config))) == []
     config["runtime"]["precision"] = "tf32"
-    validated = cfg.validate(cfg.validate(config))  # validating again adds nothing
-    assert validated["deviations"] == [cfg.TF32_DEVIATION]
+    validated = cfg.validate(cfg.validate(config))
+    assert cfg.run_departures(validated) == [{
+        "key": "runtime.precision", "change": "tf32 instead of ieee",
+        "note": cfg.BUILT_IN_NOTES["runtime.precision"]}]
     assert cfg.training_spec(validated, "vdk", "vdk_cnnet")["precision"] == "tf32"
 
 

@@ -338,7 +338,7 @@ def test_a_reason_for_no_verdict_is_given_once_and_referred_to(tmp_path):
     rows = [{"claim_id": f"x.c{i}", "statement": "s", "protocol": "document",
              "paper_value": 0.5, "unit": "", "reproduced_mean": 0.4, "std": 0.01, "n": 2,
              "per_seed": "0:0.4;1:0.41", "verdict": verdict, "rule": "r", "reason": reason,
-             "depends_on": "training", "deterministic": False}
+             "depends_on": "training", "deterministic": False, "rows_in_table": 4}
             for i, (verdict, reason) in enumerate([
                 ("not comparable", "preset quick: training.epochs 1 instead of 6"),
                 ("holds", ""), ("not comparable", "preset quick: training.epochs 1 instead of 6"),
@@ -348,28 +348,38 @@ def test_a_reason_for_no_verdict_is_given_once_and_referred_to(tmp_path):
     assert notes == ["preset quick: training.epochs 1 instead of 6",
                      "preset quick: subset.test 500 instead of all"]
     assert [c["note"] for c in claims] == [1, None, 1, 2]
+    # a truncated table parses (and would give a consistent summary): its row count tells
+    text = (tmp_path / "claims.csv").read_text().splitlines()
+    (tmp_path / "claims.csv").write_text("\n".join(text[:3]) + "\n")
+    with pytest.raises(ArtifactError, match="claims.csv: holds 2 claim rows, but its stage "
+                                            "wrote 4: truncated"):
+        report._claims(tmp_path / "claims.csv")
 
 
-def test_every_figure_reads_only_what_its_rule_declares(quick_run, monkeypatch):
-    """What a figure opens (every artifact read goes through cnnrepro.io) is among its
-    rule's inputs, so a changed artifact always redraws the figures that show it."""
+def test_every_figure_reads_exactly_what_its_rule_declares(quick_run, monkeypatch, tmp_path):
+    """What a figure job opens (every artifact read goes through cnnrepro.io: its data and
+    its model cards' training records) is its rule's inputs, no more (a changed artifact
+    always redraws the figures that show it) and no less (a declared file it never reads
+    would rerun it for nothing, or hide a name that points at the wrong file)."""
     workdir, _ = quick_run
     config = cfg.load(ROOT / "config.yaml", [QUICK])
     monkeypatch.chdir(workdir)
     for study in studies.enabled(config):
-        for name, figure in studies.figures_for(study.name, config["studies"][study.name]).items():
-            declared = {os.path.normpath(p) for p in studies.figure_inputs(study.name, name, config)}
-            first = config["seeds"][0] if figure.per_seed else None
+        for name in studies.figures_for(study.name, config["studies"][study.name]):
+            declared = {os.path.normpath(p) for p in studies.figure_inputs(study.name, name, config)
+                        if not p.endswith(".py")}  # the drawing code, for its rule to rerun
             with recording_reads() as read:
-                plt.close(figure.draw(study.study_files(config, seed=first)))
-            assert read and read <= declared, (study.name, name, sorted(read - declared))
+                studies.render(study.name, name, config, tmp_path / "f.png", tmp_path / "f.pdf")
+            plt.close("all")
+            assert read == declared, (study.name, name, "undeclared:", sorted(read - declared),
+                                      "unread:", sorted(declared - read))
 
 
 def test_a_changed_title_or_deviation_renders_the_report_again(quick_run, tmp_path):
     workdir, _ = quick_run
     overlay = tmp_path / "retitled.yaml"
     overlay.write_text("studies: {caltech: {title: Another title}}\n"
-                       "deviations: [one more sentence]\n")
+                       "deviation_notes: {seeds: one more sentence}\n")
     proc = snakemake(workdir, "-n", configfiles=(QUICK, str(overlay)))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]

@@ -239,4 +239,16 @@ class ClaimTable:
         self.tests.append({"claim_id": claim_id, **result})
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows)
+        """The rows, each with the table's row count (``rows_in_table``): a truncated
+        file still parses, and that count is how the report tells (:func:`check_rows`)."""
+        return pd.DataFrame(self.rows).assign(rows_in_table=len(self.rows))
+
+
+def check_rows(frame: pd.DataFrame) -> str | None:
+    """What is wrong with a claims table's row count, or None: fewer rows than its stage
+    wrote (a truncated file parses as a shorter table with a consistent summary)."""
+    written = set(frame.get("rows_in_table", pd.Series(dtype=float)).dropna())
+    if len(written) != 1 or len(frame) != int(next(iter(written))):
+        said = " or ".join(str(int(n)) for n in sorted(written)) or "no count"
+        return f"holds {len(frame)} claim rows, but its stage wrote {said}: truncated or damaged"
+    return None

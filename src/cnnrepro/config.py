@@ -98,7 +98,7 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
                               f"allowed here: {allowed}")
         raise ConfigError(f"config key {key}: {err.message}")
     _check_semantics(config)
-    _list_runtime_deviations(config)
+    _check_notes(config)
     return config
 
 
@@ -115,17 +115,6 @@ def _check_finite(block: Any, path: tuple = ()) -> None:
     elif isinstance(block, float) and not math.isfinite(block):
         raise ConfigError(f"config key {_key(path)}: {block} is not a finite number (NaN and "
                           f"infinity are refused)")
-
-
-# A setting outside the study blocks that changes numbers: the report lists it among the
-# run's departures (config ``deviations``) whatever preset is in force.
-TF32_DEVIATION = ("runtime.precision tf32: CUDA computes float32 convolutions and matmuls in "
-                  "TF32 (10-bit mantissa) instead of full float32 as the originals")
-
-
-def _list_runtime_deviations(config: dict[str, Any]) -> None:
-    if config["runtime"]["precision"] == "tf32" and TF32_DEVIATION not in config["deviations"]:
-        config["deviations"].append(TF32_DEVIATION)
 
 
 def _check_semantics(config: dict[str, Any]) -> None:
@@ -246,3 +235,65 @@ def departures(config: dict[str, Any], study: str,
     for other in borrows(config) if borrows else []:
         found.update({f"studies.{other}.{key}": text for key, text in of(other).items()})
     return found
+
+
+# Settings outside the study blocks that move numbers: a departure of one of them is one of
+# the run's departures, like a study's.
+RUN_SETTINGS = ("seeds", "deterministic", "evaluation", "runtime.precision")
+# Why a departure moves numbers where no preset says (a preset's deviation_notes win).
+BUILT_IN_NOTES = {"runtime.precision": "CUDA computes float32 convolutions and matmuls in "
+                  "TF32 (10-bit mantissa) instead of full float32 as the originals"}
+
+
+def _pick(config: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The nested block of ``config`` holding just the dotted ``keys``."""
+    block: dict[str, Any] = {}
+    for key in keys:
+        *path, last = key.split(".")
+        source, target = config, block
+        for part in path:
+            source, target = source.get(part, {}), target.setdefault(part, {})
+        if last in source:
+            target[last] = source[last]
+    return block
+
+
+def _note_for(key: str, notes: dict[str, str]) -> str:
+    """The note of the most specific note key equal to ``key`` or a block above it."""
+    found = [k for k in notes if key == k or key.startswith(k + ".")]
+    return notes[max(found, key=len)] if found else ""
+
+
+def run_departures(config: dict[str, Any], reference: dict[str, Any] | None = None
+                   ) -> list[dict[str, str]]:
+    """Every way this run departs from the full settings, computed (never written by
+    hand, so the report's list and the claims' `not comparable` reasons cannot disagree):
+    the run-level settings (:data:`RUN_SETTINGS`), then each enabled study's block and
+    those of the studies it borrows models from, as ``{key, change, note}`` with keys from
+    the top (``studies.vdk.training.epochs``); ``note`` is the preset's
+    ``deviation_notes`` entry for that key or a block above it (why, not what)."""
+    reference = reference if reference is not None else _full_settings()
+    found = block_departures(_pick(config, RUN_SETTINGS), _pick(reference, RUN_SETTINGS))
+    studies = [s.name for s in enabled(config)]
+    studies += [o for s in enabled(config) for o in (s.borrows(config) if s.borrows else [])]
+    for study in dict.fromkeys(studies):
+        found.update({f"studies.{study}.{key}": text for key, text in block_departures(
+            config["studies"][study], reference["studies"].get(study, {})).items()})
+    notes = {**BUILT_IN_NOTES, **config.get("deviation_notes", {})}
+    return [{"key": key, "change": text, "note": _note_for(key, notes)}
+            for key, text in found.items()]
+
+
+def _check_notes(config: dict[str, Any]) -> None:
+    """A preset's note names a key this configuration changes (or a block above one): a
+    note about a setting the run does not change would explain a departure that is not
+    there."""
+    notes = config.get("deviation_notes", {})
+    if not notes:  # config.yaml itself has none: no full settings to load while loading them
+        return
+    keys = [d["key"] for d in run_departures(config)]
+    for note in notes:
+        if not any(k == note or k.startswith(note + ".") for k in keys):
+            raise ConfigError(f"config key deviation_notes.{note}: this configuration does not "
+                              f"depart from the full settings there (its departures: "
+                              f"{', '.join(keys) or 'none'})")

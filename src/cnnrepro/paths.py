@@ -25,6 +25,9 @@ from typing import Iterable, Mapping
 
 RESULTS = "results"
 STUDY, MODEL, SEED = "{study}", "{model}", "{seed}"
+# In a figure's inputs, ``(name, FIRST)``: the run files of the config's first model only
+# (a figure that shows one model declares just what it opens).
+FIRST = "<first model>"
 
 # Every run of every study has these (training and evaluation).
 RUN_FILES = {
@@ -169,23 +172,29 @@ class StudyFiles:
     def file(self, name: str, **fields: str | int) -> Path:
         return Path(self.root) / study_file(name, self.study, self._study_names(), **fields)
 
+    def _entry(self, entry: str | tuple[str, str]) -> tuple[str, list[str]]:
+        """An input entry as (name, models): every model, one named, or :data:`FIRST`."""
+        if isinstance(entry, str):
+            return entry, list(self.models)
+        name, only = entry
+        return name, [self.models[0] if only == FIRST else only]
+
     def models_read(self, names: Iterable[str | tuple[str, str]]) -> list[str]:
         """The models whose run files ``names`` read (see :meth:`paths`)."""
         found: list[str] = []
         for entry in names:
-            name, only = (entry, None) if isinstance(entry, str) else entry
+            name, models = self._entry(entry)
             if self.is_run_file(name):
-                found += [only] if only else list(self.models)
+                found += models
         return list(dict.fromkeys(found))
 
     def paths(self, names: Iterable[str | tuple[str, str]]) -> list[str]:
         """The files behind ``names`` as strings, for a rule's input: a run file for every
-        (model, seed); ``(name, model)`` for one model's runs; a study file once (a
-        ``{model}`` in its name is filled with every model)."""
+        (model, seed); ``(name, model)`` for one model's runs (``(name, FIRST)``: the first
+        model's); a study file once (a ``{model}`` in its name is filled with every model)."""
         found: list[str] = []
         for entry in names:
-            name, only = (entry, None) if isinstance(entry, str) else entry
-            models = [only] if only else list(self.models)
+            name, models = self._entry(entry)
             if self.is_run_file(name):
                 found += [str(p) for p in self.runs(name, models).values()]
             elif "{model}" in self._study_names()[name]:

@@ -28,7 +28,7 @@ from . import config as cfg
 from . import paths
 from . import studies as registry
 from .aggregate import METRICS, check_rates
-from .claims import NOT_COMPARABLE, verdict_counts
+from .claims import NOT_COMPARABLE, check_rows, verdict_counts
 from .datasets import SPECS
 from .io import artifact_error, atomic_path, read_benchmark, read_csv, read_json
 from .provenance import git_commit, versions
@@ -158,7 +158,11 @@ def _claims(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     reason by number: one preset's departures would otherwise repeat under every row)."""
     rows, notes = [], []
     # the paper's value as the study wrote it: the document's own literal, not re-rounded
-    for r in read_csv(path, dtype={"paper_value": str}).to_dict("records"):
+    frame = read_csv(path, dtype={"paper_value": str})
+    problem = check_rows(frame)
+    if problem:
+        raise artifact_error(path, problem)
+    for r in frame.to_dict("records"):
         unit = "" if pd.isna(r["unit"]) else r["unit"]
         reason = _text(r.get("reason"))
         if reason and reason not in notes:
@@ -268,7 +272,7 @@ def run_provenance(config: dict[str, Any], root: Path, workflow_dir: Path) -> di
             train_versions = train_versions or prov.get("versions")
     return {"git_commit": git_commit(workflow_dir), "versions": train_versions or versions(),
             "devices": sorted(devices), "preset": config.get("preset", "full"),
-            "deviations": list(config.get("deviations", [])),
+            "deviations": cfg.run_departures(config),
             "stage_times": stage_times(root)}
 
 
@@ -341,7 +345,14 @@ def _environment(latex: bool) -> jinja2.Environment:
     else:
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                                  autoescape=True, undefined=jinja2.StrictUndefined)
+    env.tests["of_study"] = departs_in
     return env
+
+
+def departs_in(departure: dict[str, str], study: str) -> bool:
+    """A run departure a study page lists: the study's own keys and the run-level ones."""
+    key = departure["key"]
+    return key.startswith(f"studies.{study}.") or not key.startswith("studies.")
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import config as cfg
 from . import paths, studies
 from .claims import verdict_counts
 from .estimate import (
@@ -187,7 +188,7 @@ def summary(config: dict[str, Any], root: str | Path, wall: float,
     said = f" (estimated at start: {duration(estimated)})" if estimated else ""
     lines = [f"cnnrepro: finished in {duration(wall, exact=True)}{said}.",
              f"  preset   '{config['preset']}', seeds {config['seeds']}: "
-             f"{len(config['deviations'])} departures from the documents' settings "
+             f"{len(cfg.run_departures(config))} departures from the documents' settings "
              f"(listed in the report)"]
     lines.append(f"  report   {index.as_uri()}{earlier(index)}" if index.is_file()
                  else "  report   not built: not among this run's targets")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ...io import read_json, read_npz
-from ...paths import StudyFiles
+from ...paths import FIRST, StudyFiles
 from ...plotting import image_panel, subplot_grid
 from ...study import Figures
 
@@ -30,7 +30,7 @@ def _digits(fig, axes, images, titles, colours=None, cmap="gray", symmetric=Fals
                     colour=colours[i] if colours else "black")
 
 
-LAB = ("lab",)
+LAB = (("lab", FIRST),)  # the lab figures show the first model (_lab)
 
 
 @FIGURES.register("Random test images with their true and predicted class.", "mnist.preds", LAB)
@@ -128,7 +128,7 @@ def mnist_fooling(files: StudyFiles) -> plt.Figure:
 @FIGURES.register("Targeted images: from a test image, ascend logit[target] - "
                   "beta*MSE(x, source) toward every other class (beta {lab[targeted][beta]:g} "
                   "on the [0, 1] scale: the assignment's 0.0001 on 0-255 times 255^2).",
-                  "mnist.targeted", LAB + ("lab_summary",))
+                  "mnist.targeted", LAB + (("lab_summary", FIRST),))
 def mnist_targeted(files: StudyFiles) -> plt.Figure:
     lab, model, seed = _lab(files)
     sources, images = lab["targeted_sources"], lab["targeted_images"]
@@ -192,7 +192,7 @@ def mnist_targeted_beta(files: StudyFiles) -> plt.Figure:
                   "noisy images), each added to the test images it was learned on; a Gaussian "
                   "noise of the same norm is the control. The claim scores the noises on "
                   "{lab[noise][held_out]} further test images they never saw.", "mnist.noise",
-                  ("lab", "lab_summary"))
+                  LAB + (("lab_summary", FIRST),))
 def mnist_noise(files: StudyFiles) -> plt.Figure:
     lab, model, seed = _lab(files)
     shares = read_json(files.run("lab_summary", model, seed))["noise"]

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ...attribution import PAPER_METHODS
 from ...io import read_csv, read_json, read_npz
-from ...paths import StudyFiles
+from ...paths import FIRST, StudyFiles
 from ...plotting import confusion_panel, image_panel
 from ...study import Figures
 from .blur import IMMUNE
@@ -136,7 +136,7 @@ def vdk_faithfulness(files: StudyFiles) -> plt.Figure:
 @FIGURES.register(
     "Clean protocol: torchattacks FGSM with normalisation inside the model, accuracy against "
     "the true labels over an epsilon sweep, mean ± std over seeds.",
-    "Fig. 8 (vdk.fig8), robustness claim", ("fgsm_curve", "fgsm"))
+    "Fig. 8 (vdk.fig8), robustness claim", ("fgsm_curve", ("fgsm", FIRST)))
 def vdk_fgsm_epsilon(files: StudyFiles) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     paper_eps = read_json(files.run("fgsm", files.models[0], files.seeds[0]))["paper"]["epsilon"]
