@@ -77,6 +77,19 @@ def test_bad_config_names_the_key(mutate, key):
     assert key in str(err.value)
 
 
+def test_a_note_may_name_a_disabled_studys_departure(tmp_path):
+    """--study caltech disables vdk and lenet under the document preset, whose notes name
+    them: the notes stay valid, and the run lists only the departures it runs."""
+    only = tmp_path / "only.yaml"
+    only.write_text("studies: {vdk: {enabled: false}, lenet: {enabled: false}, "
+                    "concepts: {enabled: false}, mnist: {enabled: false}}\n")
+    config = cfg.load(ROOT / "config.yaml", [ROOT / "config" / "presets" / "document.yaml", only])
+    keys = [d["key"] for d in cfg.run_departures(config)]
+    assert keys and not any(k.startswith(("studies.vdk.", "studies.lenet.")) for k in keys)
+    assert any(d["key"].startswith("studies.vdk.")
+               for d in cfg.run_departures(config, every_study=True))
+
+
 def test_tf32_is_listed_among_the_departures_with_why():
     config = raw_config()
     assert cfg.run_departures(cfg.validate(copy.deepcopy(config))) == []

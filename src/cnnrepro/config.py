@@ -264,19 +264,20 @@ def _note_for(key: str, notes: dict[str, str]) -> str:
     return notes[max(found, key=len)] if found else ""
 
 
-def run_departures(config: dict[str, Any], reference: dict[str, Any] | None = None
-                   ) -> list[dict[str, str]]:
+def run_departures(config: dict[str, Any], reference: dict[str, Any] | None = None,
+                   every_study: bool = False) -> list[dict[str, str]]:
     """Every way this run departs from the full settings, computed (never written by
     hand, so the report's list and the claims' `not comparable` reasons cannot disagree):
     the run-level settings (:data:`RUN_SETTINGS`), then each enabled study's block and
     those of the studies it borrows models from, as ``{key, change, note}`` with keys from
     the top (``studies.vdk.training.epochs``); ``note`` is the preset's
-    ``deviation_notes`` entry for that key or a block above it (why, not what)."""
+    ``deviation_notes`` entry for that key or a block above it (why, not what).
+    ``every_study``: the disabled studies' blocks too (what a preset's notes may name)."""
     reference = reference if reference is not None else _full_settings()
     found = block_departures(_pick(config, RUN_SETTINGS), _pick(reference, RUN_SETTINGS))
     studies = [s.name for s in enabled(config)]
     studies += [o for s in enabled(config) for o in (s.borrows(config) if s.borrows else [])]
-    for study in dict.fromkeys(studies):
+    for study in dict.fromkeys(list(config["studies"]) if every_study else studies):
         found.update({f"studies.{study}.{key}": text for key, text in block_departures(
             config["studies"][study], reference["studies"].get(study, {})).items()})
     notes = {**BUILT_IN_NOTES, **config.get("deviation_notes", {})}
@@ -285,13 +286,13 @@ def run_departures(config: dict[str, Any], reference: dict[str, Any] | None = No
 
 
 def _check_notes(config: dict[str, Any]) -> None:
-    """A preset's note names a key this configuration changes (or a block above one): a
-    note about a setting the run does not change would explain a departure that is not
-    there."""
+    """A preset's note names a key this configuration changes (or a block above one), in
+    any study, enabled or not (``--study`` disables the others under the same preset): a
+    note about a setting nothing changes would explain a departure that is not there."""
     notes = config.get("deviation_notes", {})
     if not notes:  # config.yaml itself has none: no full settings to load while loading them
         return
-    keys = [d["key"] for d in run_departures(config)]
+    keys = [d["key"] for d in run_departures(config, every_study=True)]
     for note in notes:
         if not any(k == note or k.startswith(note + ".") for k in keys):
             raise ConfigError(f"config key deviation_notes.{note}: this configuration does not "
