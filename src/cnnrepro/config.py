@@ -227,14 +227,28 @@ def departures(config: dict[str, Any], study: str,
     ``studies.<study>.<key>``: a borrowed model trained for fewer epochs moves an attack's
     success rate as much as the study's own settings do."""
     reference = reference if reference is not None else _full_settings()
-    def of(name: str) -> dict[str, str]:
-        return block_departures(config["studies"][name], reference["studies"].get(name, {}))
-
-    found = of(study)
-    borrows = REGISTRY[study].borrows if study in REGISTRY else None
-    for other in borrows(config) if borrows else []:
-        found.update({f"studies.{other}.{key}": text for key, text in of(other).items()})
+    found = _of_study(config, reference, study)
+    for other in _borrowed(config, study):
+        found.update({f"studies.{other}.{key}": text
+                      for key, text in _of_study(config, reference, other).items()})
     return found
+
+
+def _of_study(config: dict[str, Any], reference: dict[str, Any], study: str) -> dict[str, str]:
+    """A study block's departures from the reference's, keys relative to the block."""
+    return block_departures(config["studies"][study], reference["studies"].get(study, {}))
+
+
+def _borrowed(config: dict[str, Any], study: str) -> list[str]:
+    """The studies whose trained models ``study`` borrows (its registry entry's borrows)."""
+    borrows = REGISTRY[study].borrows if study in REGISTRY else None
+    return borrows(config) if borrows else []
+
+
+def _under(key: str, block: str) -> bool:
+    """``key`` is ``block`` or lies inside it (``studies.vdk.training.lr`` in
+    ``studies.vdk``)."""
+    return key == block or key.startswith(block + ".")
 
 
 # Settings outside the study blocks that move numbers: a departure of one of them is one of
@@ -260,7 +274,7 @@ def _pick(config: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 
 def _note_for(key: str, notes: dict[str, str]) -> str:
     """The note of the most specific note key equal to ``key`` or a block above it."""
-    found = [k for k in notes if key == k or key.startswith(k + ".")]
+    found = [k for k in notes if _under(key, k)]
     return notes[max(found, key=len)] if found else ""
 
 
@@ -276,10 +290,10 @@ def run_departures(config: dict[str, Any], reference: dict[str, Any] | None = No
     reference = reference if reference is not None else _full_settings()
     found = block_departures(_pick(config, RUN_SETTINGS), _pick(reference, RUN_SETTINGS))
     studies = [s.name for s in enabled(config)]
-    studies += [o for s in enabled(config) for o in (s.borrows(config) if s.borrows else [])]
+    studies += [other for study in studies for other in _borrowed(config, study)]
     for study in dict.fromkeys(list(config["studies"]) if every_study else studies):
-        found.update({f"studies.{study}.{key}": text for key, text in block_departures(
-            config["studies"][study], reference["studies"].get(study, {})).items()})
+        found.update({f"studies.{study}.{key}": text
+                      for key, text in _of_study(config, reference, study).items()})
     notes = {**BUILT_IN_NOTES, **config.get("deviation_notes", {})}
     return [{"key": key, "change": text, "note": _note_for(key, notes)}
             for key, text in found.items()]
@@ -294,7 +308,7 @@ def _check_notes(config: dict[str, Any]) -> None:
         return
     keys = [d["key"] for d in run_departures(config, every_study=True)]
     for note in notes:
-        if not any(k == note or k.startswith(note + ".") for k in keys):
+        if not any(_under(k, note) for k in keys):
             raise ConfigError(f"config key deviation_notes.{note}: this configuration does not "
                               f"depart from the full settings there (its departures: "
                               f"{', '.join(keys) or 'none'})")
