@@ -1,5 +1,5 @@
 # Reproduction pipeline of five CNN studies: a table of contents.
-# Stages: data -> train -> evaluate -> aggregate -> study analyses (vdk, mnist, lenet, concepts) -> report.
+# Stages: data -> train -> evaluate -> aggregate -> each study's declared stages -> report.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -15,11 +15,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/vdk.smk"
-include: "workflow/rules/mnist.smk"
+include: "workflow/rules/stages.smk"
 include: "workflow/rules/lenet.smk"
-include: "workflow/rules/caltech.smk"
-include: "workflow/rules/concepts.smk"
 include: "workflow/rules/report.smk"
 
 

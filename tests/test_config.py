@@ -9,7 +9,7 @@ import socket
 import pytest
 import yaml
 from bad_overlays import SCHEMA_AND_SEMANTICS, SOURCE_LEVEL, YAML_LEVEL, params
-from conftest import MIRROR, QUICK, ROOT
+from conftest import QUICK, ROOT
 
 from cnnrepro import config as cfg
 from cnnrepro import studies
@@ -227,11 +227,11 @@ def test_without_the_mirror_folder_the_default_config_downloads(tmp_path, monkey
     cfg.check_data(config, source.mirror)  # nothing to list without the mirror: no error
 
 
-def test_beside_the_mirror_the_default_config_uses_it(monkeypatch):
+def test_beside_the_mirror_the_default_config_uses_it(mirror, monkeypatch):
     monkeypatch.delenv("CNNREPRO_DATA_MIRROR", raising=False)
-    monkeypatch.chdir(MIRROR.parent.parent / "main")  # ../shared/datasets exists from here
+    monkeypatch.chdir(ROOT)  # ../shared/datasets exists from here
     source = data_source(cfg.load(ROOT / "config.yaml")["data"]["mirror"])
-    assert source.mirror is not None and source.mirror.resolve() == MIRROR
+    assert source.mirror is not None and source.mirror.resolve() == mirror
     assert "offline mirror" in source.describe(["mnist"], "data/downloads")
 
 

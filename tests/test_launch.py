@@ -147,7 +147,7 @@ def test_repro_names_a_missing_preset_and_overlay(project):
     assert proc.returncode != 0 and "repro: absent.yaml: no such config file" in proc.stderr
 
 
-def test_repro_runs_snakemake_with_the_preset_in_force(project):
+def test_repro_runs_snakemake_with_the_preset_in_force(project, mirror):
     (project / "mine.yaml").write_text("studies:\n  vdk: {enabled: false}\n")
     proc = repro(project, "run", "--preset", "quick", "mine.yaml", "-n")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -18,7 +18,7 @@ def test_one_call_gives_the_rule_pattern_or_the_job_file():
     assert paths.figure("lenet", "lenet_grid", "pdf") == "results/report/lenet/lenet_grid.pdf"
     assert paths.log("train_model", "{study}", "{model}", "seed{seed}") == \
         "results/logs/train_model/{study}/{model}/seed{seed}.log"
-    assert paths.study_file("claims", "mnist") == "results/mnist/summary/claims.csv"
+    assert paths.study_file("claims", "mnist") == "results/mnist/claims/claims.csv"
 
 
 def test_study_files_resolve_runs_in_model_then_seed_order(tmp_path):
@@ -34,7 +34,7 @@ def test_study_files_resolve_runs_in_model_then_seed_order(tmp_path):
         "results/s/b/seed0/probe/x.npz", "results/s/b/seed1/probe/x.npz",
         "results/s/b/seed0/eval/metrics.json", "results/s/b/seed1/eval/metrics.json",
         "results/s/grid/a/grid.csv", "results/s/grid/b/grid.csv",
-        "results/s/summary/claims.csv")]
+        "results/s/claims/claims.csv")]
     with pytest.raises(KeyError):
         files.file("no_such_artifact")
 

@@ -124,7 +124,7 @@ def test_the_fallback_and_chance_level_models_are_named_where_they_are_shown(qui
 
 def test_claims_table_has_every_claim_as_mean_std_n(quick_run):
     workdir, _ = quick_run
-    claims = pd.read_csv(workdir / "results/vdk/summary/claims.csv")
+    claims = pd.read_csv(workdir / "results/vdk/claims/claims.csv")
     page = parse(workdir / "results/report/vdk.html")
     assert page.claim_rows == claims["claim_id"].tolist()
     reproduced = [text.split(" per seed")[0] for row, text in page.cells
@@ -142,7 +142,7 @@ def test_overview_counts_four_verdict_kinds_matching_claims_csv(quick_run):
     for study, cell in zip(enabled(workdir), found):
         if not studies.get(study).has_claims:
             continue
-        verdicts = pd.read_csv(workdir / f"results/{study}/summary/claims.csv")["verdict"]
+        verdicts = pd.read_csv(workdir / f"results/{study}/claims/claims.csv")["verdict"]
         shown = dict(re.findall(r'class="verdict [a-z-]+">([a-z ]+)</span> (\d+)', cell))
         assert list(shown) == list(VERDICTS), cell  # all four kinds, zeros included
         assert {v: int(n) for v, n in shown.items()} == {
@@ -356,23 +356,29 @@ def test_a_reason_for_no_verdict_is_given_once_and_referred_to(tmp_path):
         report._claims(tmp_path / "claims.csv")
 
 
-def test_every_figure_reads_exactly_what_its_rule_declares(quick_run, monkeypatch, tmp_path):
-    """What a figure job opens (every artifact read goes through cnnrepro.io: its data and
-    its model cards' training records) is its rule's inputs, no more (a changed artifact
-    always redraws the figures that show it) and no less (a declared file it never reads
-    would rerun it for nothing, or hide a name that points at the wrong file)."""
+QUICK_CONFIG = cfg.load(ROOT / "config.yaml", [QUICK])
+QUICK_FIGURES = [(study.name, name) for study in studies.enabled(QUICK_CONFIG)
+                 for name in studies.figures_for(study.name, QUICK_CONFIG["studies"][study.name])]
+
+
+@pytest.mark.parametrize("study,name", QUICK_FIGURES, ids=[f"{s}-{n}" for s, n in QUICK_FIGURES])
+def test_every_figure_reads_exactly_what_its_rule_declares(quick_run, study, name, monkeypatch,
+                                                           tmp_path):
+    """Every registered figure of every study, drawn again from the shared quick run: what
+    its job opens (every artifact read goes through cnnrepro.io: its data and its model
+    cards' training records) is its rule's inputs, no more (a changed artifact always
+    redraws the figures that show it) and no less (a declared file it never reads would
+    rerun it for nothing, or hide a name that points at the wrong file)."""
     workdir, _ = quick_run
-    config = cfg.load(ROOT / "config.yaml", [QUICK])
     monkeypatch.chdir(workdir)
-    for study in studies.enabled(config):
-        for name in studies.figures_for(study.name, config["studies"][study.name]):
-            declared = {os.path.normpath(p) for p in studies.figure_inputs(study.name, name, config)
-                        if not p.endswith(".py")}  # the drawing code, for its rule to rerun
-            with recording_reads() as read:
-                studies.render(study.name, name, config, tmp_path / "f.png", tmp_path / "f.pdf")
-            plt.close("all")
-            assert read == declared, (study.name, name, "undeclared:", sorted(read - declared),
-                                      "unread:", sorted(declared - read))
+    declared = {os.path.normpath(p) for p in studies.figure_inputs(study, name, QUICK_CONFIG)
+                if not p.endswith(".py")}  # the drawing code, for its rule to rerun
+    with recording_reads() as read:
+        studies.render(study, name, QUICK_CONFIG, tmp_path / "f.png", tmp_path / "f.pdf")
+    plt.close("all")
+    assert read == declared, ("undeclared:", sorted(read - declared),
+                              "unread:", sorted(declared - read))
+    assert (tmp_path / "f.png").stat().st_size > 0
 
 
 def test_a_changed_title_or_deviation_renders_the_report_again(quick_run, tmp_path):

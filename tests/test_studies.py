@@ -6,11 +6,14 @@ import inspect
 from pathlib import Path
 
 import pytest
+from conftest import QUICK, ROOT
 
 from cnnrepro import config as cfg
-from cnnrepro import paths, plotting, studies
+from cnnrepro import paths, plotting, rules, studies
+from cnnrepro.datasets import SPECS
 
 STUDIES = sorted(studies.REGISTRY)
+SPLITS = {split for spec in SPECS.values() for split in spec.splits}
 
 
 @pytest.mark.parametrize("name", STUDIES)
@@ -30,14 +33,80 @@ def test_figure_name_is_function_name_and_its_code_is_a_rule_input(name, full_co
         figure.absent_for(full_config["studies"][name])
 
 
+STAGES = [(study, stage) for study, stage in rules.all_stages()]
+STAGE_IDS = [study.rule(stage) for study, stage in STAGES]
+
+
+class Wildcards(dict):
+    """What Snakemake hands an input or param function: the job's wildcards by name."""
+
+    __getattr__ = dict.__getitem__
+
+
+def _job_wildcards(study, stage, config) -> Wildcards:
+    """The wildcards of one of the stage's jobs under ``config``."""
+    found = {"model": stage.model or next(iter(config["studies"][study.name]["models"])),
+             "seed": str(config["seeds"][0])}
+    found.update({name: pattern.split("|")[0] for name, pattern in stage.wildcards.items()})
+    return Wildcards(found)
+
+
+@pytest.mark.parametrize("study,stage", STAGES, ids=STAGE_IDS)
+@pytest.mark.parametrize("preset", ["full", "quick"])
+def test_each_stage_takes_exactly_what_its_rule_gives(study, stage, preset, full_config):
+    """Rule, stage key and function share one name; the function takes, by keyword, each
+    file the rule writes and every input and param the rule gives it (for a job of the full
+    and the quick config), and nothing the rule does not give (bar defaults)."""
+    config = full_config if preset == "full" else cfg.load(ROOT / "config.yaml", [QUICK])
+    assert studies.stage(study.name, stage.name) is stage and stage.run.__name__ == stage.name
+    assert rules.rule_name(study, stage) == f"{stage.name}_{study.name}"
+    w = _job_wildcards(study, stage, config)
+    inputs = rules.inputs(config, study, stage)(w)
+    given = (set(stage.writes) | {"threads"} | (set(inputs) - {"files", *SPLITS})
+             | ({"data"} if set(inputs) & set(SPLITS) else set())
+             | set(rules.params(config, study, stage)) - {"study", "stage"})
+    params = inspect.signature(stage.run).parameters
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
+    assert given <= set(params), sorted(given - set(params))
+    required = {n for n, p in params.items() if p.default is inspect.Parameter.empty}
+    assert required <= given, sorted(required - given)
+    for value in rules.params(config, study, stage).values():  # each param resolves
+        value(w) if callable(value) else value
+
+
+@pytest.mark.parametrize("study,stage", STAGES, ids=STAGE_IDS)
+def test_a_stage_writes_into_the_folder_of_its_name_and_alone(study, stage, full_config):
+    """figure -> artifact -> stage is one lookup: the stage that writes a file is its
+    producer, and the file's folder says so."""
+    for name in stage.writes:
+        relative = (study.run_files if stage.per_run else study.files).get(
+            name, paths.STUDY_FILES.get(name))
+        assert relative is not None, f"{name} is not a {'run' if stage.per_run else 'study'} file"
+        assert relative.split("/")[0] == stage.name, (name, relative)
+        assert study.producer(name) is stage
+    for name in rules.outputs(study, stage):
+        assert name in stage.writes
+
+
 @pytest.mark.parametrize("name", STUDIES)
-def test_stages_take_keyword_arguments_and_threads(name):
-    for stage_name, function in studies.get(name).stages.items():
-        params = inspect.signature(function).parameters
-        assert "threads" in params, f"{name}.{stage_name} must accept threads"
-        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values()), stage_name
+def test_every_figure_input_has_one_producer_named_in_its_lineage(name):
+    for fig_name in studies.figures_for(name):
+        lineage = studies.lineage(name, fig_name)
+        assert lineage["drawn_by"].endswith(f".py::{fig_name}")
+        for step in lineage["computed_by"]:
+            module, function = step["code"].split("::")
+            assert (Path(studies.__file__).parents[1].parent / module).is_file()
+            assert step["rule"].startswith(function) or step["rule"] in {
+                "train_model", "evaluate_model", "aggregate_study"}
+
+
+def test_an_undeclared_read_is_an_error_naming_the_file(tmp_path, full_config):
+    files = studies.get("vdk").study_files(full_config, str(tmp_path)).only(["fgsm"])
+    files.runs("fgsm")  # declared
+    with pytest.raises(paths.UndeclaredRead, match="'metrics' is not among the files declared"):
+        files.by_model("metrics")
     with pytest.raises(KeyError, match="no stage"):
-        studies.stage(name, "no_such_stage")
+        studies.stage("vdk", "no_such_stage")
 
 
 def test_every_registered_study_has_its_schema_block_and_every_key_a_description():

@@ -12,7 +12,7 @@ import torch
 from cnnrepro import config as cfg
 from cnnrepro.logs import log_to
 from cnnrepro.models import ModelError, frozen_split, standardized_head
-from cnnrepro.studies.lenet.probes import follow_kernel
+from cnnrepro.studies.lenet.probes import evolution
 from cnnrepro.train import check_last_batch, score_splits, setup, train, train_one_epoch
 from cnnrepro.trained import CheckpointError, load_study_splits, load_trained
 
@@ -146,9 +146,9 @@ def test_crafted_checkpoint_is_refused_and_runs_nothing(mnist_spec, mnist_data, 
     snapshots.mkdir()
     torch.save({"w": CreatesAFile(planted)}, snapshots / "epoch_000.pt")
     with pytest.raises(CheckpointError, match="epoch_000.pt"):
-        follow_kernel(spec={**mnist_spec, "arch": "lenet_cnn", "options": {}},
-                      snapshots=str(snapshots), data=mnist_data, evolution=str(tmp_path / "e.npz"),
-                      settings={"image_class": "0 - zero", "image_rank": 0, "kernel": 0, "every": 1})
+        evolution(spec={**mnist_spec, "arch": "lenet_cnn", "options": {}},
+                  snapshots=str(snapshots), data=mnist_data, evolution=str(tmp_path / "e.npz"),
+                  settings={"image_class": "0 - zero", "image_rank": 0, "kernel": 0, "every": 1})
     assert not planted.exists()
     torch.load(run / "model.pt", weights_only=False)  # the payload is live: a full unpickle runs it
     assert planted.exists()

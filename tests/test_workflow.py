@@ -137,11 +137,11 @@ def test_quick_preset_runs_the_vdk_analyses(quick_run):
         maps = np.load(run / "explain/attributions.npz")
         assert {"saliency", "integrated_gradients", "ig_smoothgrad_sq", "deeplift"} <= set(maps.files)
         assert maps["indices"][0] == 1001  # the paper's car, official test index 9
-        fgsm = json.loads((run / "attack/fgsm.json").read_text())
+        fgsm = json.loads((run / "fgsm/fgsm.json").read_text())
         assert fgsm["paper"]["epsilon"] == 0.16 and len(fgsm["clean"]["curve"]) == 3
-        blur = json.loads((run / "attack/blur.json").read_text())
+        blur = json.loads((run / "blur/blur.json").read_text())
         assert 0 <= blur["paper"]["immune"] <= 1
-    claims = pd.read_csv(workdir / "results/vdk/summary/claims.csv")
+    claims = pd.read_csv(workdir / "results/vdk/claims/claims.csv")
     assert {"vdk.acc.vdk_cnnet", "vdk.fig8.baseline_cnn", "vdk.tab1.vdk_cnnet.paper",
             "vdk.tab1.gain.clean", "vdk.cost.baseline_cnn", "vdk.cost.vdk_novdk"
             } <= set(claims["claim_id"])
@@ -165,7 +165,7 @@ def test_quick_preset_runs_the_mnist_lab(quick_run):
         lab = np.load(workdir / f"results/mnist/{model}/seed0/lab/lab.npz")
         assert lab["fool_images"].shape == (10, 1, 28, 28)
         assert lab["noise"].shape == (10, 1, 28, 28) and lab["occ_drop"].shape[0] == 10
-    claims = pd.read_csv(workdir / "results/mnist/summary/claims.csv").set_index("claim_id")
+    claims = pd.read_csv(workdir / "results/mnist/claims/claims.csv").set_index("claim_id")
     assert {"mnist.acc.cnn", "mnist.acc.cnn_bn", "mnist.time", "mnist.parameters",
             "mnist.neurons", "mnist.fool.cnn", "mnist.targeted.cnn", "mnist.noise.cnn"
             } <= set(claims.index)
@@ -174,7 +174,7 @@ def test_quick_preset_runs_the_mnist_lab(quick_run):
     assert claims.loc["mnist.parameters", "n"] == 1
     assert claims.loc["mnist.acc.cnn", "verdict"] == "not comparable"
     assert claims.loc["mnist.time", "verdict"] == "inconclusive"  # one seed: no verdict
-    structure = pd.read_csv(workdir / "results/mnist/summary/structure.csv")
+    structure = pd.read_csv(workdir / "results/mnist/claims/structure.csv")
     assert set(structure["model"]) == {"cnn", "cnn_bn"}
 
 
@@ -184,13 +184,13 @@ def test_quick_preset_runs_the_concepts_study(quick_run):
     results = workdir / "results/concepts"
     checks = pd.read_csv(results / "convtypes/checks.csv")
     assert len(checks) > 50 and checks["match"].all()  # every formula row, measured
-    assert (pd.read_csv(results / "gap/seed0/explain/cam_agreement.csv")["pearson"] > 0.999).all()
+    assert (pd.read_csv(results / "gap/seed0/cam/agreement.csv")["pearson"] > 0.999).all()
     sweep = pd.read_csv(results / "fgsm/sweep.csv")
     assert set(sweep["target"]) == set(quick["studies"]["concepts"]["fgsm"]["targets"])
     gradcam = np.load(results / "gradcam/gradcam.npz")
     assert set(json.loads(str(gradcam["targets"]))) == set(
         quick["studies"]["concepts"]["gradcam"]["targets"])
-    claims = pd.read_csv(results / "summary/claims.csv").set_index("claim_id")
+    claims = pd.read_csv(results / "claims/claims.csv").set_index("claim_id")
     structural = claims[claims.index.str.startswith("concepts.formula.")]
     assert len(structural) == 5 and (structural["verdict"] == "holds").all()
     assert claims.loc["concepts.cam_gradcam", "verdict"] == "holds"
@@ -211,9 +211,9 @@ def test_quick_preset_runs_the_caltech_visualisations(quick_run):
     for name, figure in studies.figures_for("caltech", quick["studies"]["caltech"]).items():
         assert (report / f"caltech/{name}.png").is_file(), name
         assert f"caltech/{name}.png" in page and figure.reproduces in page, name
-    sizes = pd.read_csv(workdir / "results/caltech/basics/size_table.csv")
+    sizes = pd.read_csv(workdir / "results/caltech/conv_settings/size_table.csv")
     assert sizes["match"].all() and len(sizes) == 2 * 4 + 2 * 3 + 4
-    claims = pd.read_csv(workdir / "results/caltech/summary/claims.csv").set_index("claim_id")
+    claims = pd.read_csv(workdir / "results/caltech/claims/claims.csv").set_index("claim_id")
     for structural in ("caltech.fig1.output_size", "caltech.fig2.layer2_size",
                        "caltech.sizes.stride", "caltech.init.constant_symmetric",
                        "caltech.equivariance.circular"):
@@ -238,7 +238,7 @@ def test_quick_run_ends_with_a_summary_of_what_it_made(quick_run):
     lines = text.splitlines()
     for study in studies.enabled(quick):
         if study.has_claims:
-            verdicts = pd.read_csv(workdir / f"results/{study.name}/summary/claims.csv")["verdict"]
+            verdicts = pd.read_csv(workdir / f"results/{study.name}/claims/claims.csv")["verdict"]
             (line,) = [line for line in lines if line.strip().startswith(study.name + " ")]
             counts = line.strip()[len(study.name):].strip().split(", ")
             said = {verdict: int(n) for n, verdict in (part.split(" ", 1) for part in counts)}
@@ -259,7 +259,7 @@ def _estimate(workdir: Path, *args: str, configfiles=()) -> dict:
 
 def test_estimate_counts_only_the_jobs_of_the_requested_targets(tmp_path):
     everything = _estimate(tmp_path)  # the full settings
-    mnist = _estimate(tmp_path, "results/mnist/summary/claims.csv")
+    mnist = _estimate(tmp_path, "results/mnist/claims/claims.csv")
     seconds = {job["benchmark"]: job["seconds"] for job in everything["jobs"] if job["benchmark"]}
     assert {job["study"] for job in mnist["jobs"]} == {"mnist", ""}
     assert {job["rule"] for job in mnist["jobs"] if not job["study"]} == {"prepare_dataset"}

@@ -19,7 +19,7 @@ registry entry; :class:`StudyFiles` resolves those names for stages and figures.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -48,7 +48,7 @@ STUDY_FILES = {
     "metrics_long": "summary/metrics_long.csv",
     "metrics_summary": "summary/metrics_summary.csv",
     "histories": "summary/history.csv",
-    "claims": "summary/claims.csv",
+    "claims": "claims/claims.csv",     # the claims stage's (studies that have one)
 }
 
 
@@ -133,6 +133,10 @@ def benchmark_rule(path: str) -> str:
     return path.removeprefix(benchmarks_dir() + "/").split("/")[0].removesuffix(".tsv")
 
 
+class UndeclaredRead(KeyError):
+    """A stage or figure opened a file it did not declare (its rule would not wait for it)."""
+
+
 @dataclass(frozen=True)
 class StudyFiles:
     """One study's artifacts by name, for a configuration's models and seeds.
@@ -148,6 +152,19 @@ class StudyFiles:
     run_names: Mapping[str, str] = field(default_factory=dict)    # the study's own run files
     study_names: Mapping[str, str] = field(default_factory=dict)  # the study's own files
     root: str = "."  # where results/ lies (the working directory of the workflow)
+    # The names it may open (:meth:`only`); None: every name. A stage or figure reads
+    # through an accessor limited to what it declares, so an undeclared read is an error.
+    allowed: frozenset[str] | None = None
+
+    def only(self, names: Iterable[str | tuple[str, str]]) -> StudyFiles:
+        """This accessor limited to ``names`` (entries as :meth:`paths` takes them)."""
+        return replace(self, allowed=frozenset(self._entry(e)[0] for e in names))
+
+    def _check(self, name: str) -> None:
+        if self.allowed is not None and name not in self.allowed:
+            raise UndeclaredRead(f"{self.study}: {name!r} is not among the files declared "
+                                 f"for this reader ({sorted(self.allowed)}): declare it, so "
+                                 "that its rule waits for it")
 
     def _run_names(self) -> dict[str, str]:
         return {**RUN_FILES, **self.run_names}
@@ -159,6 +176,7 @@ class StudyFiles:
         return name in self._run_names()
 
     def run(self, name: str, model: str, seed: int) -> Path:
+        self._check(name)
         return Path(self.root) / run_file(name, self.study, model, seed, self._run_names())
 
     def runs(self, name: str, models: Iterable[str] | None = None) -> dict[tuple[str, int], Path]:
@@ -170,6 +188,7 @@ class StudyFiles:
         return {m: [self.run(name, m, s) for s in self.seeds] for m in (models or self.models)}
 
     def file(self, name: str, **fields: str | int) -> Path:
+        self._check(name)
         return Path(self.root) / study_file(name, self.study, self._study_names(), **fields)
 
     def _entry(self, entry: str | tuple[str, str]) -> tuple[str, list[str]]:

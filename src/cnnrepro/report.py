@@ -224,6 +224,7 @@ def study_page(config: dict[str, Any], study: registry.Study, root: Path) -> Stu
                              "card": model_cards.caption(found),
                              "at_chance": any(c.at_chance for c in found),
                              "reproduces": figure.reproduces, "seed": seeds[0] if others else None,
+                             **registry.lineage(study.name, name),
                              "other_seeds": others,
                              "png": f"{study.name}/{name}.png", "pdf": f"{study.name}/{name}.pdf"})
     page.absent = [{"name": name, "reproduces": figure.reproduces,

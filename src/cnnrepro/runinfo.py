@@ -41,6 +41,7 @@ from .estimate import (
     record_sizes,
 )
 from .io import atomic_path, read_csv, write_json
+from .study import Stage
 
 GUARD_ENV = "CNNREPRO_COST_GUARD"
 ESTIMATE_JSON_ENV = "CNNREPRO_ESTIMATE_JSON"
@@ -73,6 +74,14 @@ def run_device(config: dict[str, Any]) -> str:
     return config["device"]
 
 
+def _declared(job: Any) -> Stage | None:
+    """The study stage a job runs (its rule's params name it), if any."""
+    study, stage = job.params.get("study"), job.params.get("stage")
+    if not (isinstance(study, str) and isinstance(stage, str)):
+        return None
+    return studies.get(study).stages.get(stage)
+
+
 def jobs_of(dag: Any, config: dict[str, Any]) -> list[Job]:
     """The jobs Snakemake will run (its DAG after what is done), dependencies first."""
     pending = set(dag.needrun_jobs())
@@ -84,10 +93,11 @@ def jobs_of(dag: Any, config: dict[str, Any]) -> list[Job]:
         spec = spec if isinstance(spec, dict) and "arch" in spec else None
         study = job.wildcards.get("study") or job.params.get("study") or (spec or {}).get("study", "")
         model = job.wildcards.get("model") or (spec or {}).get("model", "")
-        # A job that writes weights trains them; one with params.runs (a vectorised grid)
-        # trains one model per entry, each with its spec.
-        runs = len(job.params.get("runs") or [None])
-        trains = "weights" in job.output.keys() or "runs" in job.params.keys()
+        # A declared stage says whether it trains and how many models one job trains (a
+        # vectorised grid: all its points); of the generic rules, training writes weights.
+        stage = _declared(job)
+        trains = stage.trains if stage else "weights" in job.output.keys()
+        runs = stage.runs(config) if stage and stage.runs else 1
         found.append(Job(
             rule=job.rule.name, study=str(study), model=str(model),
             work=runs * job_work(config, spec, trains), threads=int(job.threads),

@@ -78,6 +78,64 @@ class Figures(dict):
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One step of a study, declared beside its function by :meth:`Stages.register`.
+
+    Its name is the function's name, the stage key, the folder of the files it writes and,
+    with the study's, its rule's name (``fgsm_vdk``), log and benchmark. The workflow builds
+    the rule from this declaration alone (``workflow/rules/stages.smk``): its inputs are
+    what the stage reads, its outputs what it writes, its params its settings. The function
+    is called with keyword arguments: each written artifact's path by its name; per run,
+    ``spec`` and ``seed`` and each read run file by its name; otherwise ``files``, an
+    accessor limited to ``reads``; ``data`` (the splits), ``settings`` where declared, and
+    ``departures`` and ``preset`` where it takes them (a claims table).
+    """
+
+    run: Callable
+    writes: tuple[str, ...]                  # artifact names (the study's files or run files)
+    # artifact names, as Figure.inputs; or (config) -> names, where the config decides
+    reads: tuple[str | tuple[str, str], ...] | Callable[[dict], tuple] = ()
+    data: bool | tuple[str, ...] = False     # the study's dataset splits it reads (True: all)
+    settings: str | None = None              # its block of the study's config
+    per_run: bool = False                    # one job per trained (model, seed)
+    model: str | None = None                 # per run of this model only
+    wildcards: Mapping[str, str] = field(default_factory=dict)  # more, with their patterns
+    resources: str = "analyse"               # the block of config.yaml's resources:
+    trains: bool = False                     # trains models (the estimate's work)
+    runs: Callable[[dict], int] | None = None  # models one job trains (config); None: one
+    local: bool = False                      # runs on the submitting machine (a cluster)
+    # Further params (config, wildcards) -> {name: value}: slices of the config beyond
+    # ``settings``, and paths of other studies' files it borrows (``inputs``).
+    params: Callable[[dict, Any], dict] | None = None
+    inputs: Callable[[dict, Any], dict] | None = None  # (config, wildcards) -> named inputs
+
+    @property
+    def name(self) -> str:
+        return self.run.__name__
+
+    @property
+    def source(self) -> Path:
+        return Path(inspect.getsourcefile(self.run)).resolve()
+
+    def reads_for(self, config: dict) -> tuple[str | tuple[str, str], ...]:
+        return tuple(self.reads(config)) if callable(self.reads) else self.reads
+
+    def takes(self, argument: str) -> bool:
+        return argument in inspect.signature(self.run).parameters
+
+
+class Stages(dict):
+    """A study's stages by name, filled by the :meth:`register` decorator beside each
+    function (so what it reads and writes sits with the code that does it)."""
+
+    def register(self, writes: tuple[str, ...], **declared: Any) -> Callable:
+        def add(run: Callable) -> Callable:
+            self[run.__name__] = Stage(run, tuple(writes), **declared)
+            return run
+        return add
+
+
+@dataclass(frozen=True)
 class Table:
     """A study file shown as a table in the report."""
 
@@ -90,7 +148,7 @@ class Study:
     name: str
     run_files: Mapping[str, str] = field(default_factory=dict)    # per-run artifacts
     files: Mapping[str, str] = field(default_factory=dict)        # study-level artifacts
-    stages: Mapping[str, Callable] = field(default_factory=dict)  # called by the stage rule
+    stages: Mapping[str, Stage] = field(default_factory=dict)     # each a rule of its own
     figures: Mapping[str, Figure] = field(default_factory=dict)   # beyond the shared three
     figure_notes: Mapping[str, str] = field(default_factory=dict)  # added to a shared caption
     animations: Mapping[str, str] = field(default_factory=dict)   # name -> caption (GIFs)
@@ -103,6 +161,8 @@ class Study:
     extra_datasets: Callable[[dict], list[str]] | None = None
     # studies whose trained models it borrows (config) -> names; their departures are its own
     borrows: Callable[[dict], list[str]] | None = None
+    # a line for the start of a run (config) -> text or None, e.g. what it must leave out
+    start_note: Callable[[dict], str | None] | None = None
 
     def study_files(self, config: dict[str, Any], root: str = ".",
                     seed: int | None = None) -> paths.StudyFiles:
@@ -117,3 +177,12 @@ class Study:
 
     def file(self, name: str, **fields: str | int) -> str:
         return paths.study_file(name, self.name, {**paths.STUDY_FILES, **self.files}, **fields)
+
+    def rule(self, stage: Stage) -> str:
+        """The rule of one of its stages: ``<stage>_<study>``."""
+        return f"{stage.name}_{self.name}"
+
+    def producer(self, artifact: str) -> Stage | None:
+        """The stage that writes ``artifact`` (None: a generic rule does: training,
+        evaluation, aggregation)."""
+        return next((s for s in self.stages.values() if artifact in s.writes), None)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import stripes, write_split
 
 from cnnrepro import config as cfg
 from cnnrepro.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_COMPARABLE
@@ -24,28 +25,13 @@ CLASSES = ["butterfly", "kangaroo", "sunflower"]
 SIZE = 32
 
 
-def _split(path, n_per_class: int, seed: int) -> None:
-    """Stripes (horizontal, vertical, diagonal) at random period and phase, with noise:
-    a learnable 3-class problem, saved as a prepared split."""
-    g = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    images, labels = [], []
-    for label, coord in enumerate((yy, xx, yy + xx)):
-        for _ in range(n_per_class):
-            pattern = np.sin(2 * np.pi * coord / g.uniform(3, 7) + g.uniform(0, 2 * np.pi))
-            noisy = 0.5 + 0.3 * pattern + 0.15 * g.normal(size=(3, SIZE, SIZE))
-            images.append((np.clip(noisy, 0, 1) * 255).astype(np.uint8))
-            labels.append(label)
-    np.savez(path, images=np.stack(images), labels=np.array(labels), classes=np.array(CLASSES))
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("caltech_data")
     found = {}
     for split, n, seed in (("train", 10, 0), ("val", 4, 1), ("test", 4, 2)):
         found[split] = str(root / f"{split}.npz")
-        _split(found[split], n, seed)
+        write_split(found[split], *stripes(n, SIZE, seed), CLASSES)
     return found
 
 
@@ -102,7 +88,8 @@ def test_before_training_stages(data, full_config, tmp_path):
     assert np.all(init == init[:1]) and not np.allclose(conv["init_kaiming"][0][0],
                                                         conv["init_kaiming"][0][1])
 
-    stages.stacked_layers(data=data, settings=block["layers"], layers=tmp_path / "layers.npz",
+    stages.stacked_layers(data=data, settings=block["layers"],
+                          stacked_layers=tmp_path / "layers.npz",
                           layers_meta=tmp_path / "layers.json")
     layers = read_json(tmp_path / "layers.json")
     assert layers["sizes"] == layers["formula_sizes"] == [SIZE - 2, SIZE - 4]
@@ -216,7 +203,7 @@ def _synthetic_run(root, weights_used: str, train_acc=(1.0, 1.0), val_acc=(0.86,
             "probe": {"C": 0.1, "dim": 512, "accuracy": {"train": 1.0, "val": 0.8,
                                                          "test": 0.75}},
             "head_gradient": {"loss": 1.0, "head_grad_norm": 0.1}})
-    write_json(root / "conv.json", {"input_size": 224, "output_size": 222,
+    write_json(files.file("conv_meta"), {"input_size": 224, "output_size": 222,
                                     "formula_size": 222, "symmetry": {
                                         "steps": 5, "constant": {"spread": 0.0},
                                         "kaiming": {"spread": 0.3}},
@@ -226,19 +213,21 @@ def _synthetic_run(root, weights_used: str, train_acc=(1.0, 1.0), val_acc=(0.86,
                                          "held_out": 0.55 + (init_gain + 0.01 * s) * (
                                              k == "kaiming")}
                                         for s in (0, 1, 2) for k in ("constant", "kaiming")]})
-    write_json(root / "layers.json", {"sizes": [222, 220], "formula_sizes": [222, 220],
+    write_json(files.file("layers_meta"), {"sizes": [222, 220], "formula_sizes": [222, 220],
                                       "input_size": 224})
-    write_csv(root / "sizes.csv", pd.DataFrame(
+    write_csv(files.file("size_table"), pd.DataFrame(
         [{"experiment": e, "match": True} for e in ("stride", "padding", "size")]))
     return files
 
 
 def _claims(root, files, full_config, departures):
-    caltech_claims.claims(files=files, settings=full_config["studies"]["caltech"]["claims"],
-                          conv_meta=root / "conv.json", layers_meta=root / "layers.json",
-                          size_table=root / "sizes.csv", claims=root / "claims.csv",
-                          fallback_summary_csv=root / "fallback.csv", departures=departures,
-                          preset="test")
+    """The claims stage through the accessor its declaration gives it (an undeclared read
+    fails)."""
+    reads = caltech_claims.STAGES["claims"].reads_for(full_config)
+    caltech_claims.claims(files=files.only(reads),
+                          settings=full_config["studies"]["caltech"]["claims"],
+                          claims=root / "claims.csv", fallback_summary=root / "fallback.csv",
+                          departures=departures, preset="test")
     return pd.read_csv(root / "claims.csv").set_index("claim_id")
 
 
@@ -258,16 +247,16 @@ def test_claims_full_settings_give_verdicts(tmp_path, full_config):
 
 def test_the_documents_literals_are_the_paper_values_and_can_fail(tmp_path, full_config):
     files = _synthetic_run(tmp_path, "IMAGENET1K_V1")
-    write_json(tmp_path / "layers.json", {"sizes": [222, 219], "formula_sizes": [222, 219],
-                                          "input_size": 224})  # a wrong second layer
+    write_json(files.file("layers_meta"), {"sizes": [222, 219], "formula_sizes": [222, 219],
+                                           "input_size": 224})  # a wrong second layer
     table = _claims(tmp_path, files, full_config, {})
     assert table.loc["caltech.fig2.layer2_size", "paper_value"] == "220"
     assert table.loc["caltech.fig2.layer2_size", "verdict"] == FAILS
     assert table.loc["caltech.fig1.output_size", "paper_value"] == "222"
     sizes = table.loc["caltech.sizes.stride"]  # the document prints no such share: ours
     assert sizes["protocol"] == "ours" and sizes["paper_value"] == "–"
-    write_json(tmp_path / "conv.json", {**read_json(tmp_path / "conv.json"),
-                                        "input_size": 100, "output_size": 98})
+    write_json(files.file("conv_meta"), {**read_json(files.file("conv_meta")),
+                                         "input_size": 100, "output_size": 98})
     table = _claims(tmp_path, files, full_config, {})
     assert table.loc["caltech.fig1.output_size", "verdict"] == NOT_COMPARABLE
     assert "224-px images; this run's are 100 px" in table.loc["caltech.fig1.output_size",

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import GuidedBackprop
+from conftest import stripes
 from scipy import signal
 from torch import nn
 from torchvision.models import vgg19
@@ -300,25 +301,8 @@ def test_shift_study_rows():
 
 # --- VGG19 fallback ----------------------------------------------------------------------
 
-def _striped_images(n_per_class: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A learnable toy problem: horizontal, vertical or diagonal stripes at a random
-    phase and period, with noise, as uint8 RGB images."""
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    images, labels = [], []
-    for label, coord in enumerate((yy, xx, yy + xx)):
-        for _ in range(n_per_class):
-            period = 3 + 4 * torch.rand(1, generator=g)
-            phase = 2 * math.pi * torch.rand(1, generator=g)
-            pattern = torch.sin(2 * math.pi * coord / period + phase)
-            noisy = 0.5 + 0.3 * pattern + 0.15 * torch.randn(3, size, size, generator=g)
-            images.append((noisy.clamp(0, 1) * 255).to(torch.uint8))
-            labels.append(label)
-    return torch.stack(images), torch.tensor(labels)
-
-
 def test_linear_probe_on_random_vgg_features_beats_chance():
-    data = {name: _striped_images(n, 32, seed) for name, n, seed in
+    data = {name: tuple(map(torch.from_numpy, stripes(n, 32, seed))) for name, n, seed in
             (("train", 10, 0), ("val", 5, 1), ("test", 5, 2))}
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

@@ -10,10 +10,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import bands, write_split
 
 from cnnrepro import config as cfg
 from cnnrepro import paths
-from cnnrepro.io import write_npz
 from cnnrepro.studies import concepts, figures_for, get, render
 from cnnrepro.studies.concepts import claims as concepts_claims
 from cnnrepro.studies.concepts import stages, upstream
@@ -27,24 +27,12 @@ TINY_GRID = {"c_in": 4, "c_out": [4, 8], "kernel": [3], "stride": [1, 2], "paddi
              "repeats": 1, "warmup": 0, "latency_max_seconds": 0.5}
 
 
-def _bands(n_per_class: int, channels: int, size: int, seed: int):
-    """uint8 images where class k has a bright horizontal band at rows 2k, 2k + 1 (learnable
-    in one or two epochs)."""
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(3), n_per_class)
-    images = rng.integers(20, 110, (len(labels), channels, size, size))
-    for k in range(3):
-        images[labels == k, :, 2 * k:2 * k + 2] += 120
-    return images.astype(np.uint8), labels.astype(np.int64)
-
-
 def _dataset(root, name: str, channels: int, size: int) -> dict[str, str]:
     found = {}
     for split, seed in (("train", 0), ("test", 1)):
-        images, labels = _bands(40 if split == "train" else 12, channels, size, seed)
-        found[split] = str(root / "data" / name / f"{split}.npz")
-        write_npz(found[split], images=images, labels=labels,
-                  classes=np.asarray(["top", "middle", "bottom"]))
+        found[split] = write_split(root / "data" / name / f"{split}.npz",
+                                   *bands(40 if split == "train" else 12, channels, size, seed),
+                                   ["top", "middle", "bottom"])
     return found
 
 
@@ -77,24 +65,23 @@ def run(tmp_path_factory):
     files = get("concepts").study_files(config, str(root))
     out = {name: str(files.file(name)) for name in get("concepts").files}
 
-    stages.convtypes_table(grid=TINY_GRID, seed=0, checks=out["convtypes_checks"],
-                           ratios=out["convtypes_ratios"], layers=out["convtypes_layers"],
-                           summary=out["convtypes_summary"], meta=out["convtypes_meta"])
+    stages.convtypes(settings={**TINY_GRID, "seed": 0},
+                     **{name: out[name] for name in stages.STAGES["convtypes"].writes})
     hierarchy = {"channels": 2, "steps": 5, "lr": 0.1, "l2": 1e-3, "init_std": 0.1}
-    stages.hierarchy(source=refs[("cnn", 0)], settings=hierarchy, features=out["hierarchy"])
+    stages.hierarchy(source=refs[("cnn", 0)], settings=hierarchy, hierarchy=out["hierarchy"])
     for seed in seeds:
-        stages.cam_maps(spec=gap, seed=seed, weights=refs[("gap", seed)]["weights"], data=gray,
-                        settings={"images_per_class": 2, "agreement_images": 9},
-                        cam_file=str(files.run("cam", "gap", seed)),
-                        agreement=str(files.run("cam_agreement", "gap", seed)))
+        stages.cam(spec=gap, seed=seed, weights=refs[("gap", seed)]["weights"], data=gray,
+                   settings={"images_per_class": 2, "agreement_images": 9},
+                   cam=str(files.run("cam", "gap", seed)),
+                   cam_agreement=str(files.run("cam_agreement", "gap", seed)))
     stages.gradcam(targets={"cnn": [{**refs[("cnn", 0)], "layer": None}],
                             "gap": [{**refs[("gap", 0)], "layer": "features.3"}]},
-                   settings={"images": 3}, gradcam_file=out["gradcam"])
+                   settings={"images": 3}, gradcam=out["gradcam"])
     fgsm = {"images": 30, "examples": 3, "epsilons": [0.0, 0.1, 0.5], "target_rule": "next"}
     targets = {"cnn": [{**refs[("cnn", s)], "epsilon": 0.5} for s in seeds],
                "gap": [{**refs[("gap", s)], "epsilon": 0.1} for s in seeds]}
-    stages.fgsm(targets=targets, settings=fgsm, examples=out["fgsm_examples"],
-                sweep=out["fgsm_sweep"])
+    stages.fgsm(targets=targets, settings=fgsm, fgsm_examples=out["fgsm_examples"],
+                fgsm_sweep=out["fgsm_sweep"])
     fgsm_block = {**fgsm, "targets": {n: {k: r[0][k] for k in ("study", "model", "epsilon")}
                                       for n, r in targets.items()}}
     return {"root": root, "files": files, "out": out, "refs": refs, "fgsm": fgsm_block,
@@ -167,11 +154,12 @@ def test_fgsm_stage_sweeps_every_seed_and_shows_the_first(run):
 
 def _claims(run, departures, preset):
     concepts_config = cfg.load(cfg.ROOT / "config.yaml")["studies"]["concepts"]
-    out = {k: str(run["root"] / f"{k}.csv") for k in ("claims", "fgsm_table")}
-    concepts_claims.claims(files=run["files"], settings=concepts_config["claims"],
+    out = {k: str(run["root"] / f"{k}.csv") for k in ("claims", "fgsm_summary")}
+    reads = concepts_claims.STAGES["claims"].reads_for({})
+    concepts_claims.claims(files=run["files"].only(reads), settings=concepts_config["claims"],
                            fgsm_settings=run["fgsm"], grid_seed=0, departures=departures,
                            preset=preset, **out)
-    return pd.read_csv(out["claims"]).set_index("claim_id"), pd.read_csv(out["fgsm_table"])
+    return pd.read_csv(out["claims"]).set_index("claim_id"), pd.read_csv(out["fgsm_summary"])
 
 
 def test_claims_structural_rows_hold_under_a_preset_attacks_not_comparable(run):

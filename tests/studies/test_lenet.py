@@ -21,15 +21,15 @@ from cnnrepro.io import write_npz
 from cnnrepro.models import build_model
 from cnnrepro.studies.lenet.claims import PAPER_WINNERS, confusion_rate
 from cnnrepro.studies.lenet.grid import (
+    grid,
     grid_runs,
     grid_spec,
     logspace,
     point_spec,
-    run_grid,
     select,
     train_points,
 )
-from cnnrepro.studies.lenet.probes import animation_frames, covariance_sample, probe_data, write_gif
+from cnnrepro.studies.lenet.probes import animation_frames, covariance_sample, data_probe, write_gif
 from cnnrepro.train import train
 from cnnrepro.trained import load_study_splits, load_trained
 
@@ -51,7 +51,7 @@ def test_covariance_is_numpy_cov_of_a_class_balanced_random_sample(tmp_path):
     labels = np.repeat(np.arange(3), 20)  # sorted by class, as the prepared arrays are
     write_npz(tmp_path / "train.npz", images=images, labels=labels,
               classes=np.asarray(["a", "b", "c"]))
-    probe_data(data={"train": str(tmp_path / "train.npz")},
+    data_probe(data={"train": str(tmp_path / "train.npz")},
                settings={"samples_per_class": 3, "covariance_images": 25}, seed=0,
                data_probe=str(tmp_path / "probe.npz"))
     probe = np.load(tmp_path / "probe.npz")
@@ -141,10 +141,10 @@ def test_vectorised_grid_points_equal_separately_trained_points(tmp_path, arch, 
     the same (a near-tie flipping one image would show up here as a failure)."""
     data = tiny_data(tmp_path)
     spec = tiny_spec(arch, options)
-    grid = {"lr": {"start": -3, "stop": -2, "num": 2}, "weight_decay": {"start": -4, "stop": -1, "num": 2}}
-    runs = grid_runs(grid)
-    run_grid(data=data, spec=spec, runs=runs, seed=0, chunk_size=chunk_size,
-             history=str(tmp_path / "grid.csv"), meta=str(tmp_path / "grid.json"))
+    runs = grid_runs({"lr": {"start": -3, "stop": -2, "num": 2},
+                      "weight_decay": {"start": -4, "stop": -1, "num": 2}})
+    grid(data=data, spec=spec, runs=runs, seed=0, chunk_size=chunk_size,
+         grid_history=str(tmp_path / "grid.csv"), grid_meta=str(tmp_path / "grid.json"))
     vectorised = pd.read_csv(tmp_path / "grid.csv")
     assert len(vectorised) == len(runs) * 2 and json.loads(
         (tmp_path / "grid.json").read_text())["splits"] == {"train": 72, "val": 24, "test": 30}
@@ -256,8 +256,8 @@ def test_selection_picks_each_protocol_from_its_own_grid(tmp_path):
                              f"{test if last else 0.99}")
         histories.append(tmp_path / f"{protocol}.csv")
         histories[-1].write_text("\n".join(lines) + "\n")
-    select(histories=[str(h) for h in histories], protocols=list(accs), grid=grid, model="cnn",
-           grid_table=str(tmp_path / "grid.csv"), selection=str(tmp_path / "sel.json"),
+    select(histories=[str(h) for h in histories], settings={**grid, "protocols": list(accs)},
+           model="cnn", grid_table=str(tmp_path / "grid.csv"), selection=str(tmp_path / "sel.json"),
            overrides=str(tmp_path / "over.json"))
     pick = json.loads((tmp_path / "sel.json").read_text())
     assert (pick["clean"]["lr_index"], pick["clean"]["wd_index"]) == (0, 1)  # not test's (0, 0)
@@ -271,6 +271,7 @@ def test_selection_picks_each_protocol_from_its_own_grid(tmp_path):
     assert "paper" in overrides["selected_by"]
 
 
+@pytest.mark.e2e  # a dry run of the workflow
 def test_full_config_plans_one_grid_job_per_model_and_protocol(tmp_path, monkeypatch):
     monkeypatch.setenv("CNNREPRO_ESTIMATE_JSON", str(tmp_path / "estimate.json"))
     proc = snakemake(tmp_path, "-n", "--quiet", "rules", configfiles=())
@@ -298,20 +299,20 @@ def test_quick_grid_runs_picks_a_point_and_final_training_uses_it(quick_run):
     quick = cfg.load(ROOT / "config.yaml", [ROOT / "config/presets/quick.yaml"])
     grid = quick["studies"]["lenet"]["grid"]
     for model in quick["studies"]["lenet"]["models"]:
-        pick = json.loads((workdir / f"results/lenet/grid/{model}/selection.json").read_text())
+        pick = json.loads((workdir / f"results/lenet/select/{model}/selection.json").read_text())
         assert pick["clean"]["lr"] in logspace(grid["lr"])
         assert pick["paper"]["weight_decay"] in logspace(grid["weight_decay"])
         meta = json.loads((workdir / f"results/lenet/{model}/seed0/train.json").read_text())
         assert meta["provenance"]["config"]["training"]["lr"] == pick[grid["selection"]]["lr"]
     # The quick grid does not contain the original's winners: "not picked" is not comparable.
-    claims = pd.read_csv(workdir / "results/lenet/summary/claims.csv").set_index("claim_id")
+    claims = pd.read_csv(workdir / "results/lenet/claims/claims.csv").set_index("claim_id")
     for model, winner in PAPER_WINNERS.items():
         assert not (np.isclose(logspace(grid["lr"]), winner["lr"], rtol=0.01).any()
                     and np.isclose(logspace(grid["weight_decay"]), winner["weight_decay"],
                                    rtol=0.01).any())
         assert claims.loc[f"lenet.grid.{model}.clean", "verdict"] == "not comparable"
         assert "grid.lr" in claims.loc[f"lenet.grid.{model}.clean", "reason"]
-    evo = np.load(workdir / "results/lenet/cnn/seed0/probe/evolution.npz")
+    evo = np.load(workdir / "results/lenet/cnn/seed0/evolution/evolution.npz")
     assert evo["epochs"].tolist() == [0, 2] and evo["kernels"].shape == (2, 3, 5, 5)
     assert (workdir / "results/report/lenet/lenet_feature_maps.gif").is_file()
 
@@ -322,7 +323,7 @@ def test_without_the_grid_table2_is_judged_and_the_picks_say_not_run(tmp_path, f
     not comparable, naming the grid."""
     from cnnrepro.claims import NOT_COMPARABLE
     from cnnrepro.studies import lenet
-    from cnnrepro.studies.lenet.claims import claims
+    from cnnrepro.studies.lenet.claims import STAGES, claims
 
     config = cfg.load(ROOT / "config.yaml", [ROOT / "config" / "presets" / "document.yaml"])
     config["seeds"] = [0, 1]
@@ -340,8 +341,9 @@ def test_without_the_grid_table2_is_judged_and_the_picks_say_not_run(tmp_path, f
         pd.DataFrame({"epoch": range(31), "test_acc": np.linspace(0.3, 0.7, 31)}).to_csv(
             files.run("history", model, seed), index=False)
     out = tmp_path / "claims.csv"
-    claims(files=files, settings=config["studies"]["lenet"]["claims"], grid_seed=None,
-           claims=str(out), grid_summary=str(tmp_path / "grid.csv"),
+    reads = STAGES["claims"].reads_for(config)  # without the grid's files: it did not run
+    claims(files=files.only(reads), settings=config["studies"]["lenet"]["claims"],
+           grid_seed=None, claims=str(out), grid_summary=str(tmp_path / "grid.csv"),
            departures=cfg.departures(config, "lenet"), preset="document")
     table = pd.read_csv(out).set_index("claim_id")
     picks = table[table.index.str.startswith("lenet.grid.")]

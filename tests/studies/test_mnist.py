@@ -14,11 +14,11 @@ from cnnrepro import config as cfg
 from cnnrepro.cost import layer_table
 from cnnrepro.models import build_model
 from cnnrepro.runtime import Normalized
+from cnnrepro.studies.mnist import lab as lab_stage
 from cnnrepro.studies.mnist.claims import structure_table
 from cnnrepro.studies.mnist.lab import (
     activations,
     ascend,
-    lab_probes,
     learn_noise,
     noise_probe,
     occlusion_maps,
@@ -138,8 +138,8 @@ def lab_run(trained_mnist_run, mnist_data, full_config, tmp_path_factory):
     settings["fooling"].update(iterations=5)
     settings["targeted"].update(iterations=20, step=0.05, betas=[0.0, 6.5025, 650.25])
     settings["noise"].update(images=10, held_out=50, iterations=5)
-    lab_probes(spec=spec, seed=0, weights=str(run / "model.pt"), data=mnist_data,
-               settings=settings, lab=str(out / "lab.npz"), lab_summary=str(out / "lab.json"))
+    lab_stage.lab(spec=spec, seed=0, weights=str(run / "model.pt"), data=mnist_data,
+                  settings=settings, lab=str(out / "lab.npz"), lab_summary=str(out / "lab.json"))
     return np.load(out / "lab.npz"), json.loads((out / "lab.json").read_text())
 
 

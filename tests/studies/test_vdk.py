@@ -90,12 +90,13 @@ def _vdk_claims(files, tmp_path, departures, preset):
     import pandas as pd
 
     from cnnrepro import config as cfg
-    from cnnrepro.studies.vdk.claims import claims
+    from cnnrepro.studies.vdk.claims import STAGES, claims
 
     vdk = cfg.load(cfg.ROOT / "config.yaml")["studies"]["vdk"]
     out = {n: str(tmp_path / f"{n}.csv") for n in ("claims", "paired", "faithfulness_summary",
                                                    "cost_summary")}
-    claims(files=files, settings=vdk["claims"], fgsm_settings=vdk["fgsm"],
+    claims(files=files.only(STAGES["claims"].reads), settings=vdk["claims"],
+           fgsm_settings=vdk["fgsm"],
            departures=departures, preset=preset, **out)
     return pd.read_csv(out["claims"]).set_index("claim_id")
 

@@ -8,6 +8,7 @@ from cnnrepro.configfile import read_config_file
 from cnnrepro.spec import evaluation_spec, training_spec
 from cnnrepro import locks
 from cnnrepro import paths
+from cnnrepro import rules
 from cnnrepro import runinfo
 from cnnrepro import studies
 from cnnrepro.datasets import SPECS, data_source, options as dataset_options, verify_mirror
@@ -28,12 +29,7 @@ def resources_of(stage, key):
 
 def data_paths(study):
     """The prepared splits a study's models train and are tested on."""
-    dataset = config["studies"][study]["dataset"]
-    return {split: paths.data(dataset, split) for split in SPECS[dataset].splits}
-
-
-def study_models(study):
-    return list(config["studies"][study]["models"])
+    return rules.data_paths(config, study)
 
 
 def study_files(study):
@@ -116,6 +112,10 @@ def check_sources():
         SOURCE.describe(cfg.needed_datasets(config), config["data"]["download_root"]),
         file=sys.stderr,
     )
+    for study in studies.enabled(config):
+        note = study.start_note(config) if study.start_note else None
+        if note:
+            print(note, file=sys.stderr)
 
 
 if workflow.is_main_process:

@@ -1,24 +1,58 @@
 """The studies, one folder each, and the registry the workflow and the report read.
 
 Adding a study: a folder here whose ``__init__`` builds a :class:`cnnrepro.study.Study`,
-one line in :data:`REGISTRY`, a ``workflow/rules/<study>.smk`` and its block in
-``config.yaml``.
+one line in :data:`REGISTRY` and its block in ``config.yaml``; its stages' rules come
+from their declarations (``workflow/rules/stages.smk``).
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 from .. import paths
+from ..aggregate import aggregate
 from ..cards import cards, title_flag
+from ..evaluate import evaluate
 from ..plotting import SHARED, save
-from ..study import Figure, Study
+from ..study import Figure, Stage, Study
+from ..train import train
 from . import caltech, concepts, lenet, mnist, vdk
 
 REGISTRY: dict[str, Study] = {s.name: s for s in (vdk.STUDY, mnist.STUDY, lenet.STUDY,
                                                    caltech.STUDY, concepts.STUDY)}
+
+
+# The generic rules that write what every study has: a figure's lineage names them.
+GENERIC_WRITERS: dict[str, tuple[str, Callable]] = {
+    **{n: ("train_model", train) for n in paths.TRAIN_OUTPUTS},
+    **{n: ("evaluate_model", evaluate) for n in paths.EVALUATE_OUTPUTS},
+    **{n: ("aggregate_study", aggregate) for n in ("metrics_long", "metrics_summary", "histories")},
+}
+
+
+def code(function: Callable) -> str:
+    """Where a function is, as a reader looks it up: ``cnnrepro/…/module.py::name``."""
+    package = Path(__file__).resolve().parents[1].parent
+    return f"{Path(inspect.getsourcefile(function)).resolve().relative_to(package)}::" \
+           f"{function.__name__}"
+
+
+def lineage(study: str, name: str) -> dict[str, Any]:
+    """A figure, one hop each: the code that draws it, and per artifact it reads the rule
+    and the code that computes it (the study's declared stage, else a generic rule)."""
+    figure, owner = figures_for(study)[name], get(study)
+    computed = []
+    for entry in figure.inputs:
+        artifact = entry if isinstance(entry, str) else entry[0]
+        stage = owner.producer(artifact)
+        rule, function = ((owner.rule(stage), stage.run) if stage
+                          else GENERIC_WRITERS[artifact])
+        computed.append({"artifact": artifact, "rule": rule, "code": code(function)})
+    return {"drawn_by": code(figure.draw),
+            "computed_by": list({c["artifact"]: c for c in computed}.values())}
 
 
 def get(name: str) -> Study:
@@ -52,8 +86,8 @@ def seed_figures(name: str, config: dict[str, Any]) -> list[tuple[str, int]]:
             if f.per_seed for seed in config["seeds"][1:]]
 
 
-def stage(study: str, name: str) -> Callable[..., None]:
-    """A study's stage function, as its registry entry names it."""
+def stage(study: str, name: str) -> Stage:
+    """A study's declared stage by name."""
     stages = get(study).stages
     if name not in stages:
         raise KeyError(f"study {study!r} has no stage {name!r}; it has {sorted(stages)}")

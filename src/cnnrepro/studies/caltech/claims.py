@@ -24,8 +24,10 @@ from scipy.stats import spearmanr
 from ...claims import FAILS, HOLDS, ClaimTable, training_keys
 from ...io import read_csv, read_json, write_csv
 from ...paths import StudyFiles
+from ...study import Stages
 
 CNN, VGG = "cnn", "vgg19"  # the study's model names (config; check_config requires both)
+STAGES = Stages()
 PAPER_TRAIN, PAPER_VAL = 1.0, 0.8666666746139526  # document 3.2.8
 # The document's own numbers for a 3x3 filter at stride 1, padding 0 on its 224-px images:
 # ch. 1 (Fig. 1.3) 224 -> 222; ch. 2 (Figs. 2.2-2.7) 224 -> 222 -> 220.
@@ -58,7 +60,7 @@ def _exact(table: ClaimTable, claim_id: str, statement: str, paper: Any,
               seeds=[0], deterministic=True)
 
 
-def fallback_summary(files: StudyFiles) -> pd.DataFrame:
+def summarise_fallback(files: StudyFiles) -> pd.DataFrame:
     """Per seed: the weights VGG19 used, its accuracy with the trained head, and the
     linear probe of its frozen backbone."""
     rows = []
@@ -77,12 +79,15 @@ def fallback_summary(files: StudyFiles) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def claims(*, files: StudyFiles, settings: dict[str, Any], conv_meta: str, layers_meta: str,
-           size_table: str, claims: str, fallback_summary_csv: str,
+@STAGES.register(writes=("claims", "fallback_summary"), settings="claims", local=True,
+                 reads=("metrics", ("train_meta", VGG), ("equivariance", CNN),
+                        ("patch_table", VGG), ("fallback", VGG), "conv_meta", "layers_meta",
+                        "size_table"))
+def claims(*, files: StudyFiles, settings: dict[str, Any], claims: str, fallback_summary: str,
            departures: dict[str, str] | None = None, preset: str = "full",
            threads: int | None = None) -> None:
     seeds = list(files.seeds)
-    summary = fallback_summary(files)
+    summary = summarise_fallback(files)
     label = weights_label(list(summary["weights_used"]))
     departures = dict(departures or {})
     if label.startswith("[VGG19 fallback"):
@@ -90,16 +95,16 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], conv_meta: str, layer
             f"{summary['weights_used'].iloc[0]} instead of IMAGENET1K_V1 (not available)")
     table = ClaimTable(seeds, departures=departures, preset=preset)
 
-    conv = read_json(conv_meta)
+    conv = read_json(files.file("conv_meta"))
     _exact(table, "caltech.fig1.output_size", f"a 3x3 filter at stride 1, padding 0 maps the "
            f"{conv['input_size']}-pixel image to {PAPER_FIG1} pixels (n' = (n + 2p - f)/s + 1; "
            f"measured on this run's image)", PAPER_FIG1, [conv["output_size"]],
            conv["input_size"])
-    layers = read_json(layers_meta)
+    layers = read_json(files.file("layers_meta"))
     for n, (size, paper) in enumerate(zip(layers["sizes"], PAPER_LAYERS), 1):
         _exact(table, f"caltech.fig2.layer{n}_size", f"stacked layer {n} outputs {paper} "
                "pixels", paper, [size], layers["input_size"])
-    sizes = read_csv(size_table)
+    sizes = read_csv(files.file("size_table"))
     for experiment, section in SIZE_EXPERIMENTS.items():
         part = sizes[sizes["experiment"] == experiment]
         # the document shows these maps but prints no sizes: the check is ours
@@ -207,4 +212,4 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], conv_meta: str, layer
                     list(summary["probe_test_acc"]), float(summary["chance"].iloc[0]),
                     below=False, depends_on=("dataset", "normalize", "subset", "fallback"))
     write_csv(claims, table.frame())
-    write_csv(fallback_summary_csv, summary)
+    write_csv(fallback_summary, summary)

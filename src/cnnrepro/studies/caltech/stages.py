@@ -26,12 +26,18 @@ from ...datasets import Split, load_split, per_class_subset
 from ...io import read_json, write_csv, write_json, write_npz
 from ...provenance import stamp
 from ...runtime import normalizer
+from ...study import Stages
 from ...trained import open_trained
 from . import conv_basics as cb
+from .claims import CNN, VGG
 from .equivariance import shift_study
 from .filters import settings_experiment
 from .patches import guided_backprop, last_conv_relu, neuron_report, sharpness
 from .vgg_fallback import backbone_probe, head_gradient, scale_table
+
+STAGES = Stages()
+# Before training: on the study's images, no model (figures' work: the report's resources).
+BEFORE = {"data": True, "resources": "report"}
 
 
 def showcase(split: Split, per_class: int = 1) -> np.ndarray:
@@ -58,6 +64,7 @@ def _resized(images: torch.Tensor, size: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(images, size=size, mode="bilinear", antialias=True)
 
 
+@STAGES.register(writes=("conv", "conv_meta"), settings="basics", **BEFORE)
 def conv_basics(*, data: dict[str, str], settings: dict[str, Any], conv: str, conv_meta: str,
                 threads: int | None = None) -> None:
     """Ch. 1: a Kaiming 3×3 filter's cross-correlation and convolution maps of the shown
@@ -107,7 +114,8 @@ def conv_basics(*, data: dict[str, str], settings: dict[str, Any], conv: str, co
         "provenance": stamp(settings, seed)})
 
 
-def stacked_layers(*, data: dict[str, str], settings: dict[str, Any], layers: str,
+@STAGES.register(writes=("stacked_layers", "layers_meta"), settings="layers", **BEFORE)
+def stacked_layers(*, data: dict[str, str], settings: dict[str, Any], stacked_layers: str,
                    layers_meta: str, threads: int | None = None) -> None:
     """Ch. 2: two stacked Kaiming layers (stride 1, padding 0) on the shown images; the
     first ``show_channels`` maps of each layer are kept (all filters are)."""
@@ -117,7 +125,7 @@ def stacked_layers(*, data: dict[str, str], settings: dict[str, Any], layers: st
     out = cb.two_layer_maps(gray, tuple(settings["channels"]), settings["kernel"],
                             settings["seed"])
     keep = settings["show_channels"]
-    write_npz(layers, images=shown.images.numpy(), classes=np.asarray(shown.classes),
+    write_npz(stacked_layers, images=shown.images.numpy(), classes=np.asarray(shown.classes),
               provenance=_provenance(settings, settings["seed"]),
               filters1=out["filters"][0].numpy(), filters2=out["filters"][1].numpy(),
               maps1=out["maps"][0][:, :keep].numpy(), maps2=out["maps"][1][:, :keep].numpy())
@@ -127,6 +135,7 @@ def stacked_layers(*, data: dict[str, str], settings: dict[str, Any], layers: st
                              "provenance": stamp(settings, settings["seed"])})
 
 
+@STAGES.register(writes=("setting_maps", "size_table"), settings="settings", **BEFORE)
 def conv_settings(*, data: dict[str, str], settings: dict[str, Any], setting_maps: str,
                   size_table: str, threads: int | None = None) -> None:
     """3.2.3–3.2.7: the edge and Gaussian filters at every stride, padding and size
@@ -146,6 +155,8 @@ def _conv_indices(features: torch.nn.Sequential) -> list[int]:
     return [i for i, m in enumerate(features) if isinstance(m, torch.nn.Conv2d)]
 
 
+@STAGES.register(writes=("maps",), reads=("weights",), data=True, per_run=True, model=CNN,
+                 settings="trained_maps")
 def trained_maps(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
                  settings: dict[str, Any], maps: str, threads: int | None = None) -> None:
     """3.2.8–3.2.9: the trained CNN's conv filters (all) and each conv layer's first
@@ -164,6 +175,8 @@ def trained_maps(*, spec: dict[str, Any], seed: int, weights: str, data: dict[st
               provenance=_provenance(spec, seed, device), **out)
 
 
+@STAGES.register(writes=("equivariance",), reads=("weights",), data=True, per_run=True,
+                 model=CNN, settings="equivariance")
 def equivariance(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
                  settings: dict[str, Any], equivariance: str,
                  threads: int | None = None) -> None:
@@ -177,6 +190,8 @@ def equivariance(*, spec: dict[str, Any], seed: int, weights: str, data: dict[st
     write_csv(equivariance, table.assign(model=spec["model"], seed=seed, images=len(test)))
 
 
+@STAGES.register(writes=("patches", "patch_table"), reads=("weights", "train_meta"), data=True,
+                 per_run=True, settings="patches")
 def patches(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
             train_meta: str, settings: dict[str, Any], patches: str, patch_table: str,
             threads: int | None = None) -> None:
@@ -218,6 +233,8 @@ def patches(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, st
               gradients=np.stack(gradients).astype(np.float32))
 
 
+@STAGES.register(writes=("fallback",), reads=("weights", "train_meta"), data=True,
+                 per_run=True, model=VGG, settings="fallback")
 def fallback(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
              train_meta: str, settings: dict[str, Any], fallback: str,
              threads: int | None = None) -> None:

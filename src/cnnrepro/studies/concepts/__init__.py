@@ -61,16 +61,14 @@ def _check_per_class(config: dict, study: dict) -> None:
 
 STUDY = Study(
     name="concepts",
-    run_files={"cam": "explain/cam.npz", "cam_agreement": "explain/cam_agreement.csv"},
+    run_files={"cam": "cam/cam.npz", "cam_agreement": "cam/agreement.csv"},
     files={"convtypes_checks": "convtypes/checks.csv", "convtypes_ratios": "convtypes/ratios.csv",
            "convtypes_layers": "convtypes/layers.csv",
            "convtypes_summary": "convtypes/summary.csv", "convtypes_meta": "convtypes/meta.json",
            "hierarchy": "hierarchy/features.npz", "gradcam": "gradcam/gradcam.npz",
            "fgsm_examples": "fgsm/examples.npz", "fgsm_sweep": "fgsm/sweep.csv",
-           "fgsm_summary": "summary/fgsm.csv"},
-    stages={"convtypes": stages.convtypes_table, "hierarchy": stages.hierarchy,
-            "cam": stages.cam_maps, "gradcam": stages.gradcam, "fgsm": stages.fgsm,
-            "claims": claims.claims},
+           "fgsm_summary": "claims/fgsm.csv"},
+    stages={**stages.STAGES, **claims.STAGES},
     figures=FIGURES,
     tables=(Table("convtypes_summary", "Convolution types against the slides' formulas "
                   "(concepts.convtypes): per layer type and quantity, the formula and how many "
@@ -87,4 +85,5 @@ STUDY = Study(
     check_config=check_config,
     extra_datasets=upstream.datasets,
     borrows=upstream.studies_used,
+    start_note=upstream.disabled_note,
 )

@@ -20,8 +20,10 @@ import pandas as pd
 from ...claims import FAILS, HOLDS, ClaimTable, training_keys
 from ...io import read_csv, write_csv
 from ...paths import StudyFiles
+from ...study import Stages
 
 # What the slides state, per layer type (the paper value of each formula claim).
+STAGES = Stages()
 FORMULAS = {
     "standard": "weights C_out·C_in·K², O(C_out·C_in·K²·W·H)",
     "pointwise 1x1": "channel mixing: C_out channels, spatial size unchanged",
@@ -38,7 +40,7 @@ def borrowed_keys(study: str, model: str) -> tuple[str, ...]:
     return keys if study == "concepts" else tuple(f"studies.{study}.{k}" for k in keys)
 
 
-def fgsm_summary(sweep: pd.DataFrame) -> pd.DataFrame:
+def summarise_fgsm(sweep: pd.DataFrame) -> pd.DataFrame:
     """Mean, std and n over seeds of the sweep, per target and epsilon."""
     stats = (sweep.groupby(["target", "study", "model", "epsilon"], sort=False)
              [["untargeted_error", "targeted_success"]].agg(["mean", "std", "count"]))
@@ -46,8 +48,13 @@ def fgsm_summary(sweep: pd.DataFrame) -> pd.DataFrame:
     return stats.reset_index()
 
 
+@STAGES.register(writes=("claims", "fgsm_summary"), settings="claims", local=True,
+                 reads=("convtypes_checks", "convtypes_ratios", "cam_agreement", "fgsm_sweep"),
+                 params=lambda config: {
+                     "fgsm_settings": config["studies"]["concepts"]["fgsm"],
+                     "grid_seed": config["studies"]["concepts"]["convtypes"]["seed"]})
 def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[str, Any],
-           grid_seed: int, claims: str, fgsm_table: str,
+           grid_seed: int, claims: str, fgsm_summary: str,
            departures: dict[str, str] | None = None, preset: str = "full",
            threads: int | None = None) -> None:
     """The claims table and the FGSM summary (``departures``: this study's and the borrowed
@@ -92,7 +99,7 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
               deterministic=True, depends_on=("cam", "models"))
 
     sweep = read_csv(files.file("fgsm_sweep"))
-    write_csv(fgsm_table, fgsm_summary(sweep))
+    write_csv(fgsm_summary, summarise_fgsm(sweep))
     for name, ref in fgsm_settings["targets"].items():
         rows = sweep[sweep["target"] == name]
         eps = ref["epsilon"]

@@ -1,9 +1,9 @@
 """Study ``concepts``: its stages, each writing data files only (figures and the claims
 table read them).
 
-* :func:`convtypes_table`: the convolution types measured against the slides' formulas;
+* :func:`convtypes`: the convolution types measured against the slides' formulas;
 * :func:`hierarchy`: low, middle and deep features of a borrowed trained model;
-* :func:`cam_maps`: CAM of the study's own GAP model and its agreement with Grad-CAM
+* :func:`cam`: CAM of the study's own GAP model and its agreement with Grad-CAM
   (one job per seed);
 * :func:`gradcam`: Grad-CAM and Guided Grad-CAM of every target model;
 * :func:`fgsm`: FGSM and targeted FGSM examples, and the sweep over epsilon, on every
@@ -27,8 +27,14 @@ from ...datasets import per_class_subset
 from ...io import write_csv, write_json, write_npz
 from ...provenance import stamp
 from ...runtime import normalizer
+from ...study import Stages
 from ...trained import open_trained
-from . import cam, convtypes, fgsm_examples
+from . import cam as camlib
+from . import fgsm_examples as attacks
+from . import upstream
+from .convtypes import measure_convtypes
+
+STAGES = Stages()
 
 
 def _provenance(config: Any, seed: int | None, device: Any) -> np.ndarray:
@@ -48,31 +54,59 @@ def _describe(ref: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- convolution types ---
 
-def convtypes_table(*, grid: dict[str, Any], seed: int, checks: str, ratios: str,
-                    layers: str, summary: str, meta: str, threads: int | None = None) -> None:
-    """Every layer of the grid measured (weights, parameters, MACs, output size, receptive
-    field, latency) and checked against its formula; ``summary`` counts the matches per
-    layer type and quantity."""
+# Measures CPU latency beside its formulas: no GPU (the evaluation's resources).
+@STAGES.register(writes=("convtypes_checks", "convtypes_ratios", "convtypes_layers",
+                         "convtypes_summary", "convtypes_meta"),
+                 settings="convtypes", resources="evaluate")
+def convtypes(*, settings: dict[str, Any], convtypes_checks: str, convtypes_ratios: str,
+              convtypes_layers: str, convtypes_summary: str, convtypes_meta: str,
+              threads: int | None = None) -> None:
+    """Every layer of the grid (``settings``) measured (weights, parameters, MACs, output
+    size, receptive field, latency) and checked against its formula;
+    ``convtypes_summary`` counts the matches per layer type and quantity."""
     if threads:
         torch.set_num_threads(threads)
-    settings = dict(grid)
-    repeats, warmup = settings.pop("repeats"), settings.pop("warmup")
-    tables = convtypes.measure_convtypes(settings, repeats=repeats, warmup=warmup, seed=seed)
+    grid = {k: v for k, v in settings.items() if k != "seed"}
+    seed, sizes = settings["seed"], dict(grid)
+    repeats, warmup = sizes.pop("repeats"), sizes.pop("warmup")
+    tables = measure_convtypes(sizes, repeats=repeats, warmup=warmup, seed=seed)
     found = tables["checks"]
     counts = (found.groupby(["layer", "quantity", "expression"], sort=False)["match"]
               .agg(rows="size", matches="sum").reset_index())
-    write_csv(checks, found)
-    write_csv(ratios, tables["ratios"])
-    write_csv(layers, tables["layers"])
-    write_csv(summary, counts)
-    write_json(meta, {"rows": int(len(found)), "matches": int(found["match"].sum()),
+    write_csv(convtypes_checks, found)
+    write_csv(convtypes_ratios, tables["ratios"])
+    write_csv(convtypes_layers, tables["layers"])
+    write_csv(convtypes_summary, counts)
+    write_json(convtypes_meta, {"rows": int(len(found)), "matches": int(found["match"].sum()),
                       "layers": int(len(tables["layers"])),
                       "provenance": stamp({"convtypes": grid}, seed, "cpu")})
 
 
 # ---------------------------------------------------------------- hierarchy ------------
 
-def hierarchy(*, source: dict[str, Any], settings: dict[str, Any], features: str,
+HIERARCHY_KEYS = ("channels", "steps", "lr", "l2", "init_std")  # beside the source model's
+
+
+def _borrowed(resolved: Any) -> Any:
+    """The input function of a stage on borrowed models: their weights and splits, to wait
+    for (the stage opens them through its ``targets`` or ``source``)."""
+    return lambda config, w: {"files": upstream.files(resolved(config))}
+
+
+def _targets(config: dict[str, Any], kind: str, all_seeds: bool = False) -> list:
+    return [r for runs in upstream.targets(config, kind, all_seeds).values() for r in runs]
+
+
+def _block(config: dict[str, Any], kind: str) -> dict[str, Any]:
+    return config["studies"][upstream.STUDY][kind]
+
+
+@STAGES.register(writes=("hierarchy",),
+                 inputs=_borrowed(lambda config: [upstream.hierarchy_source(config)]),
+                 params=lambda config: {
+                     "source": upstream.hierarchy_source(config),
+                     "settings": {k: _block(config, "hierarchy")[k] for k in HIERARCHY_KEYS}})
+def hierarchy(*, source: dict[str, Any], settings: dict[str, Any], hierarchy: str,
               threads: int | None = None) -> None:
     """Filters and activation-maximisation images of a low, a middle and a deep conv layer
     of ``source`` (the deck's first slide). The images are optimised in the model's input
@@ -81,7 +115,7 @@ def hierarchy(*, source: dict[str, Any], settings: dict[str, Any], features: str
     shape = tuple(test.images.shape[1:])
     m, s = np.asarray(mean), np.asarray(std)
     bounds = (float((-m / s).min()), float(((1 - m) / s).max()))
-    found = cam.hierarchical_features(model, shape, channels_per_layer=settings["channels"],
+    found = camlib.hierarchical_features(model, shape, channels_per_layer=settings["channels"],
                                       steps=settings["steps"], lr=settings["lr"],
                                       l2=settings["l2"], init_std=settings["init_std"],
                                       bounds=bounds, seed=source["seed"])
@@ -97,16 +131,18 @@ def hierarchy(*, source: dict[str, Any], settings: dict[str, Any], features: str
             f"{level}_activation_end": f["activation_end"]})
         if f["filter_images"] is not None:
             arrays[f"{level}_filter_images"] = f["filter_images"].astype(np.float32)
-    write_npz(features, **arrays,
+    write_npz(hierarchy, **arrays,
               provenance=_provenance({**_describe(source), "settings": settings},
                                      source["seed"], device))
 
 
 # ---------------------------------------------------------------- CAM -----------------
 
-def cam_maps(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
-             settings: dict[str, Any], cam_file: str, agreement: str,
-             threads: int | None = None) -> None:
+@STAGES.register(writes=("cam", "cam_agreement"), reads=("weights",), data=True, per_run=True,
+                 settings="cam")
+def cam(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
+        settings: dict[str, Any], cam: str, cam_agreement: str,
+        threads: int | None = None) -> None:
     """CAM of the GAP model for the true class of ``images_per_class`` test images per
     class, and, on ``agreement_images`` test images, CAM against Grad-CAM of the same last
     conv block (for a GAP + linear model they agree up to the scale 1/(h·w))."""
@@ -116,21 +152,25 @@ def cam_maps(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, s
     normalize = normalizer(spec["normalize"]["mean"], spec["normalize"]["std"], device)
     pick = per_class_subset(labels, settings["images_per_class"] * len(test.classes))
     x, y = normalize(test.images[pick]), test.labels[pick]
-    maps = cam.class_activation_maps(model, x, y)
+    maps = camlib.class_activation_maps(model, x, y)
     probs = torch.softmax(torch.from_numpy(maps["logits"]), 1).numpy()
-    write_npz(cam_file, images=test.images[pick].cpu().numpy(), labels=labels[pick],
+    write_npz(cam, images=test.images[pick].cpu().numpy(), labels=labels[pick],
               pred=probs.argmax(1), conf=probs.max(1), cam=maps["normalized"].astype(np.float32),
               classes=np.asarray(test.classes),
               provenance=_provenance({"spec": spec, "settings": settings}, seed, device))
     check = per_class_subset(labels, settings["agreement_images"])
-    table = cam.cam_gradcam_agreement(model, normalize(test.images[check]), test.labels[check])
-    write_csv(agreement, table.assign(test_index=check, model=spec["model"], seed=seed))
+    table = camlib.cam_gradcam_agreement(model, normalize(test.images[check]), test.labels[check])
+    write_csv(cam_agreement, table.assign(test_index=check, model=spec["model"], seed=seed))
 
 
 # ---------------------------------------------------------------- Grad-CAM ------------
 
+@STAGES.register(writes=("gradcam",), inputs=_borrowed(lambda config: _targets(config, "gradcam")),
+                 params=lambda config: {
+                     "targets": upstream.targets(config, "gradcam"),
+                     "settings": {"images": _block(config, "gradcam")["images"]}})
 def gradcam(*, targets: dict[str, list[dict[str, Any]]], settings: dict[str, Any],
-            gradcam_file: str, threads: int | None = None) -> None:
+            gradcam: str, threads: int | None = None) -> None:
     """Grad-CAM (Captum ``LayerGradCam``, ReLU as the slides) and ``GuidedGradCam`` of the
     true class for ``images`` class-balanced test images of every target (its first seed),
     at the target's ``layer`` (null: its last conv layer in call order). Arrays are stored
@@ -144,12 +184,12 @@ def gradcam(*, targets: dict[str, list[dict[str, Any]]], settings: dict[str, Any
         pick = per_class_subset(test.labels.cpu().numpy(), settings["images"])
         images, y = test.images[pick], test.labels[pick]
         x = normalizer(mean, std, device)(images)
-        layer_name = ref.get("layer") or cam.conv_layers(model, x[:1])[-1][0]
+        layer_name = ref.get("layer") or camlib.conv_layers(model, x[:1])[-1][0]
         layer = dict(model.named_modules())[layer_name]
         with torch.no_grad():
             probs = torch.softmax(model(x), 1).cpu().numpy()
-        maps = cam.grad_cam(model, x, y, layer)
-        guided = cam.guided_grad_cam(model, x, y, layer)
+        maps = camlib.grad_cam(model, x, y, layer)
+        guided = camlib.guided_grad_cam(model, x, y, layer)
         arrays.update({f"{name}__images": images.cpu().numpy(),
                        f"{name}__labels": y.cpu().numpy(), f"{name}__pred": probs.argmax(1),
                        f"{name}__conf": probs.max(1),
@@ -157,19 +197,25 @@ def gradcam(*, targets: dict[str, list[dict[str, Any]]], settings: dict[str, Any
                        f"{name}__guided": guided.astype(np.float32)})
         described[name] = {**_describe(ref), "layer": layer_name, "classes": test.classes,
                            "weights_used": getattr(model, "weights_used", None)}
-    write_npz(gradcam_file, **arrays, targets=np.asarray(json.dumps(described)),
+    write_npz(gradcam, **arrays, targets=np.asarray(json.dumps(described)),
               provenance=_provenance({"targets": described, "settings": settings}, None,
                                      device))
 
 
 # ---------------------------------------------------------------- FGSM ----------------
 
+@STAGES.register(writes=("fgsm_examples", "fgsm_sweep"),
+                 inputs=_borrowed(lambda config: _targets(config, "fgsm", True)),
+                 params=lambda config: {
+                     "targets": upstream.targets(config, "fgsm", True),
+                     "settings": {k: v for k, v in _block(config, "fgsm").items()
+                                  if k != "targets"}})
 def fgsm(*, targets: dict[str, list[dict[str, Any]]], settings: dict[str, Any],
-         examples: str, sweep: str, threads: int | None = None) -> None:
+         fgsm_examples: str, fgsm_sweep: str, threads: int | None = None) -> None:
     """For every target and seed, untargeted error and targeted success against epsilon
-    over ``images`` class-balanced test images (``sweep``); for the first seed, the
+    over ``images`` class-balanced test images (``fgsm_sweep``); for the first seed, the
     slides' triptych x + ε·sign(∇) = x′, untargeted and targeted, at the target's
-    ``epsilon`` for ``examples`` images of different classes (``examples``)."""
+    ``epsilon`` for ``examples`` images of different classes (``fgsm_examples``)."""
     rows, arrays, described = [], {}, {}
     device = "cpu"
     for name, runs in targets.items():
@@ -178,7 +224,7 @@ def fgsm(*, targets: dict[str, list[dict[str, Any]]], settings: dict[str, Any],
             labels = test.labels.cpu().numpy()
             pick = per_class_subset(labels, settings["images"])
             images01, y = test.images[pick].float() / 255, test.labels[pick]
-            table = fgsm_examples.fgsm_sweep(model, images01, y, mean, std,
+            table = attacks.fgsm_sweep(model, images01, y, mean, std,
                                              settings["epsilons"],
                                              target_rule=settings["target_rule"])
             rows.append(table.assign(target=name, study=ref["study"], model=ref["model"],
@@ -188,13 +234,13 @@ def fgsm(*, targets: dict[str, list[dict[str, Any]]], settings: dict[str, Any],
             show = per_class_subset(labels, settings["examples"])
             x, y_show = test.images[show].float() / 255, test.labels[show]
             for kind in ("untargeted", "targeted"):
-                out = fgsm_examples.fgsm_examples(model, x, y_show, mean, std, ref["epsilon"],
+                out = attacks.fgsm_examples(model, x, y_show, mean, std, ref["epsilon"],
                                                   targeted=kind == "targeted",
                                                   target_rule=settings["target_rule"])
                 arrays.update({f"{name}__{kind}__{k}": np.asarray(v) for k, v in out.items()})
             described[name] = {**_describe(ref), "epsilon": ref["epsilon"],
                                "classes": test.classes}
-    write_csv(sweep, pd.concat(rows, ignore_index=True))
-    write_npz(examples, **arrays, targets=np.asarray(json.dumps(described)),
+    write_csv(fgsm_sweep, pd.concat(rows, ignore_index=True))
+    write_npz(fgsm_examples, **arrays, targets=np.asarray(json.dumps(described)),
               provenance=_provenance({"targets": described, "settings": settings}, None,
                                      device))

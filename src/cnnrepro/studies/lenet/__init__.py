@@ -42,7 +42,7 @@ def check_config(study: dict, config: dict) -> None:
     cnn = study["models"][probes.CNN]
     channels, size, n_classes = input_shape(config, study["dataset"])
     model = meta_model(cnn["arch"], cnn.get("options"), n_classes, channels, size)
-    features = getattr(model, "features", None)  # what probes.follow_kernel reads
+    features = getattr(model, "features", None)  # what probes.evolution reads
     first = features[0] if isinstance(features, nn.Sequential) and len(features) else None
     if not isinstance(first, nn.Conv2d):
         raise ConfigError(f"{where}.models.{probes.CNN}.arch: the probes need a first conv "
@@ -79,16 +79,9 @@ def check_grid(study: dict, where: str) -> None:
 
 STUDY = Study(
     name="lenet",
-    run_files={"evolution": "probe/evolution.npz"},
-    files={"grid_history": "grid/{model}/{protocol}/history.csv",
-           "grid_meta": "grid/{model}/{protocol}/train.json",
-           "grid_table": "grid/{model}/grid.csv",
-           "selection": "grid/{model}/selection.json",
-           "overrides": "grid/{model}/overrides.json", "data_probe": "probe/data.npz",
-           "grid_summary": "summary/grid.csv"},
-    stages={"grid": grid.run_grid, "select": grid.select, "data_probe": probes.probe_data,
-            "evolution": probes.follow_kernel, "animate": probes.write_animation,
-            "claims": claims.claims},
+    run_files={"evolution": "evolution/evolution.npz"},
+    files={**grid.FILES, "data_probe": "data_probe/data.npz", "grid_summary": "claims/grid.csv"},
+    stages={**grid.STAGES, **probes.STAGES, **claims.STAGES},
     figures=FIGURES,
     animations={"lenet_feature_maps": "The feature map, ReLU and max-pool output of the "
                 "peacock, one frame per shown epoch (left to right)."},

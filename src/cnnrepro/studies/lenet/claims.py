@@ -11,8 +11,10 @@ import pandas as pd
 from ...claims import INCONCLUSIVE, ClaimTable, threshold_verdict, training_keys
 from ...io import read_csv, read_json, write_csv
 from ...paths import StudyFiles
+from ...study import Stages
 from .probes import CNN
 
+STAGES = Stages()
 PAPER_WINNERS = {"cnn": {"lr": 2.683e-3, "weight_decay": 5.18e-4},
                  "ffnn": {"lr": 1e-4, "weight_decay": 2.683e-3}}
 PAPER_TABLE2 = {  # (model, split) -> accuracy, precision, recall, F1
@@ -29,6 +31,15 @@ def confusion_rate(confusion: pd.DataFrame, true: str, pred: str) -> float:
     return 1000 * float(confusion.loc[true, pred]) / float(confusion.loc[true].sum())
 
 
+def _grid(config: dict[str, Any]) -> dict[str, Any]:
+    return config["studies"]["lenet"]["grid"]
+
+
+@STAGES.register(writes=("claims", "grid_summary"), settings="claims", local=True,
+                 reads=lambda config: ("metrics", "confusion", "history")
+                 + (("grid_table", "selection") if _grid(config)["enabled"] else ()),
+                 params=lambda config: {"grid_seed": _grid(config)["seed"]
+                                        if _grid(config)["enabled"] else None})
 def claims(*, files: StudyFiles, settings: dict[str, Any], grid_seed: int | None,
            claims: str, grid_summary: str, departures: dict[str, str] | None = None,
            preset: str = "full", threads: int | None = None) -> None:

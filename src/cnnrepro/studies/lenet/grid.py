@@ -29,16 +29,26 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ... import paths
 from ...datasets import Split
 from ...ensemble import Stacked, mean_losses
 from ...io import read_csv, write_csv, write_json
 from ...provenance import stamp
 from ...runtime import batches, normalizer, seed_everything, select_device, set_numerics
 from ...spec import deep_update, training_spec
+from ...study import Stages
 from ...train import check_last_batch
 from ...trained import load_study_splits, make_model
 
 STUDY = "lenet"
+STAGES = Stages()
+# Where the grids and their picks go (the study's files; the select stage reads a grid by
+# model and protocol).
+FILES = {"grid_history": "grid/{model}/{protocol}/history.csv",
+         "grid_meta": "grid/{model}/{protocol}/train.json",
+         "grid_table": "select/{model}/grid.csv",
+         "selection": "select/{model}/selection.json",
+         "overrides": "select/{model}/overrides.json"}
 PICK_BY = {"clean": "val_acc", "paper": "test_acc"}  # protocol -> what its pick maximises
 
 
@@ -146,12 +156,24 @@ def train_points(spec: dict[str, Any], runs: list[dict[str, Any]], seed: int,
     return pd.DataFrame(rows), models
 
 
-def run_grid(*, data: dict[str, str], spec: dict[str, Any], runs: list[dict[str, Any]],
-             seed: int, chunk_size: int | None, history: str, meta: str,
-             threads: int | None = None) -> None:
-    """One grid of one model: every point trained (:func:`train_points`); ``history`` (one
-    row per point and epoch) and ``meta`` (sizes, seconds, provenance). The points' weights
-    are not kept: the final models are trained again with the pick."""
+def _grid_params(config: dict[str, Any]) -> dict[str, Any]:
+    grid = config["studies"][STUDY]["grid"]
+    return {"spec": lambda w: grid_spec(config, w.model, w.protocol), "runs": grid_runs(grid),
+            "seed": grid["seed"], "chunk_size": grid["chunk_size"]}
+
+
+# One job per model and protocol trains all its points together: the estimate counts its
+# training runs.
+@STAGES.register(writes=("grid_history", "grid_meta"), data=True, resources="train",
+                 wildcards={"protocol": "clean|paper"}, trains=True,
+                 runs=lambda config: len(grid_runs(config["studies"][STUDY]["grid"])),
+                 params=_grid_params)
+def grid(*, data: dict[str, str], spec: dict[str, Any], runs: list[dict[str, Any]],
+         seed: int, chunk_size: int | None, grid_history: str, grid_meta: str,
+         threads: int | None = None) -> None:
+    """One grid of one model: every point trained (:func:`train_points`); ``grid_history``
+    (one row per point and epoch) and ``grid_meta`` (sizes, seconds, provenance). The
+    points' weights are not kept: the final models are trained again with the pick."""
     if threads:
         torch.set_num_threads(threads)
     set_numerics(spec["deterministic"], spec["precision"])
@@ -159,8 +181,8 @@ def run_grid(*, data: dict[str, str], spec: dict[str, Any], runs: list[dict[str,
     splits = {k: v.to(device) for k, v in load_study_splits(spec, data).items()}
     tic = time.perf_counter()
     frame, _ = train_points(spec, runs, seed, splits, device, chunk_size)
-    write_csv(history, frame)
-    write_json(meta, {"study": STUDY, "model": spec["model"], "protocol": spec["grid_protocol"],
+    write_csv(grid_history, frame)
+    write_json(grid_meta, {"study": STUDY, "model": spec["model"], "protocol": spec["grid_protocol"],
                       "points": len(runs), "chunk_size": chunk_size or len(runs),
                       "epochs": spec["training"]["epochs"],
                       "splits": {k: len(v) for k, v in splits.items()},
@@ -168,12 +190,21 @@ def run_grid(*, data: dict[str, str], spec: dict[str, Any], runs: list[dict[str,
                       "provenance": stamp(spec, seed, device)})
 
 
-def select(*, histories: list[str], protocols: list[str], grid: dict[str, Any], model: str,
-           grid_table: str, selection: str, overrides: str, threads: int | None = None) -> None:
+def _histories(config: dict[str, Any], w: Any) -> dict[str, list[str]]:
+    protocols = config["studies"][STUDY]["grid"]["protocols"]
+    return {"histories": [paths.study_file("grid_history", STUDY, FILES, model=w.model,
+                                           protocol=p) for p in protocols]}
+
+
+@STAGES.register(writes=("grid_table", "selection", "overrides"), settings="grid", local=True,
+                 inputs=_histories, params=lambda config: {"model": lambda w: w.model})
+def select(*, histories: list[str], settings: dict[str, Any], model: str, grid_table: str,
+           selection: str, overrides: str, threads: int | None = None) -> None:
     """The grid table (every point's final-epoch accuracies, both grids), each protocol's
     pick from its own grid (clean: best validation accuracy; paper: best test accuracy) and
-    the training overrides of the pick named by ``grid['selection']``. ``histories`` are
-    the grids' histories in ``protocols`` order."""
+    the training overrides of the pick named by ``settings['selection']`` (the grid
+    block). ``histories`` are the grids' histories in ``protocols`` order."""
+    grid, protocols = settings, settings["protocols"]
     tables = []
     for protocol, path in zip(protocols, histories):
         frame = read_csv(path)

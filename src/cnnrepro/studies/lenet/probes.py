@@ -19,9 +19,11 @@ from ...datasets import load_split, per_class_subset
 from ...io import atomic_path, read_npz, write_npz
 from ...models import build_model
 from ...runtime import normalizer
+from ...study import Stages
 from ...trained import read_weights, retrain_hint
 
 CNN = "cnn"  # the study's convolutional model (config name): the one whose snapshots are probed
+STAGES = Stages()
 
 
 def covariance(images: np.ndarray) -> np.ndarray:
@@ -38,7 +40,9 @@ def covariance_sample(labels: np.ndarray, n: int, rng: np.random.Generator) -> n
     return np.sort(order[per_class_subset(labels[order], n)])
 
 
-def probe_data(*, data: dict[str, str], settings: dict[str, Any], seed: int, data_probe: str,
+@STAGES.register(writes=("data_probe",), data=("train",), settings="probe", resources="report",
+                 params=lambda config: {"seed": config["seeds"][0]})
+def data_probe(*, data: dict[str, str], settings: dict[str, Any], seed: int, data_probe: str,
                threads: int | None = None) -> None:
     """Random training images per class and the covariance matrix of a class-balanced
     random sample of N training images."""
@@ -53,9 +57,10 @@ def probe_data(*, data: dict[str, str], settings: dict[str, Any], seed: int, dat
               covariance_labels=labels[sample], n_images=np.asarray(len(sample)))
 
 
-def follow_kernel(*, spec: dict[str, Any], snapshots: str, data: dict[str, str],
-                  settings: dict[str, Any], evolution: str,
-                  threads: int | None = None) -> None:
+@STAGES.register(writes=("evolution",), reads=("snapshots",), data=True, per_run=True,
+                 settings="probe", resources="report")
+def evolution(*, spec: dict[str, Any], snapshots: str, data: dict[str, str],
+              settings: dict[str, Any], evolution: str, threads: int | None = None) -> None:
     """conv1 kernel ``k`` and its feature map, ReLU and max-pool output on the followed
     training image, for every ``every``-th stored epoch."""
     train = load_split(data["train"])
@@ -109,6 +114,7 @@ def write_gif(evolution_npz: str | Path, out_gif: str | Path, ms_per_frame: int 
 
 
 
-def write_animation(*, evolution: str, gif: str, threads: int | None = None) -> None:
-    """The ``animate`` stage: the first seed's evolution as a GIF beside the figures."""
+def animate(*, evolution: str, gif: str, threads: int | None = None) -> None:
+    """The first seed's evolution as a GIF beside the figures (rule ``animate_lenet``: a
+    report animation, built like the figures, not a stage)."""
     write_gif(evolution, gif)

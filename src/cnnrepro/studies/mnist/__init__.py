@@ -35,8 +35,8 @@ def check_config(study: dict, config: dict) -> None:
 STUDY = Study(
     name="mnist",
     run_files={"lab": "lab/lab.npz", "lab_summary": "lab/lab.json"},
-    files={"structure": "summary/structure.csv"},
-    stages={"lab": lab.lab_probes, "claims": claims.claims},
+    files={"structure": "claims/structure.csv"},
+    stages={**lab.STAGES, **claims.STAGES},
     figures=FIGURES,
     tables=(Table("structure", "Every layer of both models: input and output shape, "
                   "learnable parameters, neurons (conv outputs before pooling, FC outputs) and "

@@ -10,7 +10,9 @@ import pandas as pd
 from ...claims import INCONCLUSIVE, ClaimTable, threshold_verdict, training_keys
 from ...io import read_csv, read_json, write_csv
 from ...paths import StudyFiles
+from ...study import Stages
 
+STAGES = Stages()
 PAPER = {"acc": {"cnn": 98.94, "cnn_bn": 99.18}, "time_ratio": 1391 / 786,
          "parameters": 799_078, "fc_param_share": 98.80, "neurons": 31_870,
          "conv_neuron_share": 98.40}
@@ -27,6 +29,9 @@ def structure_table(layers_csv: str | Path) -> tuple[pd.DataFrame, dict[str, flo
     return layers, shares
 
 
+@STAGES.register(writes=("claims", "structure"),
+                 reads=("metrics", "train_meta", "layers", "lab_summary"), settings="claims",
+                 local=True)
 def claims(*, files: StudyFiles, settings: dict[str, Any], claims: str, structure: str,
            departures: dict[str, str] | None = None, preset: str = "full",
            threads: int | None = None) -> None:

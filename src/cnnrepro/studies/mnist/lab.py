@@ -19,7 +19,10 @@ from torch import nn
 from ...io import write_json, write_npz
 from ...provenance import stamp
 from ...runtime import Normalized, forward_with_hooks
+from ...study import Stages
 from ...trained import open_trained
+
+STAGES = Stages()
 
 
 def activations(model: nn.Module, x: torch.Tensor, n_layers: int = 2) -> list[torch.Tensor]:
@@ -126,7 +129,9 @@ def targeted_pairs(n_sources: int, n_classes: int) -> tuple[torch.Tensor, torch.
     return torch.tensor([s for s, _ in pairs]), torch.tensor([t for _, t in pairs])
 
 
-def lab_probes(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
+@STAGES.register(writes=("lab", "lab_summary"), reads=("weights",), data=True, per_run=True,
+                 settings="lab")
+def lab(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
                settings: dict[str, Any], lab: str, lab_summary: str,
                threads: int | None = None) -> None:
     """Every probe of the lab on one trained (model, seed); data files only."""

@@ -34,12 +34,11 @@ STUDY = Study(
     name="vdk",
     run_files={"attributions": "explain/attributions.npz",
                "faithfulness": "explain/faithfulness.csv",
-               "fgsm": "attack/fgsm.json", "fgsm_curve": "attack/fgsm_clean.csv",
-               "blur": "attack/blur.npz", "blur_summary": "attack/blur.json"},
-    files={"paired": "summary/paired_tests.csv",
-           "faithfulness_summary": "summary/faithfulness.csv", "cost_summary": "summary/cost.csv"},
-    stages={"explain": stages.explain, "fgsm": stages.fgsm, "blur": stages.blur_search,
-            "claims": claims.claims},
+               "fgsm": "fgsm/fgsm.json", "fgsm_curve": "fgsm/fgsm_clean.csv",
+               "blur": "blur/blur.npz", "blur_summary": "blur/blur.json"},
+    files={"paired": "claims/paired_tests.csv",
+           "faithfulness_summary": "claims/faithfulness.csv", "cost_summary": "claims/cost.csv"},
+    stages={**stages.STAGES, **claims.STAGES},
     figures=FIGURES,
     figure_notes={"confusion_matrices": "The original's Fig. 6 is transposed: it was drawn from "
                   "scikit-learn's confusion_matrix(y_pred, y_true), so its rows are the "

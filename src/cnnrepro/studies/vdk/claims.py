@@ -9,11 +9,13 @@ import pandas as pd
 from ...claims import ClaimTable, training_keys
 from ...io import read_csv, read_json, write_csv
 from ...paths import StudyFiles
+from ...study import Stages
 
 PAPER = {"acc": {"vdk_cnnet": 72.59, "baseline_cnn": 63.62},
          "fgsm": {"vdk_cnnet": 0.1435, "baseline_cnn": 0.1771},
          "immune": {"vdk_cnnet": 24.29, "baseline_cnn": 15.91}}
 VDK, BASE, NOVDK = "vdk_cnnet", "baseline_cnn", "vdk_novdk"
+STAGES = Stages()
 
 
 def cost_table(files: StudyFiles) -> pd.DataFrame:
@@ -41,6 +43,10 @@ def faithfulness_per_seed(files: StudyFiles) -> pd.DataFrame:
         ["deletion_auc", "insertion_auc"]].mean().reset_index()
 
 
+@STAGES.register(writes=("claims", "paired", "faithfulness_summary", "cost_summary"),
+                 reads=("metrics", "cost", "fgsm", "blur_summary", "faithfulness"),
+                 settings="claims", local=True,
+                 params=lambda config: {"fgsm_settings": config["studies"]["vdk"]["fgsm"]})
 def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[str, Any],
            claims: str, paired: str, faithfulness_summary: str, cost_summary: str,
            departures: dict[str, str] | None = None, preset: str = "full",

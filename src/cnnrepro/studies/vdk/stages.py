@@ -19,10 +19,14 @@ from ...datasets import load_split, per_class_subset
 from ...io import write_csv, write_json, write_npz
 from ...provenance import stamp
 from ...runtime import normalizer, standardizer
+from ...study import Stages
 from ...trained import open_trained
 from .blur import IMMUNE, draw_sigmas, min_blur_clean, min_blur_paper, paper_kernel_sizes
 
 CAR_CLASS, CAR_RANK = "automobile", 1  # official test index 9 = test/automobile/0001.jpg
+STAGES = Stages()
+# Each runs on one trained (model, seed), reading its weights and the study's splits.
+PER_RUN = {"reads": ("weights",), "data": True, "per_run": True}
 
 
 def showcase_indices(labels: np.ndarray, classes: list[str], per_class: int) -> np.ndarray:
@@ -33,6 +37,8 @@ def showcase_indices(labels: np.ndarray, classes: list[str], per_class: int) -> 
     return np.array([car, *rest])
 
 
+@STAGES.register(writes=("attributions", "faithfulness"), settings="attribution", **PER_RUN,
+                 params=lambda config: {"batching": config["runtime"]["attribution_batch"]})
 def explain(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
             settings: dict[str, Any], batching: dict[str, dict[str, int | None]],
             attributions: str, faithfulness: str, threads: int | None = None) -> None:
@@ -83,6 +89,7 @@ def _open_attacked(spec: dict[str, Any], weights: str, data: dict[str, str],
     return model, test, device, spec["normalize"]["mean"], spec["normalize"]["std"]
 
 
+@STAGES.register(writes=("fgsm", "fgsm_curve"), settings="fgsm", **PER_RUN)
 def fgsm(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
          settings: dict[str, Any], fgsm: str, fgsm_curve: str,
          threads: int | None = None) -> None:
@@ -105,7 +112,8 @@ def fgsm(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
         "provenance": stamp(spec, seed, device)})
 
 
-def blur_search(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
+@STAGES.register(writes=("blur", "blur_summary"), settings="blur", **PER_RUN)
+def blur(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
                 settings: dict[str, Any], blur: str, blur_summary: str,
                 threads: int | None = None) -> None:
     """Minimal blur perturbation, paper protocol (batched) and clean protocol."""
