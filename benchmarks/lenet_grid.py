@@ -22,7 +22,8 @@ import pandas as pd
 import torch
 
 from cnnrepro import config as cfg
-from cnnrepro.studies.lenet.grid import PICK_BY, grid_runs, grid_spec, point_spec, run_grid
+from cnnrepro.studies.lenet import grid as grid_stage
+from cnnrepro.studies.lenet.grid import PICK_BY, grid_runs, grid_spec, point_spec
 from cnnrepro.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,8 +59,9 @@ def main() -> None:
         for model in args.models:
             spec = grid_spec(config, model, "clean")
             tic = time.perf_counter()
-            run_grid(data=data, spec=spec, runs=runs, seed=grid["seed"], chunk_size=chunk_size,
-                     history=f"{tmp}/{model}.csv", meta=f"{tmp}/{model}.json")
+            grid_stage.grid(data=data, spec=spec, runs=runs, seed=grid["seed"],
+                            chunk_size=chunk_size, grid_history=f"{tmp}/{model}.csv",
+                            grid_meta=f"{tmp}/{model}.json")
             t_vectorised = time.perf_counter() - tic
             history = pd.read_csv(f"{tmp}/{model}.csv")
             ours = history[history.epoch == args.epochs].reset_index(drop=True)
