@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -36,28 +37,34 @@ TIMEOUT = 3000  # seconds: a hung run fails the test instead of CI's whole budge
 
 class Started:
     """A Snakemake run in ``workdir``, started in the background; :meth:`result` waits.
-    Its output goes to files, not pipes: a run nobody reads yet must never block on a
-    full pipe."""
+    Its output goes to unnamed temporary files, not pipes (a run nobody reads yet must
+    never block on a full pipe) and not the workdir (later runs there would overwrite it)."""
 
     def __init__(self, workdir: Path, *args: str, configfiles=(QUICK,)):
         self.workdir = workdir
         env = {**os.environ, "CNNREPRO_DATA_MIRROR": str(MIRROR)}
         # targets and options first: --configfile takes every argument after it
         command = [*SNAKEMAKE, *args, "--configfile", str(ROOT / "config.yaml"), *configfiles]
-        self._out, self._err = workdir / ".test-stdout", workdir / ".test-stderr"
-        with self._out.open("w") as out, self._err.open("w") as err:
-            self._proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=out,
-                                          stderr=err, text=True)
+        self._out, self._err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        self._proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=self._out,
+                                      stderr=self._err, text=True)
         self._args = command
+        self._done: subprocess.CompletedProcess | None = None
 
     def result(self) -> subprocess.CompletedProcess:
-        try:
-            self._proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        return subprocess.CompletedProcess(self._args, self._proc.returncode,
-                                           self._out.read_text(), self._err.read_text())
+        if self._done is None:
+            try:
+                self._proc.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            texts = []
+            for stream in (self._out, self._err):
+                stream.seek(0)
+                texts.append(stream.read())
+                stream.close()
+            self._done = subprocess.CompletedProcess(self._args, self._proc.returncode, *texts)
+        return self._done
 
 
 def snakemake(workdir: Path, *args: str, configfiles=(QUICK,)) -> subprocess.CompletedProcess:
