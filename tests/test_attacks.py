@@ -84,3 +84,38 @@ def test_the_clean_sweep_predicts_as_per_epsilon_torchattacks_calls(trained_mnis
             pred = wrapped(adv).argmax(1)
         assert row["accuracy"] == (pred == y).float().mean().item()
         assert (result["confusion"][eps].sum(0) == torch.bincount(pred, minlength=10).numpy()).all()
+
+
+def test_a_broken_attack_is_stopped_by_the_bound_check():
+    """eps doubled after clipping (a classic bug) leaves the budget; a step past [0, 1]
+    leaves the valid range: either stops the attack, naming the violation."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 1, 8, 8, generator=g)
+    step = torch.randn(4, 1, 8, 8, generator=g).sign()
+    eps = 0.05
+    fine = (x + eps * step).clamp(0, 1)
+    assert attacks.check_bound(fine, x, eps, "FGSM") <= eps + attacks.BOUND_TOLERANCE
+    broken = (x + eps * step).clamp(0, 1) + eps * step  # doubled after clipping
+    with pytest.raises(attacks.AttackBoundError, match="beyond its budget eps = 0.05"):
+        attacks.check_bound(broken.clamp(0, 1), x, eps, "FGSM")
+    with pytest.raises(attacks.AttackBoundError, match=r"outside the valid range \[0, 1\]"):
+        attacks.check_bound(x + eps * step, x, eps, "FGSM")  # never clipped
+
+
+def test_pgd_is_at_least_as_strong_as_fgsm_and_noise_far_weaker(trained_mnist):
+    model, x01, y, mean, std = sample_images(trained_mnist, 100)
+    epsilons = [0.0, 0.05, 0.1]
+    rows = attacks.attack_checks(model, x01, y, mean, std, epsilons, steps=5,
+                                 alpha_fraction=0.25, seed=0, batch_size=64)
+    acc = {(r["epsilon"], r["attack"]): r["accuracy"] for r in rows}
+    assert {r["attack"] for r in rows} == {"fgsm", "pgd", "noise"} and len(rows) == 9
+    assert acc[(0.0, "fgsm")] == acc[(0.0, "pgd")] == acc[(0.0, "noise")] > 0.5  # chance: 0.1
+    for eps in epsilons[1:]:
+        assert acc[(eps, "pgd")] <= acc[(eps, "fgsm")]
+        drop_fgsm, drop_noise = acc[(0.0, "fgsm")] - acc[(eps, "fgsm")], \
+            acc[(0.0, "noise")] - acc[(eps, "noise")]
+        assert drop_fgsm > 0 and drop_noise < 0.5 * drop_fgsm
+    assert all(r["max_linf"] <= r["epsilon"] + attacks.BOUND_TOLERANCE for r in rows)
+    again = attacks.attack_checks(model, x01, y, mean, std, epsilons, steps=5,
+                                  alpha_fraction=0.25, seed=0, batch_size=64)
+    assert again == rows  # seeded: PGD's random start and the noise

@@ -16,6 +16,11 @@ target))).
 A sweep takes one gradient per batch (:func:`fgsm_sweep`): single-step FGSM's gradient does
 not depend on eps, so every eps's images come from the same sign; they equal torchattacks'
 per-eps images bit for bit (tested) at one backward pass instead of one per eps.
+
+Every adversarial image is checked as it is made (:func:`check_bound`): within eps of its
+source in L-infinity and inside [0, 1], else the stage stops with :class:`AttackBoundError`
+(Carlini et al., "On Evaluating Adversarial Robustness", 2019). :func:`attack_checks`
+sets FGSM beside PGD (torchattacks) and random-sign noise of the same size.
 """
 
 from __future__ import annotations
@@ -29,6 +34,31 @@ from torch import nn
 
 from .runtime import Normalized
 
+# float32 rounding of clip(x + eps * sign): a distance this far past eps is arithmetic
+BOUND_TOLERANCE = 1e-6
+
+
+class AttackBoundError(RuntimeError):
+    """An adversarial image left its budget or the valid pixel range: the attack is not the
+    one it is said to be, and nothing computed from it may stand."""
+
+
+def check_bound(adversarial: torch.Tensor, source: torch.Tensor, epsilon: float,
+                attack: str, low: float = 0.0, high: float = 1.0) -> float:
+    """The largest L-infinity distance of ``adversarial`` from ``source`` (same shape),
+    after checking it is at most ``epsilon`` and every pixel lies in [low, high]."""
+    if adversarial.numel() == 0:
+        return 0.0
+    distance = float((adversarial - source).abs().amax())
+    if distance > epsilon + BOUND_TOLERANCE:
+        raise AttackBoundError(f"{attack}: an adversarial image lies {distance:.6g} from its "
+                               f"source in L-infinity, beyond its budget eps = {epsilon:g}")
+    lo, hi = float(adversarial.amin()), float(adversarial.amax())
+    if lo < low - BOUND_TOLERANCE or hi > high + BOUND_TOLERANCE:
+        raise AttackBoundError(f"{attack}: adversarial pixels span [{lo:.6g}, {hi:.6g}], "
+                               f"outside the valid range [{low:g}, {high:g}]")
+    return distance
+
 
 def fgsm_paper_perturb(model: nn.Module, images_norm: torch.Tensor, labels: torch.Tensor,
                        mean: list[float], std: list[float], epsilon: float) -> torch.Tensor:
@@ -39,7 +69,9 @@ def fgsm_paper_perturb(model: nn.Module, images_norm: torch.Tensor, labels: torc
     std_t = torch.tensor(std, device=images_norm.device).view(1, -1, 1, 1)
     unnormalised = images_norm * std_t + mean_t  # the original's x / 2 + 0.5
     attack = FGSM(model, lower_bound=0.0, upper_bound=1.0)
-    return attack.perturb(unnormalised, epsilon=epsilon, target=labels).detach()
+    adversarial = attack.perturb(unnormalised, epsilon=epsilon, target=labels).detach()
+    check_bound(adversarial, unnormalised, epsilon, "FGSM (paper protocol)")
+    return adversarial
 
 
 def fgsm_paper(model: nn.Module, images_norm: torch.Tensor, labels: torch.Tensor,
@@ -78,7 +110,9 @@ def fgsm_perturb(wrapped: Normalized, images01: torch.Tensor, labels: torch.Tens
     attack = torchattacks.FGSM(wrapped, eps=epsilon)
     if targeted:
         attack.set_mode_targeted_by_label(quiet=True)
-    return attack(images01, labels).detach()
+    adversarial = attack(images01, labels).detach()
+    check_bound(adversarial, images01, epsilon, "FGSM")
+    return adversarial
 
 
 def fgsm_sweep(wrapped: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
@@ -95,7 +129,9 @@ def fgsm_sweep(wrapped: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
     (grad,) = torch.autograd.grad(-loss if targeted else loss, x)
     step = grad.sign()
     for eps in epsilons:
-        yield eps, torch.clamp(images01 + eps * step, min=0, max=1)
+        adversarial = torch.clamp(images01 + eps * step, min=0, max=1)
+        check_bound(adversarial, images01, eps, "FGSM")
+        yield eps, adversarial
 
 
 def fgsm_clean(model: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
@@ -118,3 +154,60 @@ def fgsm_clean(model: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
         rows.append({"epsilon": eps, "accuracy": float((pred == true).mean())})
         confusions[eps] = confusion_matrix(true, pred, labels=np.arange(n_classes))
     return {"curve": rows, "confusion": confusions}
+
+
+def pgd_perturb(wrapped: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
+                epsilon: float, steps: int, alpha: float, seed: int) -> torch.Tensor:
+    """torchattacks' PGD (Madry et al.: random start in the eps-ball, ``steps`` signed
+    gradient steps of ``alpha``, projected), its random start drawn under ``seed``."""
+    import torchattacks
+
+    attack = torchattacks.PGD(wrapped, eps=epsilon, alpha=alpha, steps=steps, random_start=True)
+    with torch.random.fork_rng(devices=[images01.device] if images01.is_cuda else []):
+        torch.manual_seed(seed)
+        adversarial = attack(images01, labels).detach()
+    check_bound(adversarial, images01, epsilon, f"PGD ({steps} steps)")
+    return adversarial
+
+
+def sign_noise(images01: torch.Tensor, epsilon: float, seed: int) -> torch.Tensor:
+    """Uniform random-sign noise of L-infinity size ``epsilon``, clipped to [0, 1]: the
+    baseline an attack of that size must beat by far."""
+    generator = torch.Generator().manual_seed(seed)
+    signs = torch.randint(0, 2, images01.shape, generator=generator).to(images01) * 2 - 1
+    noisy = torch.clamp(images01 + epsilon * signs, min=0, max=1)
+    check_bound(noisy, images01, epsilon, "random-sign noise")
+    return noisy
+
+
+def attack_checks(model: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
+                  mean: list[float], std: list[float], epsilons: list[float], steps: int,
+                  alpha_fraction: float, seed: int, batch_size: int = 500
+                  ) -> list[dict[str, Any]]:
+    """Accuracy against the true labels at every eps under FGSM, PGD (``steps`` steps of
+    ``alpha_fraction`` * eps) and random-sign noise, each image checked against its budget;
+    one row per (eps, attack) with the largest L-infinity distance measured."""
+    model.eval()
+    wrapped = Normalized(model, mean, std).to(images01.device).eval()
+    correct: dict[tuple[float, str], int] = {}
+    distance: dict[tuple[float, str], float] = {}
+
+    def score(key: tuple[float, str], adversarial: torch.Tensor, x: torch.Tensor,
+              y: torch.Tensor) -> None:
+        with torch.no_grad():
+            hits = int((wrapped(adversarial).argmax(1) == y).sum())
+        correct[key] = correct.get(key, 0) + hits
+        distance[key] = max(distance.get(key, 0.0), float((adversarial - x).abs().amax()))
+
+    for start in range(0, len(labels), batch_size):
+        x, y = images01[start:start + batch_size], labels[start:start + batch_size]
+        for eps, adversarial in fgsm_sweep(wrapped, x, y, epsilons):
+            score((eps, "fgsm"), adversarial, x, y)
+            score((eps, "noise"), sign_noise(x, eps, seed + start), x, y)
+            pgd = (x if eps == 0 else  # no step moves an image at eps 0
+                   pgd_perturb(wrapped, x, y, eps, steps, alpha_fraction * eps, seed + start))
+            score((eps, "pgd"), pgd, x, y)
+    return [{"epsilon": eps, "attack": attack, "accuracy": correct[(eps, attack)] / len(labels),
+             "max_linf": distance[(eps, attack)], "images": len(labels),
+             "steps": steps if attack == "pgd" else 1}
+            for eps in epsilons for attack in ("fgsm", "pgd", "noise")]

@@ -55,9 +55,14 @@ def test_clean_blur_equals_brute_force(trained_mnist):
 
 # --------------------------------------------------------------------------- claims
 
-def _synthetic_vdk_run(root, full_accuracy: dict[str, float], seeds=(0, 1, 2)):
+SANE = {"fgsm": (0.5, 0.05), "pgd": (0.5, 0.01), "noise": (0.5, 0.45)}  # eps 0, eps 8/255
+
+
+def _synthetic_vdk_run(root, full_accuracy: dict[str, float], seeds=(0, 1, 2),
+                       checks: dict[str, tuple[float, float]] = SANE):
     """The files the vdk claims read, for every model and seed, with chosen accuracies
-    (the rest plausible): a small stand-in for a finished run."""
+    (the rest plausible; ``checks``: accuracy at eps 0 and 8/255 per attack): a small
+    stand-in for a finished run."""
     import pandas as pd
 
     from cnnrepro.io import write_csv, write_json
@@ -79,6 +84,9 @@ def _synthetic_vdk_run(root, full_accuracy: dict[str, float], seeds=(0, 1, 2)):
         immune = 0.243 if model == "vdk_cnnet" else 0.159
         write_json(files.run("blur_summary", model, seed),
                    {"paper": {"immune": immune}, "clean": {"immune": immune + 0.01 * seed}})
+        write_csv(files.run("attack_checks", model, seed), pd.DataFrame(
+            [{"epsilon": eps, "attack": attack, "accuracy": acc, "model": model, "seed": seed}
+             for attack, pair in checks.items() for eps, acc in zip((0.0, 0.03137255), pair)]))
         write_csv(files.run("faithfulness", model, seed), pd.DataFrame(
             [{"model": model, "seed": seed, "image": i, "method": "ig_smoothgrad_sq",
               "deletion_auc": (0.2 if model == "vdk_cnnet" else 0.3) + 0.01 * (i + seed),
@@ -135,3 +143,28 @@ def test_a_vdk_model_at_chance_is_not_called_not_robust(tmp_path):
     for model in ("vdk_cnnet", "baseline_cnn"):
         assert full.loc[f"vdk.fig8.not_robust.{model}", "reproduced_mean"] < 0.2
         assert full.loc[f"vdk.fig8.not_robust.{model}", "verdict"] == "inconclusive"
+
+
+@pytest.mark.parametrize("checks, verdicts", [
+    (SANE, {"rise": "holds", "pgd_excess": "holds", "noise_share": "holds"}),
+    # accuracy rising with eps, PGD weaker than FGSM, noise as strong as FGSM: each caught
+    ({"fgsm": (0.5, 0.6), "pgd": (0.5, 0.7), "noise": (0.5, 0.05)},
+     {"rise": "does not hold", "pgd_excess": "does not hold", "noise_share": "inconclusive"}),
+    ({"fgsm": (0.5, 0.05), "pgd": (0.5, 0.2), "noise": (0.5, 0.05)},
+     {"rise": "holds", "pgd_excess": "does not hold", "noise_share": "does not hold"})])
+def test_attack_sanity_claims_catch_an_attack_that_is_not_one(tmp_path, checks, verdicts):
+    files = _synthetic_vdk_run(tmp_path, {"vdk_cnnet": 0.726, "baseline_cnn": 0.60},
+                               checks=checks)
+    full = _vdk_claims(files, tmp_path, {}, "full")
+    for model in ("vdk_cnnet", "baseline_cnn"):
+        for key, verdict in verdicts.items():
+            row = full.loc[f"vdk.sanity.{key}.{model}"]
+            assert row["verdict"] == verdict, (key, row["rule"])
+            assert row["protocol"] == "ours" and row["paper_value"] == "–"
+
+
+def test_attack_sanity_claims_are_inconclusive_for_a_model_at_chance(tmp_path):
+    files = _synthetic_vdk_run(tmp_path, {"vdk_cnnet": 0.10, "baseline_cnn": 0.10})
+    full = _vdk_claims(files, tmp_path, {}, "full")
+    sanity = full[full.index.str.startswith("vdk.sanity.")]
+    assert len(sanity) == 6 and (sanity["verdict"] == "inconclusive").all()

@@ -18,6 +18,10 @@ def check_config(study: dict, config: dict) -> None:
         raise ConfigError("config key studies.vdk.claims.robust_epsilon: "
                           f"{study['claims']['robust_epsilon']} is not in "
                           "studies.vdk.fgsm.epsilons")
+    checked = study["attack_checks"]["epsilons"]
+    if checked != sorted(checked):
+        raise ConfigError(f"config key studies.vdk.attack_checks.epsilons: {checked} must be "
+                          "ascending (accuracy is checked not to rise along them)")
     clean, paper = study["blur"]["clean"], study["blur"]["paper"]
     if clean["sigma_min"] > clean["sigma_max"]:
         raise ConfigError(f"config key studies.vdk.blur.clean.sigma_min: {clean['sigma_min']} "
@@ -26,6 +30,7 @@ def check_config(study: dict, config: dict) -> None:
         raise ConfigError(f"config key studies.vdk.blur.paper.arg_min: {paper['arg_min']} "
                           f"leaves no kernel size below arg_max {paper['arg_max']}")
     check_counts(config, "vdk", "test", {"fgsm.images": study["fgsm"]["images"],
+                                         "attack_checks.images": study["attack_checks"]["images"],
                                          "blur.images": study["blur"]["images"],
                                          "attribution.auc_images": study["attribution"]["auc_images"]})
 
@@ -35,7 +40,8 @@ STUDY = Study(
     run_files={"attributions": "explain/attributions.npz",
                "faithfulness": "explain/faithfulness.csv",
                "fgsm": "fgsm/fgsm.json", "fgsm_curve": "fgsm/fgsm_clean.csv",
-               "blur": "blur/blur.npz", "blur_summary": "blur/blur.json"},
+               "blur": "blur/blur.npz", "blur_summary": "blur/blur.json",
+               "attack_checks": "attack_checks/attack_checks.csv"},
     files={"paired": "claims/paired_tests.csv",
            "faithfulness_summary": "claims/faithfulness.csv", "cost_summary": "claims/cost.csv"},
     stages={**stages.STAGES, **claims.STAGES},

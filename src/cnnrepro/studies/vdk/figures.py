@@ -160,6 +160,32 @@ def vdk_fgsm_epsilon(files: StudyFiles) -> plt.Figure:
 
 
 @FIGURES.register(
+    "Is the attack an attack (Carlini et al. 2019): test accuracy against the true labels under "
+    "FGSM, PGD ({attack_checks[pgd_steps]} steps of {attack_checks[pgd_alpha]:g} eps, random "
+    "start) and random-sign noise of the same L-infinity size, on the same "
+    "{attack_checks[images]} class-balanced test images per run, mean ± std over seeds. Every "
+    "adversarial image was checked to lie within eps of its source and inside [0, 1]. Accuracy "
+    "should fall with eps, PGD should lie on or below FGSM and noise far above it: the claims "
+    "vdk.sanity.* judge each.", "ours (attack sanity checks)", ("attack_checks",))
+def vdk_attack_checks(files: StudyFiles) -> plt.Figure:
+    models = list(files.models)
+    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.4), sharey=True,
+                             squeeze=False)
+    for ax, model in zip(axes[0], models):
+        runs = pd.concat([read_csv(f) for f in files.by_model("attack_checks")[model]])
+        for attack, style in (("fgsm", "o-"), ("pgd", "s--"), ("noise", "^:")):
+            curve = runs[runs["attack"] == attack].groupby("epsilon")["accuracy"]
+            mean, std = 100 * curve.mean(), 100 * curve.std().fillna(0)
+            ax.errorbar(mean.index * 255, mean, yerr=std, fmt=style, ms=3, capsize=2,
+                        label=attack)
+        ax.set(title=model, xlabel="eps (x 1/255)", ylim=(0, 100))
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+@FIGURES.register(
     "Confusion after FGSM at eps {fgsm[paper_epsilon]:g} under both protocols. The paper "
     "protocol attacks the un-normalised input with the original's bounds and scores only "
     "images that were correct before the attack. Its two quirks, named here where their effect "

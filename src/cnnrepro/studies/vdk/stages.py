@@ -112,6 +112,21 @@ def fgsm(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
         "provenance": stamp(spec, seed, device)})
 
 
+@STAGES.register(writes=("attack_checks",), settings="attack_checks", **PER_RUN)
+def attack_checks(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
+                  settings: dict[str, Any], attack_checks: str,
+                  threads: int | None = None) -> None:
+    """Is the FGSM attack what it says it is: FGSM, PGD and random-sign noise of the same
+    L-infinity size at every eps on the same class-balanced test images, every image
+    checked against its budget (the sanity claims read this)."""
+    model, test, device, mean, std = _open_attacked(spec, weights, data, settings, threads)
+    rows = attacks.attack_checks(model, test.images.float() / 255, test.labels, mean, std,
+                                 settings["epsilons"], settings["pgd_steps"],
+                                 settings["pgd_alpha"], settings["seed"] + seed)
+    write_csv(attack_checks, pd.DataFrame([{**r, "model": spec["model"], "seed": seed}
+                                           for r in rows]))
+
+
 @STAGES.register(writes=("blur", "blur_summary"), settings="blur", **PER_RUN)
 def blur(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
                 settings: dict[str, Any], blur: str, blur_summary: str,
