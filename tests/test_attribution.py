@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from conftest import sample_images
 
@@ -65,3 +66,15 @@ def test_captum_batching_moves_smoothgrad_maps_only_by_float_rounding():
         scale = one[method].abs().max()
         assert ((one[method] - other[method]).abs().max() / scale).item() < 1e-5, method
     assert attribution.batching({"cpu": BATCHING, "cuda": {}}, torch.device("cpu")) == BATCHING
+
+
+def test_ig_completeness_is_captums_delta_and_shrinks_with_steps(trained_mnist):
+    model, x01, y, mean, std = sample_images(trained_mnist, 8)
+    x = standardizer(mean, std, x01.device)(x01)
+    coarse = attribution.ig_completeness(model, x, y, ig_steps=4)
+    fine = attribution.ig_completeness(model, x, y, ig_steps=64)
+    maps = attribution.integrated_gradients(model, x, y, ig_steps=64)
+    # the delta is the attributions' sum against the logit difference, per image
+    np.testing.assert_allclose(fine["delta"], np.abs(maps.sum((1, 2, 3)).detach().numpy()
+                                                     - fine["gap"]), rtol=1e-3, atol=1e-4)
+    assert np.median(fine["relative"]) < np.median(coarse["relative"])

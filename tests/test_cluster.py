@@ -42,16 +42,17 @@ def test_slurm_run_equals_local_run(slurm_run, quick_run):
             assert content(on_cluster[run]) == content(local[run]), (name, run)
 
 
-GPU_RULES = {"train_model", "explain_vdk", "attack_fgsm_vdk", "attack_blur_vdk"}
+GPU_RULES = {"train_model", "explain_vdk", "fgsm_vdk", "blur_vdk"}
 CPU_RULES = {"prepare_dataset", "evaluate_model"}
 
 
-def submitted_jobs() -> dict[str, list[str]]:
-    """scontrol's record of each job (kept for MinJobAge after it ends), by rule."""
+def submitted_jobs(workdir) -> dict[str, list[str]]:
+    """scontrol's record of each job this run in ``workdir`` submitted (records are kept
+    for MinJobAge after a job ends: an earlier run's must not count), by rule."""
     lines = subprocess.run(["scontrol", "show", "job", "--oneliner"], capture_output=True,
                            text=True, timeout=30).stdout.splitlines()
     by_rule: dict[str, list[str]] = {}
-    for line in lines:
+    for line in [line for line in lines if f"WorkDir={workdir} " in f"{line} "]:
         rule = re.search(r"Comment=rule_(\w+?)_wildcards", line)
         if rule:
             by_rule.setdefault(rule.group(1), []).append(line)
@@ -59,7 +60,7 @@ def submitted_jobs() -> dict[str, list[str]]:
 
 
 def test_gpu_rules_are_submitted_with_a_gpu(slurm_run):
-    by_rule = submitted_jobs()
+    by_rule = submitted_jobs(slurm_run[0])
     assert GPU_RULES <= set(by_rule), f"GPU rules missing from scontrol: {sorted(by_rule)}"
     for rule in GPU_RULES:
         assert all("TresPerJob=gres:gpu:1" in line for line in by_rule[rule]), rule

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import socket
 
 import pytest
@@ -257,3 +258,26 @@ def test_lenet_probes_need_a_conv_model_named_cnn():
     with pytest.raises(cfg.ConfigError, match="studies.lenet.models: the probes follow the "
                                               "model named 'cnn'"):
         cfg.validate(config)
+
+
+def test_keys_follow_config_yaml_order_however_the_files_were_merged():
+    """Snakemake merges the Snakefile's config.yaml under the command line's preset (as
+    ./repro run passes it), so quick's caltech.models.vgg19 came first; the tests pass
+    both files on the command line and got config.yaml's order. Validation settles it."""
+    from snakemake.utils import update_config
+
+    from cnnrepro.configfile import read_config_file
+
+    as_repro_run = read_config_file(QUICK)  # the command line's config first ...
+    update_config(as_repro_run, read_config_file(ROOT / "config.yaml"))  # ... then the file
+    update_config(as_repro_run, read_config_file(QUICK))
+    assert list(as_repro_run["studies"]["caltech"]["models"]) == ["vgg19", "cnn"]
+    as_tests = cfg.load(ROOT / "config.yaml", [QUICK])
+    cfg.validate(as_repro_run)
+    assert list(as_repro_run["studies"]["caltech"]["models"]) == ["cnn", "vgg19"]
+    assert json.dumps(as_repro_run) == json.dumps(as_tests)  # every key, every depth
+    extra = cfg.load(ROOT / "config.yaml")
+    extra["studies"]["caltech"]["models"] = {"mine": {"arch": "caltech_cnn"},
+                                             **extra["studies"]["caltech"]["models"]}
+    cfg.follow_order(extra, read_config_file(ROOT / "config.yaml"))
+    assert list(extra["studies"]["caltech"]["models"]) == ["cnn", "vgg19", "mine"]

@@ -42,7 +42,7 @@ from cnnrepro.studies import figures_for
 
 pytestmark = pytest.mark.e2e
 NUMBER = r"-?[\d.]+(e[-+]\d+)?"
-MEAN_STD_N = re.compile(rf"^{NUMBER} ± ({NUMBER}|–)( \S+|%)? \(n=\d+\)$")
+MEAN_STD_N = re.compile(rf"^({NUMBER}|–) ± ({NUMBER}|–)( \S+|%)? \(n=\d+\)$")  # –: no value
 
 
 class Links(html.parser.HTMLParser):

@@ -51,6 +51,26 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor
                                                 internal_batch_size=internal_batch_size)
 
 
+def ig_completeness(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
+                    ig_steps: int = 50, internal_batch_size: int | None = None
+                    ) -> dict[str, np.ndarray]:
+    """Integrated Gradients' completeness per image (Sundararajan et al. 2017): Captum's
+    convergence delta, the sum of the attributions minus f(x) - f(baseline) for the target
+    logit, beside that difference (``gap``); ``relative`` = |delta| / |gap|."""
+    from captum.attr import IntegratedGradients
+    x = _prepare(model, x)
+    baseline = torch.zeros_like(x)
+    _, delta = IntegratedGradients(model).attribute(
+        x, baselines=baseline, target=target, n_steps=ig_steps,
+        internal_batch_size=internal_batch_size, return_convergence_delta=True)
+    with torch.no_grad():
+        rows = torch.arange(len(target), device=x.device)
+        gap = (model(x)[rows, target] - model(baseline)[rows, target]).cpu().numpy()
+    delta = delta.detach().abs().cpu().numpy()
+    return {"delta": delta, "gap": gap,
+            "relative": delta / np.maximum(np.abs(gap), np.finfo(np.float32).tiny)}
+
+
 def ig_smoothgrad_sq(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
                      nt_samples: int = 100, nt_stdev: float = 0.2, ig_steps: int = 50,
                      seed: int = 0, nt_samples_batch_size: int = 10,

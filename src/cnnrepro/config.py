@@ -74,9 +74,28 @@ def _key(path: Iterator[Any]) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
+def _base_order() -> dict[str, Any]:
+    return read_config_file(ROOT / "config.yaml")
+
+
+def follow_order(config: dict[str, Any], base: dict[str, Any]) -> None:
+    """Order ``config``'s keys (in place, at every depth) as ``base`` has them; keys that
+    ``base`` lacks follow in their own order. Snakemake merges the Snakefile's config
+    under the command line's, so a preset that names one model (quick: caltech's vgg19)
+    would otherwise put it first: the order of models in tables and figures, and which
+    model is "the first", would depend on how the config files were given."""
+    for key, value in base.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            follow_order(config[key], value)
+    order = [k for k in base if k in config] + [k for k in config if k not in base]
+    config.update([(k, config.pop(k)) for k in order])
+
+
 def validate(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``config`` in place (defaults filled) and return it."""
+    """Validate ``config`` in place (defaults filled, keys in config.yaml's order) and
+    return it."""
     _check_finite(config)
+    follow_order(config, _base_order())
     schema = load_schema()
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     # An error inside a study's allOf also makes its keys "unevaluated": report the inner one.

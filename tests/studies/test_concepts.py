@@ -186,6 +186,17 @@ def test_attack_claims_are_judged_without_departures(run):
     assert row["reproduced_mean"] == pytest.approx(at["untargeted_error"].mean())
     assert row["verdict"] in ("holds", "does not hold", "inconclusive")
     assert row["verdict"] != "not comparable" and pd.isna(row["reason"])
+    # is the attack an attack: the largest fall of the error between consecutive eps, per
+    # seed, against the tolerance (single-step FGSM on a tiny model can fall: it shows)
+    for target in ("cnn", "gap"):
+        sane = table.loc[f"concepts.sanity.rise.{target}"]
+        runs = sweep[sweep["target"] == target].sort_values(["seed", "epsilon"])
+        falls = [-run["untargeted_error"].diff().min() for _, run in runs.groupby("seed")]
+        assert sane["protocol"] == "ours" and sane["n"] == 2
+        assert sane["reproduced_mean"] == pytest.approx(np.mean(falls))
+        fooled = table.loc[f"concepts.fgsm.{target}.untargeted", "verdict"] != "inconclusive"
+        expected = ("holds" if max(falls) < 0.01 else "does not hold") if fooled else "inconclusive"
+        assert sane["verdict"] == expected
     # a failing formula check would show: break one row and the layer's claim fails
     checks = pd.read_csv(run["out"]["convtypes_checks"])
     broken = checks.copy()

@@ -84,6 +84,8 @@ def _synthetic_vdk_run(root, full_accuracy: dict[str, float], seeds=(0, 1, 2),
         immune = 0.243 if model == "vdk_cnnet" else 0.159
         write_json(files.run("blur_summary", model, seed),
                    {"paper": {"immune": immune}, "clean": {"immune": immune + 0.01 * seed}})
+        write_csv(files.run("ig_completeness", model, seed), pd.DataFrame(
+            {"image": [0, 1, 2], "relative": [0.01, 0.02, 0.5 if model == "baseline_cnn" else 0.03]}))
         write_csv(files.run("attack_checks", model, seed), pd.DataFrame(
             [{"epsilon": eps, "attack": attack, "accuracy": acc, "model": model, "seed": seed}
              for attack, pair in checks.items() for eps, acc in zip((0.0, 0.03137255), pair)]))
@@ -104,7 +106,7 @@ def _vdk_claims(files, tmp_path, departures, preset):
     out = {n: str(tmp_path / f"{n}.csv") for n in ("claims", "paired", "faithfulness_summary",
                                                    "cost_summary")}
     claims(files=files.only(STAGES["claims"].reads), settings=vdk["claims"],
-           fgsm_settings=vdk["fgsm"],
+           fgsm_settings=vdk["fgsm"], ig_steps=vdk["attribution"]["ig_steps"],
            departures=departures, preset=preset, **out)
     return pd.read_csv(out["claims"]).set_index("claim_id")
 
@@ -163,8 +165,16 @@ def test_attack_sanity_claims_catch_an_attack_that_is_not_one(tmp_path, checks, 
             assert row["protocol"] == "ours" and row["paper_value"] == "–"
 
 
+def test_integrated_gradients_completeness_is_judged_by_the_median_relative_delta(tmp_path):
+    files = _synthetic_vdk_run(tmp_path, {"vdk_cnnet": 0.726, "baseline_cnn": 0.60})
+    full = _vdk_claims(files, tmp_path, {}, "full")
+    # medians 0.02 and 0.03 (below 0.05) hold; one bad image of three does not move them
+    assert full.loc["vdk.sanity.ig_completeness.vdk_cnnet", "verdict"] == "holds"
+    assert full.loc["vdk.sanity.ig_completeness.baseline_cnn", "reproduced_mean"] == 0.02
+
+
 def test_attack_sanity_claims_are_inconclusive_for_a_model_at_chance(tmp_path):
     files = _synthetic_vdk_run(tmp_path, {"vdk_cnnet": 0.10, "baseline_cnn": 0.10})
     full = _vdk_claims(files, tmp_path, {}, "full")
     sanity = full[full.index.str.startswith("vdk.sanity.")]
-    assert len(sanity) == 6 and (sanity["verdict"] == "inconclusive").all()
+    assert len(sanity) == 8 and (sanity["verdict"] == "inconclusive").all()  # IG's too

@@ -122,4 +122,12 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
                         list(at["targeted_success"]), settings["targeted_success"],
                         below=False, unit="fraction", learned=learned,
                         seeds=list(at["seed"]), depends_on=depends)
+        falls = [float(-run.sort_values("epsilon")["untargeted_error"].diff().iloc[1:].min())
+                 for _, run in rows.groupby("seed", sort=True)]
+        tol = settings["sanity_tolerance"]
+        table.threshold(f"concepts.sanity.rise.{name}", f"untargeted FGSM's error does not "
+                        f"fall as ε grows (largest fall between consecutive ε of the sweep "
+                        f"below {tol:g}; {who})", "ours", "–", falls, tol, unit="fraction",
+                        learned=learned, seeds=sorted(rows["seed"].unique()),
+                        depends_on=depends)
     write_csv(claims, table.frame())

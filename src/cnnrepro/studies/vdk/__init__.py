@@ -39,6 +39,7 @@ STUDY = Study(
     name="vdk",
     run_files={"attributions": "explain/attributions.npz",
                "faithfulness": "explain/faithfulness.csv",
+               "ig_completeness": "explain/ig_completeness.csv",
                "fgsm": "fgsm/fgsm.json", "fgsm_curve": "fgsm/fgsm_clean.csv",
                "blur": "blur/blur.npz", "blur_summary": "blur/blur.json",
                "attack_checks": "attack_checks/attack_checks.csv"},

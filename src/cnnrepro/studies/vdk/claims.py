@@ -45,11 +45,13 @@ def faithfulness_per_seed(files: StudyFiles) -> pd.DataFrame:
 
 @STAGES.register(writes=("claims", "paired", "faithfulness_summary", "cost_summary"),
                  reads=("metrics", "cost", "fgsm", "blur_summary", "faithfulness",
-                        "attack_checks"),
+                        "attack_checks", "ig_completeness"),
                  settings="claims", local=True,
-                 params=lambda config: {"fgsm_settings": config["studies"]["vdk"]["fgsm"]})
+                 params=lambda config: {
+                     "fgsm_settings": config["studies"]["vdk"]["fgsm"],
+                     "ig_steps": config["studies"]["vdk"]["attribution"]["ig_steps"]})
 def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[str, Any],
-           claims: str, paired: str, faithfulness_summary: str, cost_summary: str,
+           ig_steps: int, claims: str, paired: str, faithfulness_summary: str, cost_summary: str,
            departures: dict[str, str] | None = None, preset: str = "full",
            threads: int | None = None) -> None:
     """The study's claims table (``settings``: the verdict rules' tolerances;
@@ -139,8 +141,16 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
                             seeds=seeds[:1], deterministic=True,
                             depends_on=(f"models.{VDK}.options", f"models.{other}.options"))
     for model in models:
-        sanity_claims(table, model, files.by_model("attack_checks")[model], settings,
-                      ([a / 100 for a in acc[model]], settings["learned_accuracy"]),
+        learned = ([a / 100 for a in acc[model]], settings["learned_accuracy"])
+        relative = [float(read_csv(p)["relative"].median())
+                    for p in files.by_model("ig_completeness")[model]]
+        table.threshold(f"vdk.sanity.ig_completeness.{model}", f"{model}: Integrated Gradients "
+                        f"is complete at {ig_steps} steps (median |convergence delta| "
+                        f"/ |f(x) - f(0)| over the showcase images below "
+                        f"{settings['ig_delta']:g})", "ours", "–", relative, settings["ig_delta"],
+                        learned=learned,
+                        depends_on=training_keys(model) + ("attribution.ig_steps",))
+        sanity_claims(table, model, files.by_model("attack_checks")[model], settings, learned,
                       training_keys(model) + tested + ("attack_checks",))
     write_csv(claims, table.frame())
     write_csv(paired, pd.DataFrame(table.tests))

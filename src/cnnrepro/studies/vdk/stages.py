@@ -37,12 +37,15 @@ def showcase_indices(labels: np.ndarray, classes: list[str], per_class: int) -> 
     return np.array([car, *rest])
 
 
-@STAGES.register(writes=("attributions", "faithfulness"), settings="attribution", **PER_RUN,
+@STAGES.register(writes=("attributions", "faithfulness", "ig_completeness"),
+                 settings="attribution", **PER_RUN,
                  params=lambda config: {"batching": config["runtime"]["attribution_batch"]})
 def explain(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
             settings: dict[str, Any], batching: dict[str, dict[str, int | None]],
-            attributions: str, faithfulness: str, threads: int | None = None) -> None:
-    """Attributions of the showcase images, and deletion/insertion AUC per method.
+            attributions: str, faithfulness: str, ig_completeness: str,
+            threads: int | None = None) -> None:
+    """Attributions of the showcase images, deletion/insertion AUC per method, and
+    Integrated Gradients' completeness on the showcase images (its convergence delta).
     ``batching``: config ``runtime.attribution_batch`` (Captum's batch sizes per device
     type); the ones used are recorded in the attributions file's provenance."""
     model, splits, device = open_trained(spec, weights, data, threads)
@@ -61,6 +64,12 @@ def explain(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, st
               indices=show, probs=probs, classes=np.asarray(full_test.classes),
               provenance=np.asarray(json.dumps(provenance)),
               **{m: a.cpu().numpy().astype(np.float32) for m, a in maps.items()})
+
+    complete = attribution.ig_completeness(
+        model, x, target, ig_steps=settings["ig_steps"],
+        internal_batch_size=captum_batching.get("internal_batch_size"))
+    write_csv(ig_completeness, pd.DataFrame({"model": spec["model"], "seed": seed,
+                                             "image": show, **complete}))
 
     test = splits["test"]
     pick = per_class_subset(test.labels.cpu().numpy(), settings["auc_images"])
