@@ -59,7 +59,7 @@ def test_each_stage_takes_exactly_what_its_rule_gives(study, stage, preset, full
     and the quick config), and nothing the rule does not give (bar defaults)."""
     config = full_config if preset == "full" else cfg.load(ROOT / "config.yaml", [QUICK])
     assert studies.stage(study.name, stage.name) is stage and stage.run.__name__ == stage.name
-    assert rules.rule_name(study, stage) == f"{stage.name}_{study.name}"
+    assert study.rule(stage) == f"{stage.name}_{study.name}"
     w = _job_wildcards(study, stage, config)
     inputs = rules.inputs(config, study, stage)(w)
     given = (set(stage.writes) | {"threads"} | (set(inputs) - {"files", *SPLITS})

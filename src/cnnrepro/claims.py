@@ -128,6 +128,12 @@ def threshold_verdict(values: Sequence[float], threshold: float, below: bool = T
     return (HOLDS if ok.all() else FAILS), rule
 
 
+def largest_rise(values: pd.Series) -> float:
+    """The largest step up between consecutive entries in index order (accuracy under an
+    attack, indexed by eps: it should never rise); negative where every step falls."""
+    return float(values.sort_index().diff().iloc[1:].max())
+
+
 def learned_first(verdict: str, rule: str, accuracy: Sequence[float], floor: float
                   ) -> tuple[str, str]:
     """A claim about how a trained model behaves (it is not robust, it is fooled) says

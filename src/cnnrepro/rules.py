@@ -20,10 +20,6 @@ from .study import Stage, Study
 SEED_PATTERN = r"\d+"
 
 
-def rule_name(study: Study, stage: Stage) -> str:
-    return study.rule(stage)
-
-
 def outputs(study: Study, stage: Stage) -> dict[str, str]:
     """Each written artifact's path by its name; per run, with ``{model}`` (unless the
     stage is for one model) and ``{seed}`` left as wildcards."""
@@ -49,11 +45,11 @@ def _keys(study: Study, stage: Stage) -> list[str]:
 
 
 def log(study: Study, stage: Stage) -> str:
-    return paths.log(rule_name(study, stage), *_keys(study, stage))
+    return paths.log(study.rule(stage), *_keys(study, stage))
 
 
 def benchmark(study: Study, stage: Stage) -> str:
-    return paths.benchmark(rule_name(study, stage), *_keys(study, stage))
+    return paths.benchmark(study.rule(stage), *_keys(study, stage))
 
 
 def constraints(study: Study, stage: Stage) -> dict[str, str]:

@@ -104,18 +104,17 @@ class Stage:
     trains: bool = False                     # trains models (the estimate's work)
     runs: Callable[[dict], int] | None = None  # models one job trains (config); None: one
     local: bool = False                      # runs on the submitting machine (a cluster)
-    # Further params (config, wildcards) -> {name: value}: slices of the config beyond
-    # ``settings``, and paths of other studies' files it borrows (``inputs``).
-    params: Callable[[dict, Any], dict] | None = None
-    inputs: Callable[[dict, Any], dict] | None = None  # (config, wildcards) -> named inputs
+    # Further params, (config) -> {name: value or (wildcards) -> value}: slices of the
+    # config beyond ``settings``, a borrowed model's reference, a job's own spec.
+    params: Callable[[dict], dict] | None = None
+    # Further named inputs, (config, wildcards) -> {name: path(s)}: other studies' files
+    # it borrows (under ``files``: waited for, opened through its params), or its own
+    # files by wildcard where ``reads`` cannot say which (lenet's select).
+    inputs: Callable[[dict, Any], dict] | None = None
 
     @property
     def name(self) -> str:
         return self.run.__name__
-
-    @property
-    def source(self) -> Path:
-        return Path(inspect.getsourcefile(self.run)).resolve()
 
     def reads_for(self, config: dict) -> tuple[str | tuple[str, str], ...]:
         return tuple(self.reads(config)) if callable(self.reads) else self.reads

@@ -8,7 +8,7 @@ for _study, _stage in stage_rules.all_stages():
 
     rule:
         name:
-            stage_rules.rule_name(_study, _stage)
+            _study.rule(_stage)
         input:
             unpack(stage_rules.inputs(config, _study, _stage)),
         output:

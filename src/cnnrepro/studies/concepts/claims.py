@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...claims import FAILS, HOLDS, ClaimTable, training_keys
+from ...claims import FAILS, HOLDS, ClaimTable, largest_rise, training_keys
 from ...io import read_csv, write_csv
 from ...paths import StudyFiles
 from ...study import Stages
@@ -122,7 +122,8 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
                         list(at["targeted_success"]), settings["targeted_success"],
                         below=False, unit="fraction", learned=learned,
                         seeds=list(at["seed"]), depends_on=depends)
-        falls = [float(-run.sort_values("epsilon")["untargeted_error"].diff().iloc[1:].min())
+        # the error must not fall: the accuracy under attack, 1 - error, must not rise
+        falls = [largest_rise(1 - run.set_index("epsilon")["untargeted_error"])
                  for _, run in rows.groupby("seed", sort=True)]
         tol = settings["sanity_tolerance"]
         table.threshold(f"concepts.sanity.rise.{name}", f"untargeted FGSM's error does not "

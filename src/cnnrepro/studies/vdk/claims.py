@@ -6,7 +6,14 @@ from typing import Any
 
 import pandas as pd
 
-from ...claims import INCONCLUSIVE, ClaimTable, learned_first, threshold_verdict, training_keys
+from ...claims import (
+    INCONCLUSIVE,
+    ClaimTable,
+    largest_rise,
+    learned_first,
+    threshold_verdict,
+    training_keys,
+)
 from ...io import read_csv, read_json, write_csv
 from ...paths import StudyFiles
 from ...study import Stages
@@ -164,7 +171,7 @@ def sanity_values(frame: pd.DataFrame) -> dict[str, float]:
     acc = frame.pivot(index="epsilon", columns="attack", values="accuracy").sort_index()
     clean, top = acc["fgsm"].iloc[0], acc.index[-1]
     drop = clean - acc.loc[top, "fgsm"]
-    return {"rise": float(acc["fgsm"].diff().iloc[1:].max()),
+    return {"rise": largest_rise(acc["fgsm"]),
             "pgd_excess": float((acc["pgd"] - acc["fgsm"]).max()),
             "noise_share": float((clean - acc.loc[top, "noise"]) / drop) if drop > 0
             else float("nan"), "top": float(top)}
