@@ -9,7 +9,8 @@ Plain functions of the config, testable without Snakemake; the ``.smk`` file onl
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from types import SimpleNamespace
+from typing import Any, Callable, Mapping
 
 from . import paths, studies
 from .config import departures
@@ -124,3 +125,26 @@ def all_stages() -> list[tuple[Study, Stage]]:
     files are simply never requested)."""
     return [(study, stage) for study in studies.REGISTRY.values()
             for stage in study.stages.values()]
+
+
+def arguments(inputs: Mapping[str, Any], outputs: Mapping[str, Any],
+              params: Mapping[str, Any]) -> dict[str, Any]:
+    """The stage function's keyword arguments from its rule's resolved inputs, outputs and
+    params: the splits gathered as ``data``; ``files`` dropped from the inputs (the
+    accessor in the params opens them); the adapter's ``study`` and ``stage`` left out."""
+    inputs = {k: v for k, v in inputs.items() if k != "files"}
+    splits = {k: inputs.pop(k) for k in ("train", "val", "test") if k in inputs}
+    params = {k: v for k, v in params.items() if k not in ("study", "stage")}
+    return {**inputs, **({"data": splits} if splits else {}), **outputs, **params}
+
+
+def call(config: dict[str, Any], study: Study, stage: Stage, threads: int | None = None,
+         **wildcards: str | int) -> dict[str, str]:
+    """Run one stage as its rule would, without Snakemake (``benchmarks/gpu_check.py``):
+    the same files (relative to the working directory), params and ``wildcards`` (a
+    run's model and seed). Returns the outputs it wrote, by name."""
+    w = SimpleNamespace(**{k: str(v) for k, v in wildcards.items()})
+    found = {k: v(w) if callable(v) else v for k, v in params(config, study, stage).items()}
+    written = {k: v.format(**vars(w)) for k, v in outputs(study, stage).items()}
+    stage.run(**arguments(inputs(config, study, stage)(w), written, found), threads=threads)
+    return written

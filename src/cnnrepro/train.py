@@ -50,6 +50,16 @@ log = logging.getLogger(__name__)
 WRITER_LOCK = ".writer"  # in the training folder; kept (a lock file is never unlinked)
 
 
+class Stopped(RuntimeError):
+    """Training reached its deadline (``train(stop_at=...)``) before its last epoch; the
+    state after ``epoch`` is in the checkpoint, and the same call again resumes from it."""
+
+    def __init__(self, epoch: int, epochs: int, checkpoint: Path):
+        super().__init__(f"stopped at its deadline after epoch {epoch} of {epochs}; "
+                         f"the state is saved in {checkpoint} and a second call resumes")
+        self.epoch, self.epochs, self.checkpoint = epoch, epochs, checkpoint
+
+
 def check_last_batch(model: nn.Module, n: int, batch_size: int) -> None:
     """A model with BatchNorm cannot train on a batch of one image (PyTorch raises in the
     middle of the first epoch, e.g. the VGG19 fallback's standardised head); say so before
@@ -282,7 +292,7 @@ def train(spec: dict[str, Any], seed: int, data: dict[str, str | Path],
           outputs: Mapping[str, str | Path] | str | Path, threads: int | None = None,
           overrides: str | Path | None = None,
           on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-          checkpoint_seconds: float = 0) -> dict[str, Any]:
+          checkpoint_seconds: float = 0, stop_at: float | None = None) -> dict[str, Any]:
     """Train one model; write ``outputs`` (:data:`cnnrepro.paths.TRAIN_OUTPUTS`: the
     rule's, or a folder to lay them out in as a run's folder). The checkpoint and the lock
     live in the folder of the weights.
@@ -292,6 +302,9 @@ def train(spec: dict[str, Any], seed: int, data: dict[str, str | Path],
     ``checkpoint_seconds``: the least time between checkpoints (:func:`checkpoint_due`; 0:
     after every epoch; the pipeline passes ``runtime.checkpoint_seconds``).
     ``on_epoch_end(epoch, row)`` runs after each epoch and its checkpoint, if one was due.
+    ``stop_at``: a ``time.monotonic()`` deadline; the first epoch that ends past it saves
+    the checkpoint and raises :class:`Stopped` (a lease or a batch job's time limit ends
+    with the work kept, not lost since the last checkpoint).
     """
     if not isinstance(outputs, Mapping):
         outputs = outputs_in(outputs, TRAIN_OUTPUTS)
@@ -323,13 +336,18 @@ def train(spec: dict[str, Any], seed: int, data: dict[str, str | Path],
             if epoch + 1 in snapshot_epochs:
                 write_torch(work / "snapshots" / f"epoch_{epoch + 1:03d}.pt",
                             run.model.state_dict())
-            if checkpoint_due(epoch + 1, training["epochs"], time.monotonic() - last_checkpoint,
-                              checkpoint_seconds):
+            stopping = (stop_at is not None and time.monotonic() >= stop_at
+                        and epoch + 1 < training["epochs"])
+            if stopping or checkpoint_due(epoch + 1, training["epochs"],
+                                          time.monotonic() - last_checkpoint, checkpoint_seconds):
                 save_checkpoint(out_dir / RUN_FILES["checkpoint"], run, epoch + 1, history)
                 last_checkpoint = time.monotonic()
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}",
                             test=f"{row.get('test_acc', float('nan')):.3f}")
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, row)
+            if stopping:
+                bar.close()
+                raise Stopped(epoch + 1, training["epochs"], out_dir / RUN_FILES["checkpoint"])
         bar.close()
         return write_outputs(run, history, start_epoch, outputs, work)
