@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from cnnrepro.datasets import load_split
+from cnnrepro.datasets.prepared import load_split
 from cnnrepro.models import build_model
 from cnnrepro.runtime import normalizer
 from cnnrepro.studies.vdk import blur

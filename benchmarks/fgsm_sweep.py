@@ -16,7 +16,7 @@ import torch
 
 from cnnrepro import attacks
 from cnnrepro import config as cfg
-from cnnrepro.datasets import load_split, per_class_subset
+from cnnrepro.datasets.prepared import load_split, per_class_subset
 from cnnrepro.models import build_model
 from cnnrepro.runtime import Normalized, set_numerics
 

@@ -137,7 +137,7 @@ def load_config(tiny: bool, mirror: Path | None) -> dict[str, Any]:
 def prepare_data(config: dict[str, Any]) -> dict[str, str]:
     """The vdk study's prepared splits (paths relative to the work folder), made from the
     mirror where they are not there yet."""
-    from cnnrepro.datasets import prepare_split
+    from cnnrepro.datasets.prepared import prepare_split
     from cnnrepro.rules import data_paths
 
     found = data_paths(config, STUDY)

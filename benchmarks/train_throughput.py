@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from cnnrepro import config as cfg
-from cnnrepro.datasets import per_class_subset
+from cnnrepro.datasets.prepared import per_class_subset
 from cnnrepro.estimate import forward_flops
 from cnnrepro.runtime import batches, normalizer, seed_everything, select_device
 from cnnrepro.train import make_optimizer

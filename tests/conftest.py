@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from cnnrepro import config as cfg
-from cnnrepro.datasets import prepare_split
+from cnnrepro.datasets.prepared import prepare_split
 from cnnrepro.io import write_npz
 
 ROOT = Path(__file__).resolve().parents[1]

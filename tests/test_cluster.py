@@ -68,6 +68,13 @@ def test_gpu_rules_are_submitted_with_a_gpu(slurm_run):
         assert not any("gpu" in line for line in by_rule[rule]), rule
 
 
+def test_only_the_big_jobs_are_submitted(slurm_run):
+    """The jobs of seconds (datasets here; claims, figures and the report too) are local
+    rules: the cluster gets one batch job per training or analysis job and nothing else."""
+    by_rule = {rule: len(jobs) for rule, jobs in submitted_jobs(slurm_run[0]).items()}
+    assert by_rule == {rule: len(SLURM_MODELS) for rule in GPU_RULES | {"evaluate_model"}}
+
+
 def test_failing_job_fails_the_workflow_naming_the_rule(slurm_up, quick_run, tmp_path):
     # The prepared splits come from the local run, so the one job submitted is the one
     # that fails (each SLURM job costs ~25 s on the test node).

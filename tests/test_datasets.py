@@ -16,15 +16,12 @@ from cnnrepro.datasets import (
     caltech_split_indices,
     data_source,
     download_lock,
-    holdout_split,
-    load_split,
-    per_class_subset,
     pinned,
-    prepare_split,
     split_sizes,
     verify_mirror,
 )
 from cnnrepro.datasets.catalogue import SPECS
+from cnnrepro.datasets.prepared import holdout_split, load_split, per_class_subset, prepare_split
 from cnnrepro.datasets.sources import DEFAULT_MIRROR, sha256, verify_cache
 
 

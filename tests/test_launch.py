@@ -33,6 +33,7 @@ def project(tmp_path, monkeypatch):
     for name in ("Snakefile", "config.yaml", "config", "workflow", "src", "report", "profiles"):
         (clone / name).symlink_to(ROOT / name)
     monkeypatch.chdir(clone)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # this machine's GPUs change no argument
     return clone
 
 
@@ -55,6 +56,63 @@ def test_several_configfile_flags_are_merged_preset_first(project):
 def test_cores_all_only_when_nothing_says_how_to_run(project, given):
     args, *_ = compose(given)
     assert "all" not in args
+
+
+@pytest.mark.parametrize("visible,gpus", [("0,1", 2), ("3", 1), ("", 0), ("0,-1,1", 1)])
+def test_a_local_run_may_use_as_many_gpus_at_once_as_cuda_sees(project, monkeypatch,
+                                                                 visible, gpus):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    args, *_ = compose(["-n"])
+    assert args == ["-n", "--cores", "all"] + (["--resources", f"gpu={gpus}"] if gpus else [])
+    for given in (["--profile", "profiles/slurm"], ["--executor", "slurm"],
+                  ["--resources", "gpu=1", "mem_mb=4000"]):  # a cluster's, or the user's own
+        assert compose(given)[0].count("--resources") == given.count("--resources")
+
+
+def test_without_cuda_visible_devices_nvidia_smi_counts_the_gpus(project, monkeypatch,
+                                                                 tmp_path):
+    fake = tmp_path / "bin" / "nvidia-smi"  # a machine with three GPUs
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nfor i in 0 1 2; do echo \"GPU $i: NVIDIA H100 (UUID: x)\"; done\n")
+    fake.chmod(0o755)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    assert launch.visible_gpus() == 3
+    assert compose([])[0][-2:] == ["--resources", "gpu=3"]
+
+
+def test_gpu_jobs_at_once_each_take_their_own_device(tmp_path):
+    """Three processes on a faked 2-GPU machine: the first two get devices 0 and 1 while
+    they hold them; the third waits, then gets the device the first gave back."""
+    code = ("import sys, time\nfrom pathlib import Path\nfrom cnnrepro.locks import gpu_slot\n"
+            "print(gpu_slot(2, Path(sys.argv[1]), poll=0.05), flush=True)\n"
+            "time.sleep(float(sys.argv[2]))\n")
+    first = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), "1.5"],
+                             stdout=subprocess.PIPE, text=True)
+    assert first.stdout.readline().strip() == "0"
+    second = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), "4"],
+                              stdout=subprocess.PIPE, text=True)
+    assert second.stdout.readline().strip() == "1"
+    third = subprocess.run([sys.executable, "-c", code, str(tmp_path), "0"],
+                           capture_output=True, text=True, timeout=60)
+    assert third.stdout.strip() == "0"  # after the first exited
+    for proc in (first, second):
+        proc.wait(timeout=60)
+
+
+def test_the_device_of_a_job_on_a_faked_2_gpu_machine(monkeypatch, tmp_path):
+    import torch
+
+    from cnnrepro import runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(locks, "GPU_LOCKS", tmp_path)
+    monkeypatch.setattr(locks, "_GPU_HELD", {tmp_path: (1, None)})  # another job holds 0
+    monkeypatch.setattr(runtime, "gpu_slot", lambda count: locks.gpu_slot(count, tmp_path))
+    assert runtime.select_device("auto") == torch.device("cuda", 1)
+    assert runtime.select_device("cuda") == torch.device("cuda", 1)  # the same, asked again
+    assert runtime.select_device("cuda:0") == torch.device("cuda", 0)
 
 
 def test_unknown_or_repeated_preset_is_one_sentence(project):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import importlib
 import inspect
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +15,7 @@ from conftest import QUICK, ROOT
 from cnnrepro import config as cfg
 from cnnrepro import paths, plotting, rules, studies
 from cnnrepro.datasets import SPECS
+from cnnrepro.study import declared
 
 STUDIES = sorted(studies.REGISTRY)
 SPLITS = {split for spec in SPECS.values() for split in spec.splits}
@@ -59,12 +64,14 @@ def test_each_stage_takes_exactly_what_its_rule_gives(study, stage, preset, full
     and the quick config), and nothing the rule does not give (bar defaults)."""
     config = full_config if preset == "full" else cfg.load(ROOT / "config.yaml", [QUICK])
     assert studies.stage(study.name, stage.name) is stage and stage.run.__name__ == stage.name
+    module = rules.params(config, study, stage)["module"]
+    assert declared(module, stage.name) is stage  # what the adapter looks up
     assert study.rule(stage) == f"{stage.name}_{study.name}"
     w = _job_wildcards(study, stage, config)
     inputs = rules.inputs(config, study, stage)(w)
     given = (set(stage.writes) | {"threads"} | (set(inputs) - {"files", *SPLITS})
              | ({"data"} if set(inputs) & set(SPLITS) else set())
-             | set(rules.params(config, study, stage)) - {"study", "stage"})
+             | set(rules.params(config, study, stage)) - {"study", "stage", "module"})
     params = inspect.signature(stage.run).parameters
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
     assert given <= set(params), sorted(given - set(params))
@@ -181,3 +188,32 @@ def test_a_studys_file_names_shadow_no_shared_name(name):
     shared = set(paths.RUN_FILES) | set(paths.STUDY_FILES)
     assert not (set(study.files) | set(study.run_files)) & shared
     assert not set(study.files) & set(study.run_files)
+
+
+def test_the_registry_and_a_figure_job_import_no_torch():
+    """A figure job imports the registry, the cards and the plotting code; the stages (and
+    with them torch, Captum, torchattacks, scikit-learn) load only when a stage is looked
+    up (#36: seconds of start-up per job)."""
+    heavy = ("torch", "captum", "torchattacks", "sklearn")
+    probe = ("import sys\nfrom cnnrepro.studies import REGISTRY, render\n"
+             f"print([m for m in {heavy!r} if m in sys.modules])\n"
+             "REGISTRY['vdk'].stages['fgsm']\n"
+             f"print([m for m in {heavy!r} if m in sys.modules])\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0] == "[]"
+    assert "torch" in out[1]  # looking a stage up loads the study's stage modules
+
+
+def test_a_lazy_hook_is_the_function_it_names():
+    config = cfg.load(cfg.ROOT / "config.yaml", [QUICK])
+    bad = copy.deepcopy(config)
+    bad["studies"]["lenet"]["probe"]["kernel"] = 999
+    with pytest.raises(cfg.ConfigError, match="probe.kernel: 999"):
+        studies.get("lenet").check_config(bad["studies"]["lenet"], bad)
+    assert studies.get("lenet").check_config.__name__ == "check_config"
+
+
+def test_the_generic_writers_name_functions_that_exist():
+    for rule, module, name in studies.GENERIC_WRITERS.values():
+        assert callable(getattr(importlib.import_module(module), name)), (rule, module, name)

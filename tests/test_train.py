@@ -221,7 +221,7 @@ def test_a_frozen_stem_runs_once_and_its_head_learns_the_same(full_config, tmp_p
 def test_stem_outputs_can_train_a_head_that_starts_with_a_linear_layer():
     """The stored outputs are plain tensors (an inference-mode tensor cannot be saved for
     backward, which a Linear on it needs)."""
-    from cnnrepro.datasets import Split
+    from cnnrepro.datasets.prepared import Split
     from cnnrepro.train import stem_outputs
 
     split = Split(torch.randint(0, 255, (6, 1, 4, 4), dtype=torch.uint8),

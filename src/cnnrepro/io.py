@@ -23,7 +23,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
-import torch
 
 FULL_DISK_BYTES = 16 << 20  # a write that failed with less free than this: the disk is full
 
@@ -171,6 +170,8 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
 
 
 def write_torch(path: str | os.PathLike, obj: Any) -> None:
+    import torch  # here, not above: figure jobs read and write through io and need no torch
+
     with atomic_path(path) as tmp:
         # Through a handle: given a path, torch.save names the zip archive's root folder
         # after the (random) temporary name, so identical weights would differ in bytes.

@@ -9,6 +9,10 @@
   drops the preset. ``./repro run --preset quick overlay.yaml`` and any number of
   ``--configfile`` flags all become one ``--configfile config/presets/quick.yaml
   overlay.yaml``, the preset first.
+* On a machine with GPUs, a local run is given ``--resources gpu=N`` (N: the GPUs CUDA
+  sees, :func:`visible_gpus`): Snakemake ignores a resource without a limit, and would
+  start as many GPU jobs at once as there are cores. Each job then takes a device of its
+  own (:func:`cnnrepro.locks.gpu_slot`). A ``--resources`` of your own is left as it is.
 * A lock left by a Snakemake run that died (``kill -9``, a lost node) is spotted through
   the owner record the workflow writes beside Snakemake's locks (:mod:`cnnrepro.locks`),
   and the command that clears it is printed instead of Snakemake's generic "cannot be
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,6 +69,24 @@ def write_selection(path: Path, overlay: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def visible_gpus() -> int:
+    """How many GPUs CUDA would see, without importing torch: ``CUDA_VISIBLE_DEVICES``
+    where it is set (its entries up to the first ``-1``), else the GPUs ``nvidia-smi
+    --list-gpus`` lists; 0 where neither says."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        entries = [e.strip() for e in listed.split(",")]
+        return len(entries[:entries.index("-1")] if "-1" in entries else [e for e in entries if e])
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return 0
+    try:
+        out = subprocess.run([smi, "--list-gpus"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
+
+
 def compose(argv: list[str]) -> tuple[list[str], list[Path], list[str]]:
     """``./repro run`` arguments as Snakemake arguments, the config files in order, and
     the studies ``--study`` names (empty: every enabled study).
@@ -71,7 +95,9 @@ def compose(argv: list[str]) -> tuple[list[str], list[Path], list[str]]:
     files right after it, plus every ``--configfile``/``--configfiles`` list, become one
     trailing ``--configfile`` list: the preset, then the others as given, then the
     overlay of ``--study NAME`` (repeated or comma-separated; :func:`selection`). Without
-    a ``--cores``, ``--jobs``, ``--profile`` or ``--executor``, ``--cores all`` is added.
+    a ``--cores``, ``--jobs``, ``--profile`` or ``--executor``, ``--cores all`` is added;
+    a local run (no ``--profile``, no ``--executor``) without ``--resources`` on a machine
+    with GPUs gets ``--resources gpu=N``.
     """
     rest: list[str] = []
     preset: Path | None = None
@@ -109,9 +135,14 @@ def compose(argv: list[str]) -> tuple[list[str], list[Path], list[str]]:
         else:
             rest.append(arg)
             i += 1
-    if not any(a.partition("=")[0] in ("--cores", "--jobs", "--profile", "--executor")
-               or (a[:2] in ("-c", "-j", "-e")) for a in rest):
+    flags = {a.partition("=")[0] for a in rest}
+    if not flags & {"--cores", "--jobs", "--profile", "--executor"} and not any(
+            a[:2] in ("-c", "-j", "-e") for a in rest):
         rest += ["--cores", "all"]
+    local = not flags & {"--profile", "--executor"} and not any(a[:2] == "-e" for a in rest)
+    if local and not flags & {"--resources", "--res"}:
+        gpus = visible_gpus()
+        rest += ["--resources", f"gpu={gpus}"] if gpus else []
     configfiles = ([preset] if preset else []) + files
     if studies:
         configfiles.append(selection(studies)[0])

@@ -12,9 +12,11 @@ would share a seed folder. So the workflow adds two locks that the kernel holds
   read what it writes) is refused, naming that run's command line and pid;
 * **a training folder's lock** (:func:`exclusive`): held by the job that trains into it.
 
-Also here: the owner record of Snakemake's lock, which lets ``./repro run`` tell a lock
-left by a run that died (:func:`stale_lock`), and the name a local Snakemake gives its
-jobs so their watchdog (:mod:`cnnrepro.logs`) sees it die (:func:`mark_scheduler`).
+Also here: **a GPU per job** (:func:`gpu_slot`): on a machine with several GPUs, each job
+takes the first device no other job holds; the owner record of Snakemake's lock, which
+lets ``./repro run`` tell a lock left by a run that died (:func:`stale_lock`), and the
+name a local Snakemake gives its jobs so their watchdog (:mod:`cnnrepro.logs`) sees it die
+(:func:`mark_scheduler`).
 Imports nothing of the package and no torch: it runs before every ``./repro run``.
 """
 
@@ -27,6 +29,7 @@ import os
 import shlex
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -37,6 +40,9 @@ OWNER = LOCKS / "cnnrepro.owner"  # Snakemake reads only <n>.{input,output}.lock
 WRITERS = Path(".snakemake") / "cnnrepro" / "writers"
 SCHEDULER_ENV = "CNNREPRO_SCHEDULER"  # the local Snakemake that runs this job
 COMMAND_ENV = "CNNREPRO_COMMAND"  # the ./repro command line, for the refusal message
+# per machine, not per project: two runs on one machine share its GPUs
+GPU_LOCKS = Path(tempfile.gettempdir()) / f"cnnrepro-gpus-{os.getuid()}"
+_GPU_HELD: dict[Path, tuple[int, IO[str]]] = {}  # this process's device, held until it exits
 
 _HELD: list[IO[str]] = []  # this process's claims: open and locked until it exits
 
@@ -218,3 +224,29 @@ def exclusive(path: str | os.PathLike, what: str) -> Iterator[None]:
         handle.write(json.dumps(_owner_record()) + "\n")
         handle.flush()
         yield
+
+
+def gpu_slot(count: int, folder: Path = GPU_LOCKS, poll: float = 1.0) -> int:
+    """The index of the GPU this process computes on: the first of ``count`` that no
+    other process of this machine holds (an ``flock`` per device, held until this
+    process exits), waiting while all are taken. Snakemake schedules GPU jobs by a
+    ``gpu`` count (``./repro run`` passes ``--resources gpu=N``) but gives a job no device
+    of its own: without this, N jobs at once would all compute on device 0. One GPU (a
+    cluster job sees only its own): 0, no lock. The same process asking again gets the
+    same device."""
+    if count <= 1:
+        return 0
+    if folder in _GPU_HELD:
+        return _GPU_HELD[folder][0]
+    folder.mkdir(parents=True, exist_ok=True)
+    while True:
+        for index in range(count):
+            handle = open(folder / f"gpu{index}.lock", "a")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            _GPU_HELD[folder] = (index, handle)
+            return index
+        time.sleep(poll)

@@ -29,7 +29,7 @@ def versions() -> dict[str, str]:
 def device_name(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
+        return f"cuda:{device.index or 0}: {torch.cuda.get_device_name(device)}"
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 

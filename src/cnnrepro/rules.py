@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 from types import SimpleNamespace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from . import paths, studies
 from .config import departures
 from .datasets import SPECS
 from .spec import training_spec
-from .study import Stage, Study
+from .study import Stage, Study, arguments
 
 SEED_PATTERN = r"\d+"
 
@@ -88,10 +88,12 @@ def inputs(config: dict[str, Any], study: Study, stage: Stage) -> Callable[[Any]
 
 
 def params(config: dict[str, Any], study: Study, stage: Stage) -> dict[str, Any]:
-    """What the stage function takes beyond its files: the study and stage (for the
-    adapter), a run's spec and seed, the accessor to its reads, its settings block, the
-    run's departures and preset (a claims table), and its declared extras."""
-    found: dict[str, Any] = {"study": study.name, "stage": stage.name}
+    """What the stage function takes beyond its files: the study, stage and declaring
+    module (for the adapter, which imports that module alone), a run's spec and seed, the
+    accessor to its reads, its settings block, the run's departures and preset (a claims
+    table), and its declared extras."""
+    found: dict[str, Any] = {"study": study.name, "stage": stage.name,
+                             "module": stage.run.__module__}
     reads = stage.reads_for(config)
     if stage.per_run:
         found["spec"] = (lambda w: training_spec(config, study.name, stage.model or w.model))
@@ -125,17 +127,6 @@ def all_stages() -> list[tuple[Study, Stage]]:
     files are simply never requested)."""
     return [(study, stage) for study in studies.REGISTRY.values()
             for stage in study.stages.values()]
-
-
-def arguments(inputs: Mapping[str, Any], outputs: Mapping[str, Any],
-              params: Mapping[str, Any]) -> dict[str, Any]:
-    """The stage function's keyword arguments from its rule's resolved inputs, outputs and
-    params: the splits gathered as ``data``; ``files`` dropped from the inputs (the
-    accessor in the params opens them); the adapter's ``study`` and ``stage`` left out."""
-    inputs = {k: v for k, v in inputs.items() if k != "files"}
-    splits = {k: inputs.pop(k) for k in ("train", "val", "test") if k in inputs}
-    params = {k: v for k, v in params.items() if k not in ("study", "stage")}
-    return {**inputs, **({"data": splits} if splits else {}), **outputs, **params}
 
 
 def call(config: dict[str, Any], study: Study, stage: Stage, threads: int | None = None,

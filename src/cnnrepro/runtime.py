@@ -14,14 +14,20 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .datasets import Split
+from .datasets.prepared import Split
+from .locks import gpu_slot
 
 
 def select_device(name: str = "auto") -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA device")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``auto``: CUDA where there is one, else the CPU. ``auto`` or ``cuda`` on a machine
+    with several GPUs: the first one no other job holds (:func:`cnnrepro.locks.gpu_slot`);
+    ``cuda:1``: that one."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} was asked for but torch sees no CUDA device")
+    if name == "auto" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    if name in ("auto", "cuda"):
+        return torch.device("cuda", gpu_slot(torch.cuda.device_count()))
     return torch.device(name)
 
 

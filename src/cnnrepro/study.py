@@ -8,7 +8,9 @@ never names one.
 
 from __future__ import annotations
 
+import importlib
 import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -132,6 +134,60 @@ class Stages(dict):
             self[run.__name__] = Stage(run, tuple(writes), **declared)
             return run
         return add
+
+
+class LazyStages(Mapping):
+    """A study's stages, from the ``STAGES`` of its stage modules, imported on first use.
+
+    The modules that compute import torch, Captum and torchattacks (seconds of start-up);
+    the registry is imported by every job, and most jobs (figures, the report) never run a
+    stage. So a study names its stage modules here instead of importing them."""
+
+    def __init__(self, *modules: str):
+        self.modules = modules
+        self._stages: dict[str, Stage] | None = None
+
+    def _loaded(self) -> dict[str, Stage]:
+        if self._stages is None:
+            self._stages = {name: stage for module in self.modules
+                            for name, stage in importlib.import_module(module).STAGES.items()}
+        return self._stages
+
+    def __getitem__(self, name: str) -> Stage:
+        return self._loaded()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+
+def later(module: str, name: str) -> Callable:
+    """``module.name``, imported when first called (for a study's hooks that need torch,
+    such as config checks that build a model on the meta device: :class:`LazyStages`)."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+def arguments(inputs: Mapping[str, Any], outputs: Mapping[str, Any],
+              params: Mapping[str, Any]) -> dict[str, Any]:
+    """The stage function's keyword arguments from its rule's resolved inputs, outputs and
+    params: the splits gathered as ``data``; ``files`` dropped from the inputs (the
+    accessor in the params opens them); the adapter's ``study``, ``stage`` and ``module``
+    left out."""
+    inputs = {k: v for k, v in inputs.items() if k != "files"}
+    splits = {k: inputs.pop(k) for k in ("train", "val", "test") if k in inputs}
+    params = {k: v for k, v in params.items() if k not in ("study", "stage", "module")}
+    return {**inputs, **({"data": splits} if splits else {}), **outputs, **params}
+
+
+def declared(module: str, name: str) -> Stage:
+    """A stage from the module that declares it (its rule's params name both): a job
+    imports that module alone, so a claims job imports no torch (:class:`LazyStages`)."""
+    return importlib.import_module(module).STAGES[name]
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .datasets import Split
+from .datasets.prepared import Split
 from .io import read_json, write_csv, write_json, write_torch
 from .locks import exclusive
 from .models import ModelError, frozen_split

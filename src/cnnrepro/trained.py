@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .datasets import Split, holdout_split, load_split, per_class_subset
+from .datasets.prepared import Split, holdout_split, load_split, per_class_subset
 from .models import build_model
 from .runtime import select_device, set_numerics
 

@@ -14,7 +14,7 @@ from conftest import stripes, write_split
 
 from cnnrepro import config as cfg
 from cnnrepro.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_COMPARABLE
-from cnnrepro.datasets import load_split
+from cnnrepro.datasets.prepared import load_split
 from cnnrepro.io import read_json, write_csv, write_json
 from cnnrepro.studies import get
 from cnnrepro.studies.caltech import claims as caltech_claims

@@ -14,9 +14,9 @@ from conftest import bands, write_split
 
 from cnnrepro import config as cfg
 from cnnrepro import paths
-from cnnrepro.studies import concepts, figures_for, get, render
+from cnnrepro.studies import figures_for, get, render
+from cnnrepro.studies.concepts import checks, stages, upstream
 from cnnrepro.studies.concepts import claims as concepts_claims
-from cnnrepro.studies.concepts import stages, upstream
 from cnnrepro.train import train
 
 QUICK = cfg.ROOT / "config" / "presets" / "quick.yaml"
@@ -273,4 +273,4 @@ def test_bad_concepts_config_is_named_at_start_up(change, message):
     bad = copy.deepcopy(config)
     change(bad["studies"]["concepts"])
     with pytest.raises(cfg.ConfigError, match=message):
-        concepts.check_config(bad["studies"]["concepts"], bad)
+        checks.check_config(bad["studies"]["concepts"], bad)

@@ -1,4 +1,6 @@
 # Datasets: one cached .npz (uint8 images, labels, classes) + provenance JSON per split.
+# A local rule: on a cluster it runs on the submitting node, which can reach the download
+# servers where compute nodes often cannot (and it is seconds of work).
 
 
 rule prepare_dataset:
@@ -12,6 +14,7 @@ rule prepare_dataset:
     wildcard_constraints:
         dataset="|".join(SPECS),
         split="train|val|test",
+    localrule: True
     conda:
         "../../envs/pipeline.yaml"
     threads: resources_of("prepare", "threads")

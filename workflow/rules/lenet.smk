@@ -1,14 +1,14 @@
 # Study lenet beyond its declared stages (workflow/rules/stages.smk): the animation of the
 # first seed's feature maps, a report animation drawn like the figures. Final training
 # (train_model) applies the grid's pick through the training-overrides file.
-from cnnrepro.studies.lenet import probes as lenet_probes
+from cnnrepro.studies.lenet.names import CNN as LENET_CNN
 
 LENET = studies.get("lenet")
 
 
 rule animate_lenet:
     input:
-        evolution=LENET.run_file("evolution", lenet_probes.CNN, SEEDS[0]),
+        evolution=LENET.run_file("evolution", LENET_CNN, SEEDS[0]),
     output:
         gif=paths.figure("lenet", "lenet_feature_maps", "gif"),
     log:

@@ -1,5 +1,7 @@
 # The report: one job per figure (data files -> PNG + PDF; a per-seed figure once more per
 # further seed), then the HTML site and the LaTeX source, then the PDF where TeX exists.
+# All local rules: seconds each, so on a cluster they run on the submitting node instead
+# of waiting in the queue as batch jobs of their own.
 
 
 rule figure:
@@ -20,6 +22,7 @@ rule figure:
     wildcard_constraints:
         study="|".join(STUDIES),
         figure=r"[a-z0-9_]+",
+    localrule: True
     conda:
         "../../envs/pipeline.yaml"
     threads: resources_of("report", "threads")
@@ -69,6 +72,7 @@ rule render_report:
         paths.log("report"),
     benchmark:
         paths.benchmark("report")
+    localrule: True
     conda:
         "../../envs/pipeline.yaml"
     threads: 1
@@ -95,6 +99,7 @@ rule report_pdf:
         paths.log("report_pdf"),
     benchmark:
         paths.benchmark("report_pdf")
+    localrule: True
     conda:
         "../../envs/pipeline.yaml"
     threads: 1

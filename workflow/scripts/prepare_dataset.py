@@ -1,8 +1,8 @@
-"""Snakemake adapter: prepare one dataset split (see cnnrepro.datasets.prepare_split)."""
+"""Snakemake adapter: prepare one dataset split (see cnnrepro.datasets.prepared.prepare_split)."""
 from cnnrepro.logs import log_to
 
 with log_to(snakemake.log[0]):
-    from cnnrepro.datasets import prepare_split
+    from cnnrepro.datasets.prepared import prepare_split
 
     prepare_split(snakemake.wildcards.dataset, snakemake.wildcards.split,
                   snakemake.output.data, snakemake.output.provenance,

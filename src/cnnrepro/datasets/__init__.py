@@ -7,7 +7,9 @@ One concern per module, behind this facade:
   the download lock;
 * :mod:`.readers`: decoding one split from the mirror or a torchvision download;
 * :mod:`.prepared`: the cached ``.npz`` of a split (:func:`prepare_split`,
-  :func:`load_split`) and the subsets drawn from it.
+  :func:`load_split`) and the subsets drawn from it. It holds torch tensors and is
+  imported from ``cnnrepro.datasets.prepared`` where it is used, not re-exported here:
+  what only reads the catalogue (the config checks, figure jobs) imports no torch.
 """
 
 from .catalogue import (
@@ -21,12 +23,10 @@ from .catalogue import (
                         input_shape,
                         options,
 )
-from .prepared import Split, holdout_split, load_split, per_class_subset, prepare_split
 from .readers import caltech_split_indices, check_source, split_sizes
 from .sources import MIRROR_ENV, DataSource, data_source, download_lock, verify_mirror
 
 __all__ = ["CIFAR10_CLASSES", "MIRROR_ENV", "SPECS", "DataError", "DataSource", "DatasetSpec",
-           "Split", "caltech_split_indices", "check_options", "check_source", "class_names",
-           "data_source", "download_lock", "estimate_sizes", "holdout_split", "input_shape",
-           "load_split", "options", "per_class_subset", "prepare_split", "split_sizes",
-           "verify_mirror"]
+           "caltech_split_indices", "check_options", "check_source", "class_names",
+           "data_source", "download_lock", "estimate_sizes", "input_shape", "options",
+           "split_sizes", "verify_mirror"]

@@ -7,37 +7,42 @@ from their declarations (``workflow/rules/stages.smk``).
 
 from __future__ import annotations
 
-import inspect
+import importlib.util
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 from .. import paths
-from ..aggregate import aggregate
 from ..cards import cards, title_flag
-from ..evaluate import evaluate
 from ..plotting import SHARED, save
 from ..study import Figure, Stage, Study
-from ..train import train
 from . import caltech, concepts, lenet, mnist, vdk
 
 REGISTRY: dict[str, Study] = {s.name: s for s in (vdk.STUDY, mnist.STUDY, lenet.STUDY,
                                                    caltech.STUDY, concepts.STUDY)}
 
 
-# The generic rules that write what every study has: a figure's lineage names them.
-GENERIC_WRITERS: dict[str, tuple[str, Callable]] = {
-    **{n: ("train_model", train) for n in paths.TRAIN_OUTPUTS},
-    **{n: ("evaluate_model", evaluate) for n in paths.EVALUATE_OUTPUTS},
-    **{n: ("aggregate_study", aggregate) for n in ("metrics_long", "metrics_summary", "histories")},
+# The generic rules that write what every study has, with their function as (module,
+# name): a figure's lineage names them, and naming is no reason for a figure job to import
+# the trainer (torch).
+GENERIC_WRITERS: dict[str, tuple[str, str, str]] = {
+    **{n: ("train_model", "cnnrepro.train", "train") for n in paths.TRAIN_OUTPUTS},
+    **{n: ("evaluate_model", "cnnrepro.evaluate", "evaluate") for n in paths.EVALUATE_OUTPUTS},
+    **{n: ("aggregate_study", "cnnrepro.aggregate", "aggregate")
+       for n in ("metrics_long", "metrics_summary", "histories")},
 }
 
 
-def code(function: Callable) -> str:
-    """Where a function is, as a reader looks it up: ``cnnrepro/…/module.py::name``."""
+def code(module: str, name: str) -> str:
+    """Where a function is, as a reader looks it up: ``cnnrepro/…/module.py::name`` (the
+    module's file is found without importing it)."""
     package = Path(__file__).resolve().parents[1].parent
-    return f"{Path(inspect.getsourcefile(function)).resolve().relative_to(package)}::" \
-           f"{function.__name__}"
+    origin = Path(importlib.util.find_spec(module).origin).resolve()
+    return f"{origin.relative_to(package)}::{name}"
+
+
+def code_of(function: Callable) -> str:
+    return code(function.__module__, function.__name__)
 
 
 def lineage(study: str, name: str) -> dict[str, Any]:
@@ -48,10 +53,13 @@ def lineage(study: str, name: str) -> dict[str, Any]:
     for entry in figure.inputs:
         artifact = entry if isinstance(entry, str) else entry[0]
         stage = owner.producer(artifact)
-        rule, function = ((owner.rule(stage), stage.run) if stage
-                          else GENERIC_WRITERS[artifact])
-        computed.append({"artifact": artifact, "rule": rule, "code": code(function)})
-    return {"drawn_by": code(figure.draw),
+        if stage:
+            rule, where = owner.rule(stage), code_of(stage.run)
+        else:
+            rule, module, name = GENERIC_WRITERS[artifact]
+            where = code(module, name)
+        computed.append({"artifact": artifact, "rule": rule, "code": where})
+    return {"drawn_by": code_of(figure.draw),
             "computed_by": list({c["artifact"]: c for c in computed}.values())}
 
 

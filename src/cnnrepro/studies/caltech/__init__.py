@@ -11,8 +11,7 @@ linear probe (the meaningful baseline when the fallback ran); then the claims ta
 from pathlib import Path
 
 from ...spec import ConfigError, check_counts
-from ...study import Study, Table
-from . import claims, stages
+from ...study import LazyStages, Study, Table
 from .claims import CNN, VGG
 from .figures import FALLBACK_NOTE, FIGURES
 
@@ -64,7 +63,7 @@ STUDY = Study(
            "setting_maps": "conv_settings/settings.npz",
            "size_table": "conv_settings/size_table.csv",
            "fallback_summary": "claims/vgg19_fallback.csv"},
-    stages={**stages.STAGES, **claims.STAGES},
+    stages=LazyStages(f"{__name__}.stages", f"{__name__}.claims"),
     figures=FIGURES,
     figure_notes={"training_curves": "The document's Figs. 3.3 (CNN) and 4.2 (VGG19). "
                                      + VGG_NOTE,

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from ...conv_arithmetic import output_size
-from ...datasets import Split, load_split, per_class_subset
+from ...datasets.prepared import Split, load_split, per_class_subset
 from ...io import read_json, write_csv, write_json, write_npz
 from ...provenance import stamp
 from ...runtime import normalizer

@@ -10,54 +10,9 @@ CAM (per seed), Grad-CAM, FGSM; then the claims table (``claims``).
 
 from pathlib import Path
 
-from ...datasets import input_shape
-from ...spec import ConfigError, check_counts, test_images_per_class
-from ...study import Study, Table
-from . import claims, convtypes, stages, upstream
+from ...study import LazyStages, Study, Table, later
+from . import upstream
 from .figures import FIGURES
-
-
-def check_config(study: dict, config: dict) -> None:
-    upstream.check(config)
-    fgsm = study["fgsm"]
-    if 0.0 not in fgsm["epsilons"]:
-        raise ConfigError("config key studies.concepts.fgsm.epsilons: must include 0.0 (the "
-                          "clean accuracy that the claims check first)")
-    for name, ref in fgsm["targets"].items():
-        if ref["epsilon"] not in fgsm["epsilons"]:
-            raise ConfigError(f"config key studies.concepts.fgsm.targets.{name}.epsilon: "
-                              f"{ref['epsilon']} is not in studies.concepts.fgsm.epsilons")
-    for key, ref in upstream.references(config).items():
-        if key == "hierarchy":
-            continue
-        asked = key.split(".")[0] + ".images"  # fgsm.images or gradcam.images
-        try:
-            check_counts(config, ref["study"], "test", {asked: study[key.split(".")[0]]["images"]})
-        except ConfigError as err:  # named as this study's key, for the borrowed study's split
-            raise ConfigError(str(err).replace(f"studies.{ref['study']}.{asked}",
-                                               f"studies.concepts.{asked}")
-                              + f" (target {key}, a model of study {ref['study']})") from None
-    check_counts(config, "concepts", "test",
-                 {"cam.agreement_images": study["cam"]["agreement_images"]})
-    _check_per_class(config, study)
-    for problem in convtypes.grid_problems(study["convtypes"]):
-        raise ConfigError(f"config key studies.concepts.convtypes: {problem}")
-
-
-def _check_per_class(config: dict, study: dict) -> None:
-    """CAM's images per class within the test split's; FGSM's examples, one per class,
-    within each target's classes (a stage would silently show fewer)."""
-    have = test_images_per_class(config, "concepts")
-    if have is not None and study["cam"]["images_per_class"] > have:
-        raise ConfigError(f"config key studies.concepts.cam.images_per_class: "
-                          f"{study['cam']['images_per_class']} asked, but the study's test "
-                          f"split has {have} images per class")
-    for name, ref in study["fgsm"]["targets"].items():
-        classes = input_shape(config, config["studies"][ref["study"]]["dataset"])[2]
-        if study["fgsm"]["examples"] > classes:
-            raise ConfigError(f"config key studies.concepts.fgsm.examples: "
-                              f"{study['fgsm']['examples']} examples of different classes "
-                              f"asked, but target {name} ({ref['study']}) has {classes} classes")
 
 STUDY = Study(
     name="concepts",
@@ -68,7 +23,7 @@ STUDY = Study(
            "hierarchy": "hierarchy/features.npz", "gradcam": "gradcam/gradcam.npz",
            "fgsm_examples": "fgsm/examples.npz", "fgsm_sweep": "fgsm/sweep.csv",
            "fgsm_summary": "claims/fgsm.csv"},
-    stages={**stages.STAGES, **claims.STAGES},
+    stages=LazyStages(f"{__name__}.stages", f"{__name__}.claims"),
     figures=FIGURES,
     tables=(Table("convtypes_summary", "Convolution types against the slides' formulas "
                   "(concepts.convtypes): per layer type and quantity, the formula and how many "
@@ -82,7 +37,7 @@ STUDY = Study(
                   "targeted success rate, mean, std and n over seeds.")),
     has_claims=True,
     schema=Path(__file__).with_name("schema.yaml"),
-    check_config=check_config,
+    check_config=later(f"{__name__}.checks", "check_config"),
     extra_datasets=upstream.datasets,
     borrows=upstream.studies_used,
     start_note=upstream.disabled_note,

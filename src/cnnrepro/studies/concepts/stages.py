@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...datasets import per_class_subset
+from ...datasets.prepared import per_class_subset
 from ...io import write_csv, write_json, write_npz
 from ...provenance import stamp
 from ...runtime import normalizer

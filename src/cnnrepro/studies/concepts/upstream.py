@@ -17,12 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from torch import nn
-
 from ... import paths
-from ...datasets import SPECS, input_shape
-from ...models import meta_model
-from ...spec import ConfigError, training_spec
+from ...datasets import SPECS
+from ...spec import training_spec
 
 STUDY = "concepts"
 
@@ -97,27 +94,3 @@ def disabled_note(config: dict[str, Any]) -> str | None:
     return (f"cnnrepro: study concepts borrows {', '.join(off)} from studies that are disabled; "
             "those models are trained for it anyway (only the seeds it uses), under their own "
             "study's settings; set their targets to others to avoid that")
-
-
-def check(config: dict[str, Any]) -> None:
-    """Every reference names a configured study and model; a named ``layer`` exists in that
-    model and is a Conv2d (the model is built on the meta device, nothing is loaded)."""
-    for key, ref in references(config).items():
-        where = f"studies.{STUDY}.{key}"
-        if ref["study"] not in config["studies"]:
-            raise ConfigError(f"config key {where}.study: no study {ref['study']!r}; "
-                              f"configured: {sorted(config['studies'])}")
-        models = config["studies"][ref["study"]]["models"]
-        if ref["model"] not in models:
-            raise ConfigError(f"config key {where}.model: study {ref['study']!r} has no model "
-                              f"{ref['model']!r}; it has {sorted(models)}")
-        if ref.get("layer") is None:
-            continue
-        spec = models[ref["model"]]
-        channels, size, classes = input_shape(config, config["studies"][ref["study"]]["dataset"])
-        modules = dict(meta_model(spec["arch"], spec.get("options", {}), classes, channels,
-                                  size).named_modules())
-        if not isinstance(modules.get(ref["layer"]), nn.Conv2d):
-            convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
-            raise ConfigError(f"config key {where}.layer: {ref['layer']!r} is not a Conv2d "
-                              f"layer of {ref['study']}/{ref['model']}; its Conv2d layers: {convs}")

@@ -9,14 +9,9 @@ trainer applies), the data probe (``data_probe``), the CNN's snapshot probe
 
 from pathlib import Path
 
-from torch import nn
-
-from ...datasets import class_names, input_shape
-from ...models import allowed_options, meta_model
-from ...spec import ConfigError, check_images, training_spec
-from ...study import Study, Table
-from . import claims, grid, probes
+from ...study import LazyStages, Study, Table, later
 from .figures import FIGURES
+from .names import FILES
 
 
 def training_overrides(config: dict, model: str) -> str | None:
@@ -26,62 +21,11 @@ def training_overrides(config: dict, model: str) -> str | None:
     return STUDY.file("overrides", model=model)
 
 
-def check_config(study: dict, config: dict) -> None:
-    """What the probes and the grid need: the followed image's class in the dataset, a
-    model named ``cnn`` whose first layer is a convolution with the followed kernel, its
-    snapshots, and a grid subset the training split can fill."""
-
-    probe, where = study["probe"], "config key studies.lenet"
-    classes = class_names(config, study["dataset"])
-    if probe["image_class"] not in classes:
-        raise ConfigError(f"{where}.probe.image_class: {probe['image_class']!r} is not a class "
-                          f"of {study['dataset']}; its classes: {classes}")
-    if probes.CNN not in study["models"]:
-        raise ConfigError(f"{where}.models: the probes follow the model named "
-                          f"{probes.CNN!r}; the models are {sorted(study['models'])}")
-    cnn = study["models"][probes.CNN]
-    channels, size, n_classes = input_shape(config, study["dataset"])
-    model = meta_model(cnn["arch"], cnn.get("options"), n_classes, channels, size)
-    features = getattr(model, "features", None)  # what probes.evolution reads
-    first = features[0] if isinstance(features, nn.Sequential) and len(features) else None
-    if not isinstance(first, nn.Conv2d):
-        raise ConfigError(f"{where}.models.{probes.CNN}.arch: the probes need a first conv "
-                          f"layer; {cnn['arch']} has none")
-    if probe["kernel"] >= first.out_channels:
-        raise ConfigError(f"{where}.probe.kernel: {probe['kernel']} is not a kernel of "
-                          f"{probes.CNN}'s first conv layer (0 to {first.out_channels - 1})")
-    if not training_spec(config, "lenet", probes.CNN)["training"].get("snapshot_epochs"):
-        raise ConfigError(f"{where}.training.snapshot_epochs: the kernel evolution needs "
-                          f"{probes.CNN}'s weights at some epochs; the list is empty")
-    check_images(config, "studies.lenet.grid.train_subset", study["grid"]["train_subset"],
-                 study["dataset"], "train")
-    check_grid(study, where)
-
-
-def check_grid(study: dict, where: str) -> None:
-    """The pick final training uses comes from a grid that runs; the paper grid's settings
-    name models of the study and options their architectures have."""
-
-    grid = study["grid"]
-    if grid["selection"] not in grid["protocols"]:
-        raise ConfigError(f"{where}.grid.selection: {grid['selection']!r} picks from a grid "
-                          f"that does not run (grid.protocols: {grid['protocols']})")
-    for model, settings in grid["paper_models"].items():
-        if model not in study["models"]:
-            raise ConfigError(f"{where}.grid.paper_models.{model}: not a model of the study "
-                              f"({sorted(study['models'])})")
-        arch = study["models"][model]["arch"]
-        unknown = set(settings.get("options", {})) - allowed_options(arch)
-        if unknown:
-            raise ConfigError(f"{where}.grid.paper_models.{model}.options: {sorted(unknown)} "
-                              f"are not options of {arch} ({sorted(allowed_options(arch))})")
-
-
 STUDY = Study(
     name="lenet",
     run_files={"evolution": "evolution/evolution.npz"},
-    files={**grid.FILES, "data_probe": "data_probe/data.npz", "grid_summary": "claims/grid.csv"},
-    stages={**grid.STAGES, **probes.STAGES, **claims.STAGES},
+    files={**FILES, "data_probe": "data_probe/data.npz", "grid_summary": "claims/grid.csv"},
+    stages=LazyStages(f"{__name__}.grid", f"{__name__}.probes", f"{__name__}.claims"),
     figures=FIGURES,
     animations={"lenet_feature_maps": "The feature map, ReLU and max-pool output of the "
                 "peacock, one frame per shown epoch (left to right)."},
@@ -90,6 +34,6 @@ STUDY = Study(
                   "the grid's epochs (lenet.grid)."),),
     has_claims=True,
     schema=Path(__file__).with_name("schema.yaml"),
-    check_config=check_config,
+    check_config=later(f"{__name__}.checks", "check_config"),
     training_overrides=training_overrides,
 )

@@ -12,7 +12,7 @@ from ...claims import INCONCLUSIVE, ClaimTable, threshold_verdict, training_keys
 from ...io import read_csv, read_json, write_csv
 from ...paths import StudyFiles
 from ...study import Stages
-from .probes import CNN
+from .names import CNN
 
 STAGES = Stages()
 PAPER_WINNERS = {"cnn": {"lr": 2.683e-3, "weight_decay": 5.18e-4},

@@ -10,7 +10,7 @@ from ...io import read_csv, read_json, read_npz
 from ...paths import StudyFiles
 from ...plotting import image_panel
 from ...study import Figures
-from .probes import CNN
+from .names import CNN
 
 FIGURES = Figures()
 EVOLUTION = (("evolution", CNN),)  # the CNN's runs only

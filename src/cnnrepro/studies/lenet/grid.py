@@ -30,7 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ... import paths
-from ...datasets import Split
+from ...datasets.prepared import Split
 from ...ensemble import Stacked, mean_losses
 from ...io import read_csv, write_csv, write_json
 from ...provenance import stamp
@@ -39,16 +39,10 @@ from ...spec import deep_update, training_spec
 from ...study import Stages
 from ...train import check_last_batch
 from ...trained import load_study_splits, make_model
+from .names import FILES
 
 STUDY = "lenet"
 STAGES = Stages()
-# Where the grids and their picks go (the study's files; the select stage reads a grid by
-# model and protocol).
-FILES = {"grid_history": "grid/{model}/{protocol}/history.csv",
-         "grid_meta": "grid/{model}/{protocol}/train.json",
-         "grid_table": "select/{model}/grid.csv",
-         "selection": "select/{model}/selection.json",
-         "overrides": "select/{model}/overrides.json"}
 PICK_BY = {"clean": "val_acc", "paper": "test_acc"}  # protocol -> what its pick maximises
 
 

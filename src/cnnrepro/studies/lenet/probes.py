@@ -15,14 +15,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ...datasets import load_split, per_class_subset
+from ...datasets.prepared import load_split, per_class_subset
 from ...io import atomic_path, read_npz, write_npz
 from ...models import build_model
 from ...runtime import normalizer
 from ...study import Stages
 from ...trained import read_weights, retrain_hint
 
-CNN = "cnn"  # the study's convolutional model (config name): the one whose snapshots are probed
 STAGES = Stages()
 
 

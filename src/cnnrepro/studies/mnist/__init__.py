@@ -10,8 +10,7 @@ from pathlib import Path
 
 from ...datasets import input_shape
 from ...spec import ConfigError, check_counts
-from ...study import Study, Table
-from . import claims, lab
+from ...study import LazyStages, Study, Table
 from .figures import FIGURES
 
 
@@ -36,7 +35,7 @@ STUDY = Study(
     name="mnist",
     run_files={"lab": "lab/lab.npz", "lab_summary": "lab/lab.json"},
     files={"structure": "claims/structure.csv"},
-    stages={**lab.STAGES, **claims.STAGES},
+    stages=LazyStages(f"{__name__}.lab", f"{__name__}.claims"),
     figures=FIGURES,
     tables=(Table("structure", "Every layer of both models: input and output shape, "
                   "learnable parameters, neurons (conv outputs before pooling, FC outputs) and "

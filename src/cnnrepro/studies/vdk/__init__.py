@@ -8,8 +8,7 @@ original notebook did) and the ``clean`` one; then the claims table (``claims``)
 from pathlib import Path
 
 from ...spec import ConfigError, check_counts
-from ...study import Study, Table
-from . import claims, stages
+from ...study import LazyStages, Study, Table
 from .figures import FIGURES
 
 
@@ -45,7 +44,7 @@ STUDY = Study(
                "attack_checks": "attack_checks/attack_checks.csv"},
     files={"paired": "claims/paired_tests.csv",
            "faithfulness_summary": "claims/faithfulness.csv", "cost_summary": "claims/cost.csv"},
-    stages={**stages.STAGES, **claims.STAGES},
+    stages=LazyStages(f"{__name__}.stages", f"{__name__}.claims"),
     figures=FIGURES,
     figure_notes={"confusion_matrices": "The original's Fig. 6 is transposed: it was drawn from "
                   "scikit-learn's confusion_matrix(y_pred, y_true), so its rows are the "

@@ -23,8 +23,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .names import IMMUNE
+
 SIGMA_RANGE = (0.1, 2.0)  # torchvision.transforms.GaussianBlur's default sigma range
-IMMUNE = 0  # marker in result arrays: no kernel size / sigma flipped the prediction
 
 
 def search_batch_size(device: torch.device) -> int:

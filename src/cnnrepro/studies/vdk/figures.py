@@ -11,12 +11,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ...attribution import PAPER_METHODS
 from ...io import read_csv, read_json, read_npz
 from ...paths import FIRST, StudyFiles
 from ...plotting import confusion_panel, image_panel
 from ...study import Figures
-from .blur import IMMUNE
+from .names import IMMUNE
 
 FIGURES = Figures()
 
@@ -84,7 +83,7 @@ def vdk_attribution_gallery(files: StudyFiles) -> plt.Figure:
     first = data[models[0]]
     shown = range(1, len(first["labels"]))  # index 0 is the car, drawn in vdk_attributions
     classes = first["classes"]
-    methods = PAPER_METHODS
+    methods = tuple(SHORT)  # the paper's four, in its order
     fig, axes = plt.subplots(len(shown), 1 + len(models) * len(methods),
                              figsize=(0.95 * (1 + len(models) * len(methods)),
                                       1.05 * len(shown) + 0.6), squeeze=False)

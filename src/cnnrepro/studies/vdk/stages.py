@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from ... import attacks, attribution
-from ...datasets import load_split, per_class_subset
+from ...datasets.prepared import load_split, per_class_subset
 from ...io import write_csv, write_json, write_npz
 from ...provenance import stamp
 from ...runtime import normalizer, standardizer
