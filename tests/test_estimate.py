@@ -24,8 +24,9 @@ from cnnrepro.estimate import (
     run_cost,
 )
 
-SETTINGS = {"cpu_gflops": 100, "gpu_gflops": 10000, "job_seconds": 5,
-            "stage_factors": {"explain": 4.0}, "guard_hours": 12}
+SETTINGS = {"cpu_gflops": 100, "gpu_gflops": 10000, "job_seconds": 5, "light_job_seconds": 1,
+            "light_rules": ["figure", "claims"], "stage_factors": {"explain": 4.0},
+            "guard_hours": 12}
 
 
 def test_forward_flops_of_a_linear_model_by_hand(full_config):
@@ -75,7 +76,7 @@ def test_caltech_sizes_come_from_its_split_ratios(full_config):
 
 
 def test_flop_model_adds_start_up_to_factored_work():
-    jobs = [Job("figure"), Job("explain", "vdk", "m", work=2e11), Job("all", runs=False)]
+    jobs = [Job("prepare_dataset"), Job("explain", "vdk", "m", work=2e11), Job("all", runs=False)]
     est = estimate(jobs, SETTINGS, cores=1, device="cpu")
     # start-up only; 5 s + 4 x 2e11 FLOPs at 100 GFLOP/s; a target rule runs nothing
     assert est.seconds == (5.0, 5 + 8.0, 0.0)
@@ -85,6 +86,14 @@ def test_flop_model_adds_start_up_to_factored_work():
     by_study = {**SETTINGS, "stage_factors": {"explain": 4.0, "explain/vdk": 1.0}}
     mixed = [Job("explain", "vdk", "m", work=2e11), Job("explain", "lenet", "m", work=2e11)]
     assert estimate(mixed, by_study, cores=1, device="cpu").seconds == (5 + 2.0, 5 + 8.0)
+
+
+def test_jobs_that_import_no_torch_start_up_in_their_own_time():
+    """Figures and claims tables (light_rules; a study stage by its stage name) start in
+    light_job_seconds, every other job in job_seconds."""
+    jobs = [Job("figure", "vdk"), Job("claims_vdk", "vdk"), Job("claims_lenet", "lenet"),
+            Job("train_model", "vdk", "m"), Job("grid_lenet", "lenet"), Job("claims")]
+    assert estimate(jobs, SETTINGS, cores=1, device="cpu").seconds == (1, 1, 1, 5, 5, 1)
 
 
 def test_wall_time_is_spread_over_cores_or_the_longest_chain():

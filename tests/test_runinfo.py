@@ -14,8 +14,8 @@ from cnnrepro import paths, studies
 from cnnrepro.estimate import Job, duration, estimate
 from cnnrepro.runinfo import failure_text, guard, invocation, summary
 
-SETTINGS = {"cpu_gflops": 100, "gpu_gflops": 10000, "job_seconds": 5, "stage_factors": {},
-            "guard_hours": 12}
+SETTINGS = {"cpu_gflops": 100, "gpu_gflops": 10000, "job_seconds": 5, "light_job_seconds": 1,
+            "light_rules": [], "stage_factors": {}, "guard_hours": 12}
 
 
 def _config(full_config, preset="full", seeds=None):

@@ -9,8 +9,9 @@ and the printout says which, stage by stage:
   the end of every run for the files it wrote). A job takes the seconds measured for its
   rule (for the same study and model where there are such), scaled by its work over the
   measured job's work; the start-up part (``job_seconds``) is not scaled.
-* **FLOP model**: ``job_seconds`` + ``stage_factors[rule/study]`` (else ``[rule]``) × work /
-  the device's GFLOP/s
+* **FLOP model**: the job's start-up (:func:`start_up`: ``job_seconds`` for a job that
+  imports torch, ``light_job_seconds`` for one of ``light_rules``, which import none) +
+  ``stage_factors[rule/study]`` (else ``[rule]``) × work / the device's GFLOP/s
   (the ``estimate:`` block of ``config.yaml``; the factors were measured once with
   ``benchmarks/stage_factors.py``).
 
@@ -177,12 +178,20 @@ def measured_seconds(job: Job, found: list[Measurement], device: str, start_up: 
     return statistics.median(_scaled(m, job.work, start_up) for m in refs) if refs else None
 
 
+def start_up(job: Job, settings: dict[str, Any]) -> float:
+    """A job's seconds besides its FLOPs: a rule of ``light_rules`` (by its name, or for a
+    study stage's rule ``<stage>_<study>`` by its stage) imports no torch."""
+    light = settings["light_rules"]
+    is_light = job.rule in light or (job.study and job.rule.removesuffix(f"_{job.study}") in light)
+    return settings["light_job_seconds"] if is_light else settings["job_seconds"]
+
+
 def model_seconds(job: Job, settings: dict[str, Any], device: str) -> float:
     """The job's seconds by the FLOP model (``settings``: the config's ``estimate`` block)."""
     gflops = settings["gpu_gflops"] if device == "cuda" else settings["cpu_gflops"]
     factors = settings["stage_factors"]  # "rule/study" first: one factor per rule misfits
     factor = factors.get(f"{job.rule}/{job.study}", factors.get(job.rule, 1.0))
-    return settings["job_seconds"] + factor * job.work / (gflops * 1e9)
+    return start_up(job, settings) + factor * job.work / (gflops * 1e9)
 
 
 @dataclass(frozen=True)
@@ -239,7 +248,8 @@ def estimate(jobs: list[Job], settings: dict[str, Any], cores: int, device: str,
     the FLOP model (``settings``: the config's ``estimate`` block)."""
     seconds, measured = [], []
     for job in jobs:
-        s = measured_seconds(job, list(found), device, settings["job_seconds"]) if job.runs else 0.0
+        s = (measured_seconds(job, list(found), device, start_up(job, settings)) if job.runs
+             else 0.0)
         measured.append(s is not None and job.runs)
         seconds.append(s if s is not None else model_seconds(job, settings, device))
     return Estimate(tuple(jobs), tuple(seconds), tuple(measured), cores, device, cluster)
