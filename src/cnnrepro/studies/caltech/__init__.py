@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ...spec import ConfigError, check_counts
 from ...study import LazyStages, Study, Table
-from .claims import CNN, VGG
 from .figures import FALLBACK_NOTE, FIGURES
+from .names import CNN, VGG
 
 VGG19_LAST_CONV_CHANNELS = 512  # torchvision's VGG19 (features.34), whatever its weights
 VGG_NOTE = ("VGG19 was trained with the weights the VGG19 table below names (weights_used): "

@@ -25,24 +25,14 @@ from ...claims import FAILS, HOLDS, ClaimTable, training_keys
 from ...io import read_csv, read_json, write_csv
 from ...paths import StudyFiles
 from ...study import Stages
+from .names import CNN, VGG, weights_label
 
-CNN, VGG = "cnn", "vgg19"  # the study's model names (config; check_config requires both)
 STAGES = Stages()
 PAPER_TRAIN, PAPER_VAL = 1.0, 0.8666666746139526  # document 3.2.8
 # The document's own numbers for a 3x3 filter at stride 1, padding 0 on its 224-px images:
 # ch. 1 (Fig. 1.3) 224 -> 222; ch. 2 (Figs. 2.2-2.7) 224 -> 222 -> 220.
 PAPER_INPUT, PAPER_FIG1, PAPER_LAYERS = 224, 222, (222, 220)
 SIZE_EXPERIMENTS = {"stride": "3.2.3", "padding": "3.2.4", "size": "3.2.6"}
-
-
-def weights_label(weights_used: list[str | None]) -> str:
-    """How the VGG19 artifacts were made, for statements and captions."""
-    used = sorted({w or "unknown" for w in weights_used})
-    fell_back = [w for w in used if w.startswith("fallback")]
-    if fell_back:
-        return (f"[VGG19 {fell_back[0]}: ImageNet weights unavailable; a random frozen "
-                f"backbone, not the document's model]")
-    return f"[VGG19 weights: {', '.join(used)}]"
 
 
 def _exact(table: ClaimTable, claim_id: str, statement: str, paper: Any,

@@ -16,7 +16,7 @@ from ...io import read_csv, read_json, read_npz
 from ...paths import StudyFiles
 from ...plotting import image_panel, subplot_grid
 from ...study import Figures
-from .claims import CNN, VGG, weights_label
+from .names import CNN, VGG, weights_label
 
 FIGURES = Figures()
 # How the CNN reads the document's garbled sentence, said wherever the reading shows

@@ -29,9 +29,9 @@ from ...runtime import normalizer
 from ...study import Stages
 from ...trained import open_trained
 from . import conv_basics as cb
-from .claims import CNN, VGG
 from .equivariance import shift_study
 from .filters import settings_experiment
+from .names import CNN, VGG
 from .patches import guided_backprop, last_conv_relu, neuron_report, sharpness
 from .vgg_fallback import backbone_probe, head_gradient, scale_table
 
