@@ -49,6 +49,25 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterator
 
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from cnnrepro import config as cfg
+from cnnrepro import rules, studies
+from cnnrepro.datasets import estimate_sizes, input_shape
+from cnnrepro.datasets.prepared import prepare_split
+from cnnrepro.estimate import forward_flops, run_cost
+from cnnrepro.evaluate import evaluate
+from cnnrepro.io import read_csv, write_json, write_torch
+from cnnrepro.paths import EVALUATE_OUTPUTS, TRAIN_OUTPUTS
+from cnnrepro.provenance import git_commit, versions
+from cnnrepro.runtime import PRECISIONS, select_device, set_numerics
+from cnnrepro.spec import deep_update, evaluation_spec, training_spec
+from cnnrepro.studies.vdk.claims import PAPER
+from cnnrepro.train import Stopped, train
+from cnnrepro.trained import read_weights
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("vdk_cnnet", "baseline_cnn")
 TRAIN_ORDER = ("baseline_cnn", "vdk_cnnet")  # the cheap one first: a deadline cuts one, not both
@@ -65,7 +84,6 @@ TINY = {"studies": {
 
 class Clock:
     """The run's deadline: seconds left of the budget."""
-
     def __init__(self, budget: float):
         self.start, self.budget = time.monotonic(), budget
 
@@ -85,7 +103,6 @@ class Results(dict):
         self.out = out
 
     def save(self) -> None:
-        from cnnrepro.io import write_json
         write_json(self.out / "gpu_check.json", dict(self))
         (self.out / "gpu_check.md").write_text(summary(self))
 
@@ -93,8 +110,6 @@ class Results(dict):
 @contextlib.contextmanager
 def step(results: Results, name: str, key: str | None = None) -> Iterator[dict[str, Any]]:
     """Time one step; record its numbers, or its error and traceback (the run goes on)."""
-    import torch
-
     record: dict[str, Any] = {}
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -120,9 +135,6 @@ def step(results: Results, name: str, key: str | None = None) -> Iterator[dict[s
 def load_config(tiny: bool, mirror: Path | None) -> dict[str, Any]:
     """``config.yaml`` (the paper protocol), seed 0, the vdk study's two headline models;
     ``tiny``: with the quick preset and :data:`TINY` over it."""
-    from cnnrepro import config as cfg
-    from cnnrepro.spec import deep_update
-
     overlays = [ROOT / "config/presets/quick.yaml"] if tiny else []
     config = cfg.load(ROOT / "config.yaml", overlays)
     if tiny:
@@ -137,10 +149,7 @@ def load_config(tiny: bool, mirror: Path | None) -> dict[str, Any]:
 def prepare_data(config: dict[str, Any]) -> dict[str, str]:
     """The vdk study's prepared splits (paths relative to the work folder), made from the
     mirror where they are not there yet."""
-    from cnnrepro.datasets.prepared import prepare_split
-    from cnnrepro.rules import data_paths
-
-    found = data_paths(config, STUDY)
+    found = rules.data_paths(config, STUDY)
     mirror = config["data"]["mirror"]
     for split, path in found.items():
         if not Path(path).is_file():
@@ -151,10 +160,6 @@ def prepare_data(config: dict[str, Any]) -> dict[str, str]:
 
 
 def environment() -> dict[str, Any]:
-    import torch
-
-    from cnnrepro.provenance import git_commit, versions
-
     found: dict[str, Any] = {
         "python": sys.version.split()[0], "platform": platform.platform(),
         "versions": versions(), "torch_cuda": torch.version.cuda,
@@ -177,11 +182,6 @@ def relative_error(value, reference) -> float:
 def fp32_errors(device) -> dict[str, dict[str, float]]:
     """Relative error of a float32 convolution (VDK CNNet's 64 channels, 8x8 kernel) and a
     2048² matmul against float64 on ``device``, per precision mode."""
-    import torch
-    import torch.nn.functional as F
-
-    from cnnrepro.runtime import PRECISIONS, set_numerics
-
     g = torch.Generator().manual_seed(0)
     x, w = torch.randn(64, 64, 32, 32, generator=g), torch.randn(64, 64, 8, 8, generator=g)
     a, b = torch.randn(2048, 2048, generator=g), torch.randn(2048, 2048, generator=g)
@@ -198,8 +198,6 @@ def fp32_errors(device) -> dict[str, dict[str, float]]:
 
 
 def same_state(a: dict, b: dict) -> tuple[bool, float]:
-    import torch
-
     diff = max((float((a[k].double() - b[k].double()).abs().max()) for k in a), default=0.0)
     return all(torch.equal(a[k], b[k]) for k in a) and a.keys() == b.keys(), diff
 
@@ -207,19 +205,13 @@ def same_state(a: dict, b: dict) -> tuple[bool, float]:
 def determinism(config: dict[str, Any], data: dict[str, str]) -> dict[str, Any]:
     """Two 2-epoch trainings of VDK CNNet, same config and seed: identical weights and
     metrics (the clocks aside)."""
-    import torch
-
-    from cnnrepro.io import read_csv
-    from cnnrepro.spec import training_spec
-    from cnnrepro.train import train
-
     spec = training_spec(config, STUDY, MODELS[0])
     spec["training"]["epochs"] = 2
     runs = []
     for name in ("a", "b"):
         folder = Path("determinism") / name
         train(spec, SEED, data, folder, checkpoint_seconds=3600)
-        runs.append((torch.load(folder / "model.pt", map_location="cpu")["state_dict"],
+        runs.append((read_weights(folder / "model.pt", "run the check again")["state_dict"],
                      read_csv(folder / "history.csv").drop(columns=["seconds", "eval_seconds"])))
     identical, diff = same_state(runs[0][0], runs[1][0])
     return {"epochs": 2, "weights_identical": identical, "weights_max_abs_diff": diff,
@@ -231,15 +223,6 @@ def train_model(config: dict[str, Any], data: dict[str, str], model: str, stop_a
                 out: Path) -> dict[str, Any]:
     """One paper-protocol training run into the results tree; on its deadline, the state
     saved and the weights of the epoch reached written for the stages."""
-    import torch
-
-    from cnnrepro import studies
-    from cnnrepro.estimate import forward_flops, run_cost
-    from cnnrepro.io import read_csv, write_torch
-    from cnnrepro.paths import TRAIN_OUTPUTS
-    from cnnrepro.spec import training_spec
-    from cnnrepro.train import Stopped, train
-
     study = studies.REGISTRY[STUDY]
     spec = training_spec(config, STUDY, model)
     outputs = {name: study.run_file(name, model=model, seed=SEED) for name in TRAIN_OUTPUTS}
@@ -250,8 +233,8 @@ def train_model(config: dict[str, Any], data: dict[str, str], model: str, stop_a
         history = read_csv(outputs["history"])
         found.update(complete=True, resumed_from_epoch=meta["resumed_from_epoch"])
     except Stopped as stop:
-        ckpt = torch.load(stop.checkpoint, map_location="cpu", weights_only=True)
-        history = pd_frame(ckpt["history"])
+        ckpt = read_weights(stop.checkpoint, f"delete {stop.checkpoint} and run again")
+        history = pd.DataFrame(ckpt["history"])
         # the stages open weights files: the model as far as it got, said so in the JSON
         write_torch(outputs["weights"], {"state_dict": ckpt["model"], "spec": spec, "seed": SEED,
                                          "epochs": stop.epoch})
@@ -259,7 +242,8 @@ def train_model(config: dict[str, Any], data: dict[str, str], model: str, stop_a
     history.to_csv(out / f"history_{model}.csv", index=False)
     last = history.iloc[-1]
     seconds = history["seconds"]
-    shape = (3, 32, 32) if config["studies"][STUDY]["dataset"] == "cifar10" else None
+    dataset = config["studies"][STUDY]["dataset"]
+    shape = input_shape(config, dataset)
     found.update(
         epochs_done=int(last["epoch"]), test_acc=float(last["test_acc"]),
         train_acc=float(last["train_acc"]), train_loss=float(last["train_loss"]),
@@ -267,34 +251,21 @@ def train_model(config: dict[str, Any], data: dict[str, str], model: str, stop_a
         seconds_per_epoch_first=float(seconds.iloc[0]),
         eval_seconds_per_epoch_median=float(history["eval_seconds"].median()),
         train_seconds_total=float(seconds.sum()),
-        forward_flops=forward_flops(spec, shape) if shape else None)
-    if shape:  # the estimate's FLOP model over the measured time (its gpu_gflops)
-        from cnnrepro.datasets import estimate_sizes
-
-        sizes = estimate_sizes(config, config["studies"][STUDY]["dataset"])
-        per_epoch = run_cost({**spec, "training": {**spec["training"], "epochs": 1}},
-                             shape, sizes)
-        factor = config["estimate"]["stage_factors"].get(
-            f"train_model/{STUDY}", config["estimate"]["stage_factors"]["train_model"])
-        per_epoch_seconds = float((seconds + history["eval_seconds"]).median())
-        found.update(flops_per_epoch=per_epoch,
-                     achieved_tflops=per_epoch / per_epoch_seconds / 1e12,
-                     fitted_gpu_gflops=factor * per_epoch / per_epoch_seconds / 1e9)
+        forward_flops=forward_flops(spec, shape))
+    # the estimate's FLOP model of the epochs done over their measured seconds: what
+    # estimate.gpu_gflops must be for the estimate of this training job to come out right
+    done = {**spec, "training": {**spec["training"], "epochs": int(last["epoch"])}}
+    flops = run_cost(done, shape, estimate_sizes(config, dataset))
+    measured = float((seconds + history["eval_seconds"]).sum())
+    factors = config["estimate"]["stage_factors"]
+    factor = factors.get(f"train_model/{STUDY}", factors["train_model"])
+    found.update(flops=flops, achieved_tflops=flops / measured / 1e12,
+                 fitted_gpu_gflops=factor * flops / measured / 1e9)
     return found
-
-
-def pd_frame(rows: list[dict[str, float]]):
-    import pandas as pd
-    return pd.DataFrame(rows)
 
 
 def run_stages(config: dict[str, Any], data: dict[str, str], results: Results) -> None:
     """Evaluation (with latency) and every per-run stage of the study, once per model."""
-    from cnnrepro import rules, studies
-    from cnnrepro.evaluate import evaluate
-    from cnnrepro.paths import EVALUATE_OUTPUTS
-    from cnnrepro.spec import evaluation_spec
-
     study = studies.REGISTRY[STUDY]
     for model in MODELS:
         with step(results, "stages", f"{model}/evaluate") as record:
@@ -314,8 +285,6 @@ def run_stages(config: dict[str, Any], data: dict[str, str], results: Results) -
 
 def lenet_grid(config: dict[str, Any], clock: Clock) -> dict[str, Any]:
     """The lenet CNN's vectorised grid at the configured size, clean protocol."""
-    from cnnrepro import rules, studies
-
     study = studies.REGISTRY["lenet"]
     written = rules.call(config, study, study.stages["grid"], model="cnn", protocol="clean")
     meta = json.loads(Path(written["grid_meta"]).read_text())
@@ -325,8 +294,6 @@ def lenet_grid(config: dict[str, Any], clock: Clock) -> dict[str, Any]:
 
 def summary(results: dict[str, Any]) -> str:
     """The Markdown page of the run (what the note and the README quote)."""
-    from cnnrepro.studies.vdk.claims import PAPER
-
     env = results.get("environment", {})
     lines = [f"# GPU check: {env.get('gpu', 'no GPU')} ({env.get('python')}, torch "
              f"{env.get('versions', {}).get('torch')}, CUDA {env.get('torch_cuda')}, "
@@ -383,10 +350,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logging.getLogger().addHandler(handler)
     logging.getLogger().setLevel(logging.INFO)
-    # before any CUDA call: cuBLAS reads its workspace setting once
-    from cnnrepro.runtime import select_device, set_numerics
-    set_numerics(True, "ieee")
-
+    set_numerics(True, "ieee")  # before any CUDA call: cuBLAS reads its workspace setting once
     results = Results(out)
     config = load_config(args.tiny, args.mirror.resolve() if args.mirror else None)
     os.chdir(work)  # the results tree's relative paths, as under Snakemake
@@ -415,5 +379,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT / "src"))
     main()

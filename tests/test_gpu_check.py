@@ -74,7 +74,7 @@ def test_training_is_deterministic_and_fp32_exact_on_the_cpu(tiny):
         assert 0 < results["fp32"]["errors"][mode]["conv"] < 1e-5
     train_rec = results["training"]["vdk_cnnet"]
     assert train_rec["complete"] and train_rec["epochs_done"] == 1
-    assert train_rec["fitted_gpu_gflops"] > 0 and train_rec["flops_per_epoch"] > 0
+    assert train_rec["fitted_gpu_gflops"] > 0 and train_rec["flops"] > 0
 
 
 def test_a_deadline_stops_training_with_its_state_saved(mnist_spec, mnist_data, tmp_path):
