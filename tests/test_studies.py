@@ -63,7 +63,7 @@ def test_each_stage_takes_exactly_what_its_rule_gives(study, stage, preset, full
     file the rule writes and every input and param the rule gives it (for a job of the full
     and the quick config), and nothing the rule does not give (bar defaults)."""
     config = full_config if preset == "full" else cfg.load(ROOT / "config.yaml", [QUICK])
-    assert studies.stage(study.name, stage.name) is stage and stage.run.__name__ == stage.name
+    assert study.stages[stage.name] is stage and stage.run.__name__ == stage.name
     module = rules.params(config, study, stage)["module"]
     assert declared(module, stage.name) is stage  # what the adapter looks up
     assert study.rule(stage) == f"{stage.name}_{study.name}"
@@ -113,7 +113,7 @@ def test_an_undeclared_read_is_an_error_naming_the_file(tmp_path, full_config):
     with pytest.raises(paths.UndeclaredRead, match="'metrics' is not among the files declared"):
         files.by_model("metrics")
     with pytest.raises(KeyError, match="no stage"):
-        studies.stage("vdk", "no_such_stage")
+        declared("cnnrepro.studies.vdk.stages", "no_such_stage")
 
 
 def test_every_registered_study_has_its_schema_block_and_every_key_a_description():

@@ -187,7 +187,10 @@ def arguments(inputs: Mapping[str, Any], outputs: Mapping[str, Any],
 def declared(module: str, name: str) -> Stage:
     """A stage from the module that declares it (its rule's params name both): a job
     imports that module alone, so a claims job imports no torch (:class:`LazyStages`)."""
-    return importlib.import_module(module).STAGES[name]
+    stages = importlib.import_module(module).STAGES
+    if name not in stages:
+        raise KeyError(f"{module} declares no stage {name!r}; it declares {sorted(stages)}")
+    return stages[name]
 
 
 @dataclass(frozen=True)

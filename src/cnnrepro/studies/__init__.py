@@ -15,7 +15,7 @@ from typing import Any, Callable
 from .. import paths
 from ..cards import cards, title_flag
 from ..plotting import SHARED, save
-from ..study import Figure, Stage, Study
+from ..study import Figure, Study
 from . import caltech, concepts, lenet, mnist, vdk
 
 REGISTRY: dict[str, Study] = {s.name: s for s in (vdk.STUDY, mnist.STUDY, lenet.STUDY,
@@ -92,14 +92,6 @@ def seed_figures(name: str, config: dict[str, Any]) -> list[tuple[str, int]]:
     """(figure, seed) of every further seed's drawing of the study's per-seed figures."""
     return [(n, seed) for n, f in figures_for(name, config["studies"][name]).items()
             if f.per_seed for seed in config["seeds"][1:]]
-
-
-def stage(study: str, name: str) -> Stage:
-    """A study's declared stage by name."""
-    stages = get(study).stages
-    if name not in stages:
-        raise KeyError(f"study {study!r} has no stage {name!r}; it has {sorted(stages)}")
-    return stages[name]
 
 
 def _drawn_seed(figure: Figure, config: dict[str, Any], seed: int | None) -> int | None:
