@@ -188,6 +188,17 @@ def repro(project: Path, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
+def test_repro_refuses_to_build_the_environment_on_a_full_disk(project, tmp_path):
+    # pip would stop half-way through torch with "No space left on device" (CI, stop 45)
+    venv = tmp_path / "fresh-venv"
+    env = {**os.environ, "CNNREPRO_VENV": str(venv), "CNNREPRO_VENV_GIB": "100000000"}
+    proc = subprocess.run(["./repro", "lint"], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1
+    assert f"repro: creating {venv} needs about 100000000 GiB free on the disk of" in proc.stderr
+    assert not venv.exists()
+
+
 @pytest.mark.parametrize("text, expect", params(YAML_LEVEL))
 def test_repro_names_file_and_line_of_a_bad_config_file_before_snakemake(project, text, expect):
     # Snakemake reads --configfile itself and names neither file nor line: ./repro reads first
