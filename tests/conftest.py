@@ -40,9 +40,10 @@ class Started:
     Its output goes to unnamed temporary files, not pipes (a run nobody reads yet must
     never block on a full pipe) and not the workdir (later runs there would overwrite it)."""
 
-    def __init__(self, workdir: Path, *args: str, configfiles=(QUICK,)):
+    def __init__(self, workdir: Path, *args: str, configfiles=(QUICK,),
+                 env: dict[str, str] | None = None):
         self.workdir = workdir
-        env = {**os.environ, "CNNREPRO_DATA_MIRROR": str(MIRROR)}
+        env = {**os.environ, "CNNREPRO_DATA_MIRROR": str(MIRROR), **(env or {})}
         # targets and options first: --configfile takes every argument after it
         command = [*SNAKEMAKE, *args, "--configfile", str(ROOT / "config.yaml"), *configfiles]
         self._out, self._err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
@@ -67,9 +68,11 @@ class Started:
         return self._done
 
 
-def snakemake(workdir: Path, *args: str, configfiles=(QUICK,)) -> subprocess.CompletedProcess:
-    """Run the workflow in ``workdir`` on the staged mirror (config files, then ``args``)."""
-    return Started(workdir, *args, configfiles=configfiles).result()
+def snakemake(workdir: Path, *args: str, configfiles=(QUICK,), env: dict[str, str] | None = None
+              ) -> subprocess.CompletedProcess:
+    """Run the workflow in ``workdir`` on the staged mirror (config files, then ``args``;
+    ``env``: more environment variables)."""
+    return Started(workdir, *args, configfiles=configfiles, env=env).result()
 
 
 # --- the cluster ------------------------------------------------------------------------

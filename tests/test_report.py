@@ -251,6 +251,36 @@ def test_disabled_study_is_absent_and_missing_artifact_is_named(quick_run, tmp_p
     assert "AT CHANCE: this shows an untrained network" in tex
 
 
+def test_the_overview_names_artifacts_made_by_other_code(quick_run, tmp_path):
+    workdir, _ = quick_run
+    found = report.code_check(workdir, ROOT)
+    assert found["checked"] > 20 and found["stale"] == []  # every job recorded its code
+    index = (workdir / paths.report_index()).read_text()
+    assert "artifacts that record their job's\ncode (cnnrepro.fingerprint) was made by the code" \
+        in index
+    run = Path(paths.run_dir("vdk", "vdk_cnnet", 0))
+    (tmp_path / run / "eval").mkdir(parents=True)
+    shutil.copyfile(workdir / run / "train.json", tmp_path / run / "train.json")
+    record = json.loads((workdir / run / "eval/metrics.json").read_text())
+    code = record["provenance"]["code"]
+    assert code["script"] == "evaluate_model.py"
+    record["provenance"]["code"] = {**code, "fingerprint": "0" * 16}  # made by other code
+    (tmp_path / run / "eval/metrics.json").write_text(json.dumps(record))
+    gone = {**code, "modules": ["cnnrepro.renamed_since"]}
+    (tmp_path / run / "eval/cost.json").write_text(json.dumps({"provenance": {"code": gone}}))
+    (tmp_path / run / "eval/listed.json").write_text("[1, 2]")  # not an artifact with code
+    check = report.code_check(tmp_path, ROOT)
+    assert check["checked"] == 3
+    assert [(s["artifact"], s["made"], s["now"]) for s in check["stale"]] == [
+        (f"{run}/eval/cost.json", code["fingerprint"], "its code is gone"),
+        (f"{run}/eval/metrics.json", "0" * 16, code["fingerprint"])]
+    content = collect(cfg.load(ROOT / "config.yaml", [QUICK]), workdir, ROOT)
+    page = report._environment(latex=False).get_template("index.html.j2").render(
+        **{**content, "code_check": check}, page=None)
+    assert "2 of 3\nartifacts were made by other code than this report's" in page
+    assert f"<code>{run}/eval/metrics.json</code>" in page
+
+
 def _train_meta(root, study, model, seed, accuracy, classes=3, weights=None):
     path = root / paths.run_file("train_meta", study, model, seed)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -22,7 +24,7 @@ from bad_overlays import SCHEMA_AND_SEMANTICS, SOURCE_LEVEL, YAML_LEVEL, params
 from conftest import MIRROR, QUICK, ROOT, SNAKEMAKE, snakemake
 
 from cnnrepro import config as cfg
-from cnnrepro import launch, studies
+from cnnrepro import launch, ledger, paths, studies
 from cnnrepro.studies.vdk.figures import vdk_immune
 
 pytestmark = pytest.mark.e2e
@@ -67,6 +69,26 @@ def test_second_run_has_nothing_to_do(quick_run):
     proc = snakemake(workdir, "-n")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_a_code_change_reruns_the_jobs_that_run_that_code(quick_run, tmp_path):
+    # Snakemake itself tracks a rule's script, not the package modules it imports
+    workdir, _ = quick_run
+    shutil.copytree(ROOT / "src" / "cnnrepro", tmp_path / "cnnrepro",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    blur = tmp_path / "cnnrepro" / "studies" / "vdk" / "blur.py"
+    blur.write_text(blur.read_text() + "\nUNUSED_BY_THE_TEST = 1\n")
+    proc = snakemake(workdir, "-n", env={"PYTHONPATH": str(tmp_path)})  # the edited copy
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.M))
+    models = len(yaml.safe_load((ROOT / "config.yaml").read_text())["studies"]["vdk"]["models"])
+    assert counts["blur_vdk"] == str(models)  # every run's blur stage, for changed code
+    assert "Params have changed since last execution" in out
+    # downstream of it only: no training, evaluation, other stage or other study
+    assert not {"train_model", "evaluate_model", "fgsm_vdk", "explain_vdk",
+                "lab_mnist", "claims_mnist"} & set(counts), counts
+    assert {"claims_vdk", "figure", "render_report"} <= set(counts)
 
 
 def test_bad_config_fails_before_any_job(tmp_path):
@@ -243,6 +265,14 @@ def test_quick_run_ends_with_a_summary_of_what_it_made(quick_run):
             counts = line.strip()[len(study.name):].strip().split(", ")
             said = {verdict: int(n) for n, verdict in (part.split(" ", 1) for part in counts)}
             assert said == dict(Counter(verdicts)), line
+    # the ledger took one record per claim, and says so
+    records, problems = ledger.read(workdir / paths.ledger())
+    tables = [pd.read_csv(workdir / paths.study_file("claims", s.name))
+              for s in studies.enabled(quick) if s.has_claims]
+    assert problems == [] and len(records) == sum(len(t) for t in tables)
+    assert {r["preset"] for r in records} == {"quick"} and len({r["run"] for r in records}) == 1
+    assert f"  ledger   {len(records)} claims recorded as run {records[0]['run']}" in text
+    assert "    the first run of this preset in the ledger" in lines
 
 
 def _estimate(workdir: Path, *args: str, configfiles=()) -> dict:

@@ -111,6 +111,12 @@ def run_summary() -> str:
     return f"{report_dir()}/run-summary.txt"
 
 
+def ledger() -> str:
+    """Every run's verdicts, kept across runs and presets (:mod:`cnnrepro.ledger`): beside
+    ``results/``, not in it, so that removing a results tree keeps the history."""
+    return "ledger/claims.jsonl"
+
+
 def log(rule: str, *keys: str) -> str:
     return f"{RESULTS}/logs/{rule}" + ("/" + "/".join(keys) if keys else "") + ".log"
 

@@ -1,5 +1,5 @@
 """What every artifact carries: package versions, device and how it computes (determinism,
-float32 precision), git commit, config slice, seed."""
+float32 precision), git commit, the fingerprint of the code its job ran, config slice, seed."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from . import fingerprint
 
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "captum", "torchattacks",
             "snakemake", "pandas", "matplotlib")
@@ -69,6 +71,8 @@ def stamp(config: dict[str, Any] | None = None, seed: int | None = None,
         "git_commit": git_commit(),
         "host": platform.node(),
     }
+    if fingerprint.current() is not None:  # within a workflow job: the rule's code param
+        block["code"] = fingerprint.current()
     if not when:
         del block["created"], block["host"]
     if device is not None:

@@ -25,12 +25,13 @@ from PIL import Image
 
 from . import cards as model_cards
 from . import config as cfg
-from . import paths
+from . import fingerprint, paths
 from . import studies as registry
 from .aggregate import METRICS, check_rates
 from .claims import NOT_COMPARABLE, check_rows, verdict_counts
 from .datasets import SPECS
 from .io import artifact_error, atomic_path, read_benchmark, read_csv, read_json
+from .ledger import trained_on
 from .provenance import git_commit, versions
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "report" / "templates"
@@ -265,16 +266,36 @@ def stage_times(root: Path) -> list[dict[str, Any]]:
 
 
 def run_provenance(config: dict[str, Any], root: Path, workflow_dir: Path) -> dict[str, Any]:
-    devices, train_versions = set(), None
-    for study in registry.enabled(config):
-        for train_json in study.study_files(config, str(root)).runs("train_meta").values():
-            prov = read_json(train_json)["provenance"]
-            devices.add(prov.get("device", "unknown"))
-            train_versions = train_versions or prov.get("versions")
+    devices, train_versions = trained_on(config, root)
     return {"git_commit": git_commit(workflow_dir), "versions": train_versions or versions(),
-            "devices": sorted(devices), "preset": config.get("preset", "full"),
+            "devices": devices, "preset": config.get("preset", "full"),
             "deviations": cfg.run_departures(config),
             "stage_times": stage_times(root)}
+
+
+def code_check(root: Path, workflow_dir: Path) -> dict[str, Any]:
+    """Artifacts made by other code than this report's: each JSON artifact under
+    ``results/`` whose provenance records its job's code (:mod:`cnnrepro.fingerprint`),
+    that fingerprint recomputed with the code here. With ``runtime.rerun_on_code_change``
+    on, Snakemake reruns such jobs before the report; this shows what is left (the option
+    off, an artifact copied in from another tree, a job run by hand)."""
+    scripts = workflow_dir / "workflow" / "scripts"
+    checked, stale = 0, []
+    for path in sorted((root / paths.RESULTS).rglob("*.json")):
+        found = read_json(path)
+        code = found.get("provenance", {}).get("code") if isinstance(found, dict) else None
+        if not isinstance(code, dict):
+            continue
+        checked += 1
+        try:
+            now = fingerprint.again(code, scripts)
+        except (OSError, ValueError):  # its script or a module is gone
+            now = "its code is gone"
+        if now != code["fingerprint"]:
+            stale.append({"artifact": path.relative_to(root).as_posix(),
+                          "code": ", ".join([code["script"], *code["modules"]]),
+                          "made": code["fingerprint"], "now": now})
+    return {"checked": checked, "stale": stale}
 
 
 def collect(config: dict[str, Any], root: str | Path = ".", workflow_dir: str | Path = ".",
@@ -288,7 +309,8 @@ def collect(config: dict[str, Any], root: str | Path = ".", workflow_dir: str | 
     pages = [study_page(config, study, root) for study in registry.enabled(config)]
     return {"pages": pages, "pdf": pdf, "config": config,
             "verdicts": verdict_summary(pages, config.get("preset", "full")),
-            "provenance": run_provenance(config, root, Path(workflow_dir))}
+            "provenance": run_provenance(config, root, Path(workflow_dir)),
+            "code_check": code_check(root, Path(workflow_dir))}
 
 
 def verdict_summary(pages: list[StudyPage], preset: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import re
 from types import SimpleNamespace
 from typing import Any, Callable
 
-from . import paths, studies
+from . import fingerprint, paths, studies
 from .config import departures
 from .datasets import SPECS
 from .spec import training_spec
@@ -110,6 +110,17 @@ def params(config: dict[str, Any], study: Study, stage: Stage) -> dict[str, Any]
     if stage.params is not None:
         found.update(stage.params(config))
     return found
+
+
+def code(config: dict[str, Any], scripts: str, script: str, *modules: str
+         ) -> dict[str, Any] | None:
+    """A rule's ``code`` param: the fingerprint of its script (in ``scripts``) and the
+    package modules its job runs, with those entry points, so that Snakemake reruns the job
+    when they change and the report can recompute it (:mod:`cnnrepro.fingerprint`); None
+    where ``runtime.rerun_on_code_change`` is false."""
+    if not config["runtime"]["rerun_on_code_change"]:
+        return None
+    return fingerprint.entry(scripts, script, modules)
 
 
 def resources(config: dict[str, Any], stage: Stage) -> dict[str, int]:

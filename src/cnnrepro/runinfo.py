@@ -23,12 +23,12 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from . import config as cfg
-from . import paths, studies
+from . import ledger, paths, studies
 from .claims import verdict_counts
 from .estimate import (
     Estimate,
@@ -184,9 +184,11 @@ def preview(workflow: Any, config: dict[str, Any]) -> None:
 
 
 def summary(config: dict[str, Any], root: str | Path, wall: float,
-            estimated: float | None = None, latexmk: bool = True) -> str:
+            estimated: float | None = None, latexmk: bool = True,
+            recorded: list[str] | None = None) -> str:
     """The end-of-run summary: where the report and the paper are, the verdicts per study,
-    the preset in force and the wall time (``wall`` seconds, ending now)."""
+    the preset in force and the wall time (``wall`` seconds, ending now); ``recorded``:
+    what the ledger took (:func:`record`)."""
     root = Path(root).resolve()
     index, pdf, tex = (root / paths.report_index(), root / paths.paper("pdf"),
                        root / paths.paper("tex"))
@@ -220,18 +222,27 @@ def summary(config: dict[str, Any], root: str | Path, wall: float,
         counts = (", ".join(f"{n} {verdict}" for verdict, n in found.items() if n)
                   if table.is_file() else "no claims table: not among this run's targets")
         lines.append(f"    {study.name:8s} {counts}")
+    lines += recorded or []
     lines.append(f"  this summary: {root / paths.run_summary()}")
     return "\n".join(lines)
 
 
+def record(workflow: Any, config: dict[str, Any]) -> list[str]:
+    """Add the claims tables this run wrote to the ledger; the summary's lines on it."""
+    run = ledger.run_id(config, workflow.start_time)
+    new = ledger.records(config, ".", run, datetime.now(timezone.utc),
+                         since=workflow.start_time.timestamp())
+    return ledger.summary_lines(paths.ledger(), run, ledger.append(paths.ledger(), new))
+
+
 def success(workflow: Any, config: dict[str, Any]) -> None:
-    """onsuccess: record the jobs' sizes, print the summary and keep it in
-    results/report/run-summary.txt."""
+    """onsuccess: record the jobs' sizes and the claims in the ledger, print the summary
+    and keep it in results/report/run-summary.txt."""
     from snakemake.logging import logger
 
     _record_sizes(workflow)
     text = summary(config, ".", (datetime.now() - workflow.start_time).total_seconds(),
-                   _STARTED.wall, shutil.which("latexmk") is not None)
+                   _STARTED.wall, shutil.which("latexmk") is not None, record(workflow, config))
     with atomic_path(paths.run_summary()) as tmp:
         tmp.write_text(text + "\n")
     logger.info(text)
@@ -274,7 +285,8 @@ def failure_text(failed: list[dict[str, Any]], resume: list[str], root: str | Pa
 
 
 def failure(workflow: Any, config: dict[str, Any]) -> None:
-    """onerror: the failed jobs, the end of their logs and the command that resumes."""
+    """onerror: the failed jobs, the end of their logs and the command that resumes; the
+    claims tables the run wrote before it stopped go to the ledger."""
     from snakemake.logging import logger
 
     _record_sizes(workflow)
@@ -286,4 +298,4 @@ def failure(workflow: Any, config: dict[str, Any]) -> None:
     # are then rerun only with --rerun-incomplete (on in profiles/default)
     if not workflow.dag_settings.force_incomplete:
         resume.append("--rerun-incomplete")
-    logger.error(failure_text(failed, resume))
+    logger.error("\n".join([failure_text(failed, resume), *record(workflow, config)]))

@@ -53,10 +53,10 @@ class Figure:
         return self.draw.__name__
 
     @property
-    def source(self) -> Path:
-        """The file of the drawing code: an input of the figure's rule, so restyling a
-        figure reruns that study's figures and nothing else."""
-        return Path(inspect.getsourcefile(self.draw)).resolve()
+    def module(self) -> str:
+        """The module of the drawing code: its fingerprint is the figure rule's ``code``
+        param, so restyling a figure (or plotting.py) redraws the figures it draws."""
+        return self.draw.__module__
 
     def caption_for(self, study_config: dict) -> str:
         return self.caption.format(**study_config)
@@ -176,11 +176,11 @@ def arguments(inputs: Mapping[str, Any], outputs: Mapping[str, Any],
               params: Mapping[str, Any]) -> dict[str, Any]:
     """The stage function's keyword arguments from its rule's resolved inputs, outputs and
     params: the splits gathered as ``data``; ``files`` dropped from the inputs (the
-    accessor in the params opens them); the adapter's ``study``, ``stage`` and ``module``
-    left out."""
+    accessor in the params opens them); the adapter's ``study``, ``stage``, ``module`` and
+    ``code`` left out."""
     inputs = {k: v for k, v in inputs.items() if k != "files"}
     splits = {k: inputs.pop(k) for k in ("train", "val", "test") if k in inputs}
-    params = {k: v for k, v in params.items() if k not in ("study", "stage", "module")}
+    params = {k: v for k, v in params.items() if k not in ("study", "stage", "module", "code")}
     return {**inputs, **({"data": splits} if splits else {}), **outputs, **params}
 
 

@@ -22,6 +22,12 @@ SEEDS = config["seeds"]
 HAVE_TEX = shutil.which("latexmk") is not None  # the PDF is built where TeX is installed
 
 
+def job_code(script, *modules):
+    """The `code` param for a job of workflow/scripts/<script> and those package modules, so
+    that it reruns when the code it runs changes (cnnrepro.fingerprint)."""
+    return rules.code(config, f"{workflow.basedir}/workflow/scripts", script, *modules)
+
+
 def resources_of(stage, key):
     """A rule's resource from config.yaml's `resources:` block."""
     return config["resources"][stage][key]

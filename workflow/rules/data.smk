@@ -25,5 +25,6 @@ rule prepare_dataset:
         mirror=MIRROR,
         download_root=config["data"]["download_root"],
         options=lambda w: dataset_options(config, w.dataset),
+        code=job_code("prepare_dataset.py"),
     script:
         "../scripts/prepare_dataset.py"

@@ -28,6 +28,7 @@ rule evaluate_model:
         gpu=resources_of("evaluate", "gpu"),
     params:
         spec=lambda w: evaluation_spec(config, w.study, w.model),
+        code=job_code("evaluate_model.py"),
     script:
         "../scripts/evaluate_model.py"
 
@@ -50,5 +51,6 @@ rule aggregate_study:
         "../../envs/pipeline.yaml"
     params:
         runs=lambda w: list(study_files(w.study).runs("metrics")),
+        code=job_code("aggregate_study.py"),
     script:
         "../scripts/aggregate_study.py"

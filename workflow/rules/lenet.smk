@@ -16,5 +16,7 @@ rule animate_lenet:
     localrule: True
     conda:
         "../../envs/pipeline.yaml"
+    params:
+        code=job_code("animate_lenet.py"),
     script:
         "../scripts/animate_lenet.py"

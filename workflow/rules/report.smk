@@ -36,6 +36,7 @@ rule figure:
             studies.figures_for(w.study)[w.figure].caption_for(config["studies"][w.study])
         ),
         reproduces=lambda w: rst_text(studies.figures_for(w.study)[w.figure].reproduces),
+        code=lambda w: job_code("render_figure.py", studies.figures_for(w.study)[w.figure].module),
     script:
         "../scripts/render_figure.py"
 
@@ -85,6 +86,7 @@ rule render_report:
         # the pages print the config (titles, descriptions, deviations, each study's block,
         # the data source): a change to any of it renders them again
         shown=config,
+        code=job_code("render_report.py", *(f"cnnrepro.studies.{s}" for s in STUDIES)),
     script:
         "../scripts/render_report.py"
 
@@ -106,5 +108,7 @@ rule report_pdf:
     resources:
         mem_mb=resources_of("report", "mem_mb"),
         runtime=resources_of("report", "runtime"),
+    params:
+        code=job_code("build_pdf.py"),
     script:
         "../scripts/build_pdf.py"

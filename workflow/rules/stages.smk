@@ -27,5 +27,6 @@ for _study, _stage in stage_rules.all_stages():
             **stage_rules.resources(config, _stage),
         params:
             **stage_rules.params(config, _study, _stage),
+            code=job_code("stage.py", _stage.run.__module__),
         script:
             "../scripts/stage.py"

@@ -25,5 +25,6 @@ rule train_model:
     params:
         spec=lambda w: training_spec(config, w.study, w.model),
         seed=lambda w: int(w.seed),
+        code=job_code("train_model.py"),
     script:
         "../scripts/train_model.py"

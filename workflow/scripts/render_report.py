@@ -1,7 +1,8 @@
 """Snakemake adapter: the HTML site and the LaTeX source (see cnnrepro.report)."""
+from cnnrepro.fingerprint import job
 from cnnrepro.logs import log_to
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0]), job(snakemake.params.code):
     from cnnrepro.report import collect, render_html, render_latex
 
     content = collect(snakemake.config, ".", snakemake.params.workflow_dir,

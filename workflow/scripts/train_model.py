@@ -1,7 +1,8 @@
 """Snakemake adapter: train one (study, model, seed) (see cnnrepro.train.train)."""
+from cnnrepro.fingerprint import job
 from cnnrepro.logs import log_to
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0]), job(snakemake.params.code):
     from cnnrepro.train import train
 
     data = {k: v for k, v in snakemake.input.items() if k in ("train", "val", "test")}

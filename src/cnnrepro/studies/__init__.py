@@ -102,13 +102,12 @@ def _drawn_seed(figure: Figure, config: dict[str, Any], seed: int | None) -> int
 
 def figure_inputs(study: str, name: str, config: dict[str, Any], seed: int | None = None
                   ) -> list[str]:
-    """The data files a figure reads (``seed``: of that seed only), the training records
-    of the models it shows (their cards: :func:`render`), then the file of its drawing
-    code."""
+    """The data files a figure reads (``seed``: of that seed only), then the training
+    records of the models it shows (their cards: :func:`render`). Its drawing code is
+    tracked by the rule's ``code`` param (:attr:`cnnrepro.study.Figure.module`)."""
     figure = figures_for(study)[name]
     files = get(study).study_files(config, seed=_drawn_seed(figure, config, seed))
-    return list(dict.fromkeys(files.paths(figure.inputs) + card_files(study, name, config, seed)
-                              + [str(figure.source)]))
+    return list(dict.fromkeys(files.paths(figure.inputs) + card_files(study, name, config, seed)))
 
 
 def shown_models(study: str, name: str, config: dict[str, Any], seed: int | None = None
