@@ -34,7 +34,8 @@ onstart:
 
 
 onsuccess:
-    runinfo.success(workflow, config)
+    runinfo.success(workflow, config)  # the verdicts go to the ledger
+    render_across_runs(config)
 
 
 onerror:

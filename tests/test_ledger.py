@@ -10,7 +10,7 @@ import pandas as pd
 from conftest import QUICK, ROOT
 
 from cnnrepro import config as cfg
-from cnnrepro import fingerprint, ledger, paths
+from cnnrepro import fingerprint, ledger, paths, report
 
 ENDED = dt.datetime(2026, 12, 5, 22, 0, tzinfo=dt.timezone.utc)
 
@@ -82,3 +82,36 @@ def test_the_summary_names_the_verdicts_that_changed_since_the_last_run_of_the_p
     assert lines[1:] == ["    1 verdict changed since the last run of this preset (q2):",
                          "      a (paper): holds -> does not hold"]
     assert "nothing recorded" in ledger.summary_lines(path, "q4", 0)[0]
+
+
+def test_the_across_runs_page_orders_runs_by_compute_and_marks_changed_verdicts(tmp_path):
+    config = cfg.load(ROOT / "config.yaml", [QUICK])
+    path = tmp_path / paths.ledger()
+
+    def run(name, preset, ended, verdict, mean):
+        ledger.append(path, [{"run": name, "preset": preset, "ended": ended, "study": "mnist",
+                              "claim": "mnist.acc.cnn", "protocol": "paper", "statement": "acc",
+                              "mean": mean, "std": None, "n": 1, "unit": "%",
+                              "verdict": verdict, "commit": "abcdef0123", "dirty": False,
+                              "devices": ["cpu: x86_64, 1 threads"]}])
+
+    run("c1", "cpu", "2026-12-05T10:00:00", "holds", 98.7)
+    run("q1", "quick", "2026-12-05T09:00:00", "not comparable", 83.8)
+    run("q2", "quick", "2026-12-05T11:00:00", "not comparable", 84.1)
+    run("g1", "gpu-full", "2026-12-05T08:00:00", "holds", 99.0)  # a preset of one's own: last
+    run("old", "quick", "2026-12-01T00:00:00", "holds", 99.0)
+    ledger.append(path, [{"run": "x", "preset": "quick", "ended": "0", "study": "lenet",
+                          "claim": "other", "verdict": "holds"}])  # lenet: not enabled here
+    config["studies"]["lenet"]["enabled"] = False
+    table = ledger.across_runs(ledger.read(path)[0], ["mnist"])
+    assert [c["run"] for c in table["columns"]] == ["old", "q1", "q2", "c1", "g1"]
+    (row,) = table["rows"]
+    assert [c["changed"] for c in row["cells"]] == [False, True, False, True, False]
+    with path.open("a") as handle:
+        handle.write("not json\n")
+    page = report.render_across_runs(config, tmp_path).read_text()
+    assert page.count('<td class="changed">') == 2
+    assert "84.10 ± –% (n=1)" in page
+    assert f"{path.relative_to(tmp_path)}:7: skipped" in page  # the bad line, said
+    assert '<option>mnist</option>' in page and "<option>lenet</option>" not in page
+    assert 'href="across-runs.html" class="here"' in page

@@ -155,6 +155,46 @@ def changes(ledger: list[dict[str, Any]], run: str) -> tuple[str | None, list[di
                                                   r["verdict"]) != r["verdict"]]
 
 
+# Columns of the across-runs table, by compute: the presets in the order they cost (others
+# after them), then by when the run ended.
+PRESET_ORDER = ("quick", "cpu", "document", "full")
+
+
+def across_runs(ledger: list[dict[str, Any]], studies: list[str]) -> dict[str, Any]:
+    """The ledger as a table: one column per recorded run, ordered by compute, one row per
+    (study, claim, protocol) of ``studies``; a cell is that run's value and verdict (None:
+    not recorded), marked ``changed`` where its verdict differs from the row's previous
+    cell."""
+    runs: dict[str, dict[str, Any]] = {}
+    cells: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+    statements = {}
+    for record in ledger:
+        if record.get("study") not in studies:
+            continue
+        runs.setdefault(record["run"], {key: record.get(key) for key in
+                                        ("run", "preset", "ended", "commit", "dirty",
+                                         "devices", "seeds")})
+        key = (record["study"], record["claim"], record.get("protocol", ""))
+        cells.setdefault(key, {})[record["run"]] = record
+        statements[key] = record.get("statement", "")
+    rank = {preset: i for i, preset in enumerate(PRESET_ORDER)}
+    columns = sorted(runs.values(), key=lambda r: (rank.get(r["preset"], len(rank)),
+                                                   r["ended"] or ""))
+    rows = []
+    for key in sorted(cells, key=lambda k: (studies.index(k[0]), k[1], k[2])):
+        row, last = [], None
+        for column in columns:
+            record = cells[key].get(column["run"])
+            if record is not None:
+                row.append({**record, "changed": last is not None and record["verdict"] != last})
+                last = record["verdict"]
+            else:
+                row.append(None)
+        rows.append({"study": key[0], "claim": key[1], "protocol": key[2],
+                     "statement": statements[key], "cells": row})
+    return {"columns": columns, "rows": rows}
+
+
 def summary_lines(path: str | Path, run: str, added: int) -> list[str]:
     """What the end-of-run summary says of the ledger: what was recorded, and which
     verdicts changed since the last run of the same preset."""

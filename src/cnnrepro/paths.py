@@ -106,6 +106,11 @@ def paper(ext: str = "tex") -> str:
     return f"{report_dir()}/paper.{ext}"
 
 
+def report_across() -> str:
+    """The page of every recorded run's verdicts (from the ledger, after each run)."""
+    return f"{report_dir()}/across-runs.html"
+
+
 def run_summary() -> str:
     """What the last successful run made (written at its end, for runs in the background)."""
     return f"{report_dir()}/run-summary.txt"

@@ -31,7 +31,8 @@ from .aggregate import METRICS, check_rates
 from .claims import NOT_COMPARABLE, check_rows, verdict_counts
 from .datasets import SPECS
 from .io import artifact_error, atomic_path, read_benchmark, read_csv, read_json
-from .ledger import trained_on
+from .ledger import across_runs, trained_on
+from .ledger import read as read_ledger
 from .provenance import git_commit, versions
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "report" / "templates"
@@ -399,6 +400,25 @@ def render_html(content: dict[str, Any], root: str | Path = ".") -> list[Path]:
         _write_text(path, env.get_template("study.html.j2").render(**content, page=page))
         written.append(path)
     return written
+
+
+def render_across_runs(config: dict[str, Any], root: str | Path = ".") -> Path:
+    """The page "claims across runs" from the ledger: written at the end of a run, after
+    the ledger took its verdicts (not by a job: the ledger grows after the report's job,
+    and as a job's input it would make every next run render the report again)."""
+    root = Path(root)
+    records, problems = read_ledger(root / paths.ledger())
+    names = [study.name for study in registry.enabled(config)]
+    table = across_runs(records, names)
+    for row in table["rows"]:
+        for cell in filter(None, row["cells"]):
+            mean, std = (math.nan if cell.get(k) is None else cell[k] for k in ("mean", "std"))
+            cell["shown"] = mean_std_n(mean, std, cell.get("n") or 0, cell.get("unit") or "")
+    path = root / paths.report_across()
+    _write_text(path, _environment(latex=False).get_template("across.html.j2").render(
+        table=table, problems=problems, studies=names, ledger=paths.ledger(), page=None,
+        pages=[{"study": name} for name in names], pdf=(root / paths.paper("pdf")).is_file()))
+    return path
 
 
 def render_latex(content: dict[str, Any], out_tex: str | Path) -> Path:
