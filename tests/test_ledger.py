@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import threading
 
 import pandas as pd
@@ -88,14 +89,15 @@ def test_the_across_runs_page_orders_runs_by_compute_and_marks_changed_verdicts(
     config = cfg.load(ROOT / "config.yaml", [QUICK])
     path = tmp_path / paths.ledger()
 
-    def run(name, preset, ended, verdict, mean):
+    def run(name, preset, ended, verdict, mean, results="results"):
         ledger.append(path, [{"run": name, "preset": preset, "ended": ended, "study": "mnist",
+                              "results": results,
                               "claim": "mnist.acc.cnn", "protocol": "paper", "statement": "acc",
                               "mean": mean, "std": None, "n": 1, "unit": "%",
                               "verdict": verdict, "commit": "abcdef0123", "dirty": False,
                               "devices": ["cpu: x86_64, 1 threads"]}])
 
-    run("c1", "cpu", "2026-12-05T10:00:00", "holds", 98.7)
+    run("c1", "cpu", "2026-12-05T10:00:00", "holds", 98.7, results="results-cpu")
     run("q1", "quick", "2026-12-05T09:00:00", "not comparable", 83.8)
     run("q2", "quick", "2026-12-05T11:00:00", "not comparable", 84.1)
     run("g1", "gpu-full", "2026-12-05T08:00:00", "holds", 99.0)  # a preset of one's own: last
@@ -115,3 +117,10 @@ def test_the_across_runs_page_orders_runs_by_compute_and_marks_changed_verdicts(
     assert f"{path.relative_to(tmp_path)}:7: skipped" in page  # the bad line, said
     assert '<option>mnist</option>' in page and "<option>lenet</option>" not in page
     assert 'href="across-runs.html" class="here"' in page
+    # each column links to its own report while its results tree holds it: the tree's newest
+    for tree in ("results", "results-cpu"):
+        (tmp_path / tree / "report").mkdir(parents=True, exist_ok=True)
+        (tmp_path / tree / "report" / "index.html").write_text("<html></html>")
+    page = report.render_across_runs(config, tmp_path).read_text()
+    links = re.findall(r'<th><a href="([^"]+)">(\w+)</a>', page)
+    assert links == [("index.html", "quick"), ("../../results-cpu/report/index.html", "cpu")]

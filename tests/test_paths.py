@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,19 @@ def test_one_call_gives_the_rule_pattern_or_the_job_file():
     assert paths.log("train_model", "{study}", "{model}", "seed{seed}") == \
         "results/logs/train_model/{study}/{model}/seed{seed}.log"
     assert paths.study_file("claims", "mnist") == "results/mnist/claims/claims.csv"
+
+
+def test_another_results_folder_moves_every_path_and_tells_the_jobs(monkeypatch, tmp_path):
+    monkeypatch.setattr(paths, "RESULTS", paths.RESULTS)  # restored after the test
+    monkeypatch.delenv(paths.RESULTS_ENV, raising=False)
+    paths.use("runs/cpu/")
+    assert paths.run_file("metrics", "vdk", "baseline_cnn", 2) == \
+        "runs/cpu/vdk/baseline_cnn/seed2/eval/metrics.json"
+    assert paths.report_index() == "runs/cpu/report/index.html"
+    assert paths.ledger() == "ledger/claims.jsonl"  # shared by every results tree
+    files = StudyFiles("s", ("a",), (0,), {}, {}, str(tmp_path))
+    assert files.run("metrics", "a", 0) == tmp_path / "runs/cpu/s/a/seed0/eval/metrics.json"
+    assert os.environ[paths.RESULTS_ENV] == "runs/cpu"  # a job's process reads it
 
 
 def test_study_files_resolve_runs_in_model_then_seed_order(tmp_path):

@@ -91,6 +91,18 @@ def test_a_code_change_reruns_the_jobs_that_run_that_code(quick_run, tmp_path):
     assert {"claims_vdk", "figure", "render_report"} <= set(counts)
 
 
+def test_another_results_folder_holds_every_file_of_the_run(tmp_path):
+    # runs side by side: each configuration in its own tree (a dry run lists the outputs)
+    proc = snakemake(tmp_path, "-n", "--config", "results=runs/quick")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    outputs = [path for line in out.splitlines() if line.strip().startswith("output:")
+               for path in line.split(":", 1)[1].split(", ")]
+    assert len(outputs) > 100
+    assert all(path.strip().startswith("runs/quick/") for path in outputs), outputs[:5]
+    assert "runs/quick/report/index.html" in out
+
+
 def test_bad_config_fails_before_any_job(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("studies:\n  mnist:\n    training:\n      epochs: -1\n")

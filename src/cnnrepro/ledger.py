@@ -17,6 +17,7 @@ never fatal. Fields, in each record:
   code       the fingerprint of the whole package (:func:`cnnrepro.fingerprint.package`)
   devices    what trained its models (their ``train.json`` provenance)
   seeds      the config's seeds
+  results    the folder of its results tree (config key ``results``)
   study, claim, protocol, statement, paper_value, unit: the claim
   mean, std, n, verdict: what the run measured and concluded (null where not a number)
 """
@@ -85,6 +86,7 @@ def records(config: dict[str, Any], root: str | Path, run: str, ended: dt.dateti
               "preset": config.get("preset", "full"), "config": config_hash(config),
               "commit": commit.removesuffix("-dirty"), "dirty": commit.endswith("-dirty"),
               "code": fingerprint.package(), "devices": trained_on(config, root, missing_ok=True)[0],
+              "results": paths.RESULTS,
               "seeds": list(config["seeds"])}
     found = []
     for study in registry.enabled(config):
@@ -142,16 +144,17 @@ def changes(ledger: list[dict[str, Any]], run: str) -> tuple[str | None, list[di
     mine = [r for r in ledger if r["run"] == run]
     if not mine:
         return None, []
-    preset = mine[0]["preset"]
-    earlier = [r["run"] for r in ledger if r["preset"] == preset and r["run"] != run
-               and r["ended"] <= mine[0]["ended"]]
+    preset, ended = mine[0].get("preset"), mine[0].get("ended") or ""
+    earlier = [r["run"] for r in ledger if r.get("preset") == preset and r["run"] != run
+               and (r.get("ended") or "") <= ended]
     if not earlier:
         return None, []
     previous = earlier[-1]
-    before = {(r["claim"], r["protocol"]): r["verdict"] for r in ledger if r["run"] == previous}
-    return previous, [{"claim": r["claim"], "protocol": r["protocol"],
-                       "before": before[(r["claim"], r["protocol"])], "after": r["verdict"]}
-                      for r in mine if before.get((r["claim"], r["protocol"]),
+    before = {(r["claim"], r.get("protocol")): r["verdict"] for r in ledger
+              if r["run"] == previous}
+    return previous, [{"claim": r["claim"], "protocol": r.get("protocol"),
+                       "before": before[(r["claim"], r.get("protocol"))], "after": r["verdict"]}
+                      for r in mine if before.get((r["claim"], r.get("protocol")),
                                                   r["verdict"]) != r["verdict"]]
 
 
@@ -173,7 +176,7 @@ def across_runs(ledger: list[dict[str, Any]], studies: list[str]) -> dict[str, A
             continue
         runs.setdefault(record["run"], {key: record.get(key) for key in
                                         ("run", "preset", "ended", "commit", "dirty",
-                                         "devices", "seeds")})
+                                         "devices", "seeds", "results")})
         key = (record["study"], record["claim"], record.get("protocol", ""))
         cells.setdefault(key, {})[record["run"]] = record
         statements[key] = record.get("statement", "")

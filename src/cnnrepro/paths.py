@@ -10,6 +10,8 @@
     results/report/…                                  pages, figures, the paper, run-summary.txt
     results/logs/<rule>/…, results/benchmarks/<rule>/…, results/benchmarks/sizes.json
 
+``results`` is the config key ``results`` (:func:`use`): one folder per configuration keeps
+runs side by side; ``ledger/claims.jsonl`` beside it is shared by all of them.
 Rules and the package both ask this module; nothing else spells a path. Every function
 returns a string and takes Snakemake wildcards as defaults (``"{study}"``, ``"{model}"``,
 ``"{seed}"``), so the same call gives a rule's pattern or one job's file.
@@ -19,11 +21,15 @@ registry entry; :class:`StudyFiles` resolves those names for stages and figures.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Mapping
 
-RESULTS = "results"
+# The results tree's folder: config key ``results`` (:func:`use`), "results" by default. A
+# job's own process learns it from the environment its Snakemake sets.
+RESULTS_ENV = "CNNREPRO_RESULTS"
+RESULTS = os.environ.get(RESULTS_ENV, "results")
 STUDY, MODEL, SEED = "{study}", "{model}", "{seed}"
 # In a figure's inputs, ``(name, FIRST)``: the run files of the config's first model only
 # (a figure that shows one model declares just what it opens).
@@ -50,6 +56,13 @@ STUDY_FILES = {
     "histories": "summary/history.csv",
     "claims": "claims/claims.csv",     # the claims stage's (studies that have one)
 }
+
+
+def use(results: str) -> None:
+    """Put the results tree in ``results`` (relative to the working directory), for this
+    process and the jobs it starts (config key ``results``: runs side by side)."""
+    global RESULTS
+    RESULTS = os.environ[RESULTS_ENV] = results.rstrip("/") or "/"
 
 
 def data(dataset: str = "{dataset}", split: str = "{split}", ext: str = "npz") -> str:

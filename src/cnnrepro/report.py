@@ -415,6 +415,13 @@ def render_across_runs(config: dict[str, Any], root: str | Path = ".") -> Path:
             mean, std = (math.nan if cell.get(k) is None else cell[k] for k in ("mean", "std"))
             cell["shown"] = mean_std_n(mean, std, cell.get("n") or 0, cell.get("unit") or "")
     path = root / paths.report_across()
+    # a run's own report, where its results tree still holds it (the tree's newest run)
+    newest = {c["results"]: c["run"] for c in sorted(table["columns"], key=lambda c: c["ended"] or "")}
+    own = Path(paths.report_index()).relative_to(paths.RESULTS)
+    for column in table["columns"]:
+        index = root / (column["results"] or paths.RESULTS) / own
+        column["report"] = (os.path.relpath(index, path.parent) if index.is_file()
+                            and newest[column["results"]] == column["run"] else None)
     _write_text(path, _environment(latex=False).get_template("across.html.j2").render(
         table=table, problems=problems, studies=names, ledger=paths.ledger(), page=None,
         pages=[{"study": name} for name in names], pdf=(root / paths.paper("pdf")).is_file()))

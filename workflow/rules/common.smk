@@ -15,6 +15,7 @@ from cnnrepro.datasets import SPECS, data_source, options as dataset_options, ve
 from cnnrepro.report import render_across_runs, rst_text
 
 cfg.validate(config)  # fails naming the key, before any job is built
+paths.use(config["results"])  # every path below is under it
 SOURCE = data_source(config["data"]["mirror"])
 MIRROR = SOURCE.mirror
 STUDIES = [s.name for s in studies.enabled(config)]
