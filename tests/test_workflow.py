@@ -76,19 +76,19 @@ def test_a_code_change_reruns_the_jobs_that_run_that_code(quick_run, tmp_path):
     workdir, _ = quick_run
     shutil.copytree(ROOT / "src" / "cnnrepro", tmp_path / "cnnrepro",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    blur = tmp_path / "cnnrepro" / "studies" / "vdk" / "blur.py"
-    blur.write_text(blur.read_text() + "\nUNUSED_BY_THE_TEST = 1\n")
+    lab = tmp_path / "cnnrepro" / "studies" / "mnist" / "lab.py"  # one stage's module
+    lab.write_text(lab.read_text() + "\nUNUSED_BY_THE_TEST = 1\n")
     proc = snakemake(workdir, "-n", env={"PYTHONPATH": str(tmp_path)})  # the edited copy
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.M))
-    models = len(yaml.safe_load((ROOT / "config.yaml").read_text())["studies"]["vdk"]["models"])
-    assert counts["blur_vdk"] == str(models)  # every run's blur stage, for changed code
+    models = len(cfg.load(ROOT / "config.yaml", [QUICK])["studies"]["mnist"]["models"])
+    assert counts["lab_mnist"] == str(models)  # every run's lab stage, for changed code
     assert "Params have changed since last execution" in out
-    # downstream of it only: no training, evaluation, other stage or other study
-    assert not {"train_model", "evaluate_model", "fgsm_vdk", "explain_vdk",
-                "lab_mnist", "claims_mnist"} & set(counts), counts
-    assert {"claims_vdk", "figure", "render_report"} <= set(counts)
+    # and what depends on it: no training, evaluation, other stage or other study
+    assert not {"train_model", "evaluate_model", "fgsm_vdk", "blur_vdk",
+                "claims_vdk"} & set(counts), counts
+    assert {"claims_mnist", "figure", "render_report"} <= set(counts)
 
 
 def test_another_results_folder_holds_every_file_of_the_run(tmp_path):
