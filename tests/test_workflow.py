@@ -74,11 +74,15 @@ def test_second_run_has_nothing_to_do(quick_run):
 def test_a_code_change_reruns_the_jobs_that_run_that_code(quick_run, tmp_path):
     # Snakemake itself tracks a rule's script, not the package modules it imports
     workdir, _ = quick_run
-    shutil.copytree(ROOT / "src" / "cnnrepro", tmp_path / "cnnrepro",
+    # a checkout whose package is an edited copy (the package finds config.yaml and the
+    # report's templates beside its src/)
+    shutil.copytree(ROOT / "src" / "cnnrepro", tmp_path / "src" / "cnnrepro",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    lab = tmp_path / "cnnrepro" / "studies" / "mnist" / "lab.py"  # one stage's module
+    for name in ("config.yaml", "config", "report", "workflow", "Snakefile"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    lab = tmp_path / "src" / "cnnrepro" / "studies" / "mnist" / "lab.py"  # one stage's module
     lab.write_text(lab.read_text() + "\nUNUSED_BY_THE_TEST = 1\n")
-    proc = snakemake(workdir, "-n", env={"PYTHONPATH": str(tmp_path)})  # the edited copy
+    proc = snakemake(workdir, "-n", env={"PYTHONPATH": str(tmp_path / "src")})
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.M))
