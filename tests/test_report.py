@@ -422,6 +422,22 @@ def test_a_changed_title_or_deviation_renders_the_report_again(quick_run, tmp_pa
     assert not re.search(r"^(train_model|evaluate_model|figure)\s", out, re.M), out[-3000:]
 
 
+def test_a_study_page_lists_the_departures_of_the_studies_it_borrows_models_from(quick_run):
+    def key(name):
+        return {"key": name, "change": "x", "note": ""}
+    assert report.departs_in(key("seeds"), "mnist")  # run-level: on every page
+    assert not report.departs_in(key("studies.vdk.training.epochs"), "concepts")
+    assert report.departs_in(key("studies.vdk.training.epochs"), "concepts", ["vdk"])
+    assert not report.departs_in(key("studies.vdkx.epochs"), "concepts", ["vdk"])
+    workdir, _ = quick_run
+    borrows = studies.get("concepts").borrows(QUICK_CONFIG)
+    assert "vdk" in borrows
+    page = html.unescape((workdir / paths.report_page("concepts")).read_text())
+    assert f"studies whose trained models it borrows: {', '.join(borrows)}):" in \
+        " ".join(page.split())
+    assert "<code>studies.vdk.training.epochs</code>" in page
+
+
 def test_a_model_description_says_what_the_run_trained_differently():
     config = cfg.load(ROOT / "config.yaml", [QUICK])
     gap = report._described(config, "concepts")["gap"]

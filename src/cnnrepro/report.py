@@ -92,6 +92,7 @@ class StudyPage:
     tables: list[Table] = field(default_factory=list)
     claims: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # reasons for no verdict, once each
+    borrows: list[str] = field(default_factory=list)  # studies whose trained models it uses
 
     @property
     def counts(self) -> dict[str, int]:
@@ -211,7 +212,8 @@ def study_page(config: dict[str, Any], study: registry.Study, root: Path) -> Stu
         document=sspec.get("document", ""),
         models=_described(config, study.name), seeds=seeds,
         config_yaml=yaml.safe_dump({"seeds": seeds, study.name: sspec}, sort_keys=False),
-        datasets=_datasets(root, sspec["dataset"]))
+        datasets=_datasets(root, sspec["dataset"]),
+        borrows=study.borrows(config) if study.borrows else [])
     further = registry.seed_figures(study.name, config)
     for name, figure in registry.figures_for(study.name, sspec).items():
         _need_image(root / paths.figure(study.name, name))
@@ -373,10 +375,13 @@ def _environment(latex: bool) -> jinja2.Environment:
     return env
 
 
-def departs_in(departure: dict[str, str], study: str) -> bool:
-    """A run departure a study page lists: the study's own keys and the run-level ones."""
+def departs_in(departure: dict[str, str], study: str, borrows: list[str] = ()) -> bool:
+    """A run departure a study page lists: the study's own keys, the run-level ones, and
+    those of the studies whose trained models it borrows (``borrows``: a borrowed model
+    trained for fewer epochs moves the study's numbers as its own settings do)."""
     key = departure["key"]
-    return key.startswith(f"studies.{study}.") or not key.startswith("studies.")
+    return (not key.startswith("studies.")
+            or any(key.startswith(f"studies.{name}.") for name in [study, *borrows]))
 
 
 def _write_text(path: Path, text: str) -> None:
