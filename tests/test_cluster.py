@@ -46,13 +46,18 @@ GPU_RULES = {"train_model", "explain_vdk", "fgsm_vdk", "blur_vdk"}
 CPU_RULES = {"prepare_dataset", "evaluate_model"}
 
 
-def submitted_jobs(workdir) -> dict[str, list[str]]:
-    """scontrol's record of each job this run in ``workdir`` submitted (records are kept
-    for MinJobAge after a job ends: an earlier run's must not count), by rule."""
+def submitted_jobs(slurm_run) -> dict[str, list[str]]:
+    """scontrol's record of each job this run submitted, by rule. Records are kept for
+    MinJobAge after a job ends, and across a restart of the controller: an earlier run's
+    must not count, even one in the same folder (pytest numbers its folders anew when
+    the old ones are gone), so the job name, the run's own SLURM run ID, decides."""
+    workdir, proc = slurm_run
+    (run_id,) = set(re.findall(r"SLURM run ID: (\S+)", proc.stdout + proc.stderr))
     lines = subprocess.run(["scontrol", "show", "job", "--oneliner"], capture_output=True,
                            text=True, timeout=30).stdout.splitlines()
     by_rule: dict[str, list[str]] = {}
-    for line in [line for line in lines if f"WorkDir={workdir} " in f"{line} "]:
+    for line in [line for line in lines if f"WorkDir={workdir} " in f"{line} "
+                 and f"JobName={run_id} " in f"{line} "]:
         rule = re.search(r"Comment=rule_(\w+?)_wildcards", line)
         if rule:
             by_rule.setdefault(rule.group(1), []).append(line)
@@ -60,7 +65,7 @@ def submitted_jobs(workdir) -> dict[str, list[str]]:
 
 
 def test_gpu_rules_are_submitted_with_a_gpu(slurm_run):
-    by_rule = submitted_jobs(slurm_run[0])
+    by_rule = submitted_jobs(slurm_run)
     assert GPU_RULES <= set(by_rule), f"GPU rules missing from scontrol: {sorted(by_rule)}"
     for rule in GPU_RULES:
         assert all("TresPerJob=gres:gpu:1" in line for line in by_rule[rule]), rule
@@ -71,7 +76,7 @@ def test_gpu_rules_are_submitted_with_a_gpu(slurm_run):
 def test_only_the_big_jobs_are_submitted(slurm_run):
     """The jobs of seconds (datasets here; claims, figures and the report too) are local
     rules: the cluster gets one batch job per training or analysis job and nothing else."""
-    by_rule = {rule: len(jobs) for rule, jobs in submitted_jobs(slurm_run[0]).items()}
+    by_rule = {rule: len(jobs) for rule, jobs in submitted_jobs(slurm_run).items()}
     assert by_rule == {rule: len(SLURM_MODELS) for rule in GPU_RULES | {"evaluate_model"}}
 
 
