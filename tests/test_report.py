@@ -24,21 +24,16 @@ import pandas as pd
 import pytest
 from conftest import QUICK, ROOT, snakemake
 
-from cnnrepro import cards, paths, report, studies
+from cnnrepro import cards, fingerprint, paths, report, studies
 from cnnrepro import config as cfg
 from cnnrepro.claims import VERDICTS
+from cnnrepro.formats import fmt_value, mean_std_n, rst_text
 from cnnrepro.io import ArtifactError, recording_reads
-from cnnrepro.report import (
-    ReportError,
-    collect,
-    fmt_value,
-    mean_std_n,
-    render_html,
-    render_latex,
-    rst_text,
-)
+from cnnrepro.report import ReportError, collect, render_html, render_latex
 from cnnrepro.spec import enabled_studies
 from cnnrepro.studies import figures_for
+
+SCRIPTS = ROOT / "workflow" / "scripts"
 
 pytestmark = pytest.mark.e2e
 NUMBER = r"-?[\d.]+(e[-+]\d+)?"
@@ -253,7 +248,7 @@ def test_disabled_study_is_absent_and_missing_artifact_is_named(quick_run, tmp_p
 
 def test_the_overview_names_artifacts_made_by_other_code(quick_run, tmp_path):
     workdir, _ = quick_run
-    found = report.code_check(workdir, ROOT)
+    found = fingerprint.check(workdir / paths.RESULTS, SCRIPTS)
     assert found["checked"] > 20 and found["stale"] == []  # every job recorded its code
     index = (workdir / paths.report_index()).read_text()
     assert "artifacts that record their job's\ncode (cnnrepro.fingerprint) was made by the code" \
@@ -269,7 +264,7 @@ def test_the_overview_names_artifacts_made_by_other_code(quick_run, tmp_path):
     gone = {**code, "modules": ["cnnrepro.renamed_since"]}
     (tmp_path / run / "eval/cost.json").write_text(json.dumps({"provenance": {"code": gone}}))
     (tmp_path / run / "eval/listed.json").write_text("[1, 2]")  # not an artifact with code
-    check = report.code_check(tmp_path, ROOT)
+    check = fingerprint.check(tmp_path / paths.RESULTS, SCRIPTS)
     assert check["checked"] == 3
     assert [(s["artifact"], s["made"], s["now"]) for s in check["stale"]] == [
         (f"{run}/eval/cost.json", code["fingerprint"], "its code is gone"),

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -145,6 +146,34 @@ def entry(scripts: str | Path, script: str, modules: Iterable[str]) -> dict[str,
 def again(code: dict[str, Any], scripts: str | Path) -> str:
     """The fingerprint that ``code`` (:func:`entry`) has with the code here and now."""
     return entry(scripts, code["script"], code["modules"])["fingerprint"]
+
+
+def check(results: Path, scripts: str | Path) -> dict[str, Any]:
+    """Artifacts made by other code than this: each JSON artifact under ``results`` whose
+    provenance records its job's code, that fingerprint recomputed with the code here
+    (``scripts``: the workflow's scripts). With ``runtime.rerun_on_code_change`` on,
+    Snakemake reruns such jobs before the report; this shows what is left (the option off,
+    an artifact copied in from another tree, a job run by hand). Paths are given from the
+    folder holding ``results``."""
+    checked, stale = 0, []
+    for path in sorted(Path(results).rglob("*.json")):
+        try:
+            found = json.loads(path.read_text())
+        except ValueError:  # not this check's to report: the artifact's reader names it
+            continue
+        code = found.get("provenance", {}).get("code") if isinstance(found, dict) else None
+        if not isinstance(code, dict):
+            continue
+        checked += 1
+        try:
+            now = again(code, scripts)
+        except (OSError, ValueError):  # its script or a module is gone
+            now = "its code is gone"
+        if now != code["fingerprint"]:
+            stale.append({"artifact": path.relative_to(Path(results).parent).as_posix(),
+                          "code": ", ".join([code["script"], *code["modules"]]),
+                          "made": code["fingerprint"], "now": now})
+    return {"checked": checked, "stale": stale}
 
 
 @contextmanager

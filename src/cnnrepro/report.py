@@ -30,6 +30,7 @@ from . import studies as registry
 from .aggregate import METRICS, check_rates
 from .claims import NOT_COMPARABLE, check_rows, verdict_counts
 from .datasets import SPECS
+from .formats import fmt_value, latex_escape, mean_std_n
 from .io import artifact_error, atomic_path, read_benchmark, read_csv, read_json
 from .ledger import across_runs, trained_on
 from .ledger import read as read_ledger
@@ -40,32 +41,6 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "report" / "templates"
 
 class ReportError(RuntimeError):
     """An enabled study lacks an artifact the report shows."""
-
-
-def fmt_value(value: Any, digits: int = 4) -> str:
-    """A number at ``digits`` significant digits in plain notation (a whole number whole:
-    a count of 799078 is not 7.991e+05); scientific only below 1e-3 or from 1e6."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if not isinstance(value, float):
-        return str(value)
-    if value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    if not math.isfinite(value) or not 1e-3 <= abs(value) < 1e6:
-        return f"{value:.{digits}g}"
-    return f"{value:.{max(0, digits - 1 - math.floor(math.log10(abs(value))))}f}"
-
-
-def mean_std_n(mean: float, std: float, n: int, unit: str = "", digits: int = 4) -> str:
-    """The report's one number format: ``mean ± std (n)``; std is ``–`` for a single seed.
-    With a spread, the std has two significant digits and the mean as many decimals (the
-    digits beyond the spread carry no information); without one, ``digits`` digits."""
-    unit = f" {unit}" if unit and unit != "%" else unit
-    if isinstance(std, (int, float)) and math.isfinite(std) and std > 0 and math.isfinite(mean):
-        decimals = max(0, 1 - math.floor(math.log10(std)))
-        if decimals <= 8:
-            return f"{mean:.{decimals}f} ± {std:.{decimals}f}{unit} (n={int(n)})"
-    return f"{fmt_value(mean, digits)} ± {fmt_value(std, digits)}{unit} (n={int(n)})"
 
 
 @dataclass
@@ -276,31 +251,6 @@ def run_provenance(config: dict[str, Any], root: Path, workflow_dir: Path) -> di
             "stage_times": stage_times(root)}
 
 
-def code_check(root: Path, workflow_dir: Path) -> dict[str, Any]:
-    """Artifacts made by other code than this report's: each JSON artifact under
-    ``results/`` whose provenance records its job's code (:mod:`cnnrepro.fingerprint`),
-    that fingerprint recomputed with the code here. With ``runtime.rerun_on_code_change``
-    on, Snakemake reruns such jobs before the report; this shows what is left (the option
-    off, an artifact copied in from another tree, a job run by hand)."""
-    scripts = workflow_dir / "workflow" / "scripts"
-    checked, stale = 0, []
-    for path in sorted((root / paths.RESULTS).rglob("*.json")):
-        found = read_json(path)
-        code = found.get("provenance", {}).get("code") if isinstance(found, dict) else None
-        if not isinstance(code, dict):
-            continue
-        checked += 1
-        try:
-            now = fingerprint.again(code, scripts)
-        except (OSError, ValueError):  # its script or a module is gone
-            now = "its code is gone"
-        if now != code["fingerprint"]:
-            stale.append({"artifact": path.relative_to(root).as_posix(),
-                          "code": ", ".join([code["script"], *code["modules"]]),
-                          "made": code["fingerprint"], "now": now})
-    return {"checked": checked, "stale": stale}
-
-
 def collect(config: dict[str, Any], root: str | Path = ".", workflow_dir: str | Path = ".",
             pdf: bool = True) -> dict[str, Any]:
     """Everything the templates show; raises :class:`ReportError` naming a missing artifact.
@@ -313,7 +263,8 @@ def collect(config: dict[str, Any], root: str | Path = ".", workflow_dir: str | 
     return {"pages": pages, "pdf": pdf, "config": config,
             "verdicts": verdict_summary(pages, config.get("preset", "full")),
             "provenance": run_provenance(config, root, Path(workflow_dir)),
-            "code_check": code_check(root, Path(workflow_dir))}
+            "code_check": fingerprint.check(root / paths.RESULTS,
+                                            Path(workflow_dir) / "workflow" / "scripts")}
 
 
 def verdict_summary(pages: list[StudyPage], preset: str) -> dict[str, Any]:
@@ -337,28 +288,6 @@ def verdict_summary(pages: list[StudyPage], preset: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- rendering
-
-LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-                 "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                 "\\": r"\textbackslash{}", "±": r"$\pm$", "²": r"$^2$", "…": r"\ldots{}",
-                 "→": r"$\to$", "×": r"$\times$", "–": "--", "≤": r"$\le$", "≥": r"$\ge$",
-                 # the concepts study's formulas (pdflatex knows none of these)
-                 "·": r"$\cdot$", "−": "-", "′": "'", "¹": r"$^1$", "₀": r"$_0$", "ₓ": r"$_x$",
-                 "ε": r"$\varepsilon$", "Σ": r"$\Sigma$", "∂": r"$\partial$", "∇": r"$\nabla$",
-                 "≈": r"$\approx$", "≠": r"$\neq$", "⌊": r"$\lfloor$", "⌋": r"$\rfloor$"}
-
-
-def latex_escape(text: Any) -> str:
-    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in str(text))
-
-
-def rst_text(text: Any) -> str:
-    """``text`` as inert reStructuredText for Snakemake's report (which runs docutils with
-    ``raw`` and ``include`` enabled): one line, every character but letters, digits and
-    spaces backslash-escaped, so that no markup, role, directive or link can form."""
-    return "".join(ch if ch.isalnum() or ch == " " else "\\" + ch
-                   for ch in " ".join(str(text).split()))
-
 
 def _environment(latex: bool) -> jinja2.Environment:
     if latex:  # LaTeX-friendly delimiters: braces and percent signs stay literal

@@ -12,7 +12,8 @@ from cnnrepro import rules
 from cnnrepro import runinfo
 from cnnrepro import studies
 from cnnrepro.datasets import SPECS, data_source, options as dataset_options, verify_mirror
-from cnnrepro.report import render_across_runs, rst_text
+from cnnrepro.formats import rst_text
+from cnnrepro.report import render_across_runs
 
 cfg.validate(config)  # fails naming the key, before any job is built
 paths.use(config["results"])  # every path below is under it

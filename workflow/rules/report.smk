@@ -31,7 +31,7 @@ rule figure:
         runtime=resources_of("report", "runtime"),
         gpu=resources_of("report", "gpu"),
     params:
-        # inert RST: captions carry config values (cnnrepro.report.rst_text)
+        # inert RST: captions carry config values (cnnrepro.formats.rst_text)
         caption=lambda w: rst_text(
             studies.figures_for(w.study)[w.figure].caption_for(config["studies"][w.study])
         ),
