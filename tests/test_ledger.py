@@ -64,6 +64,8 @@ def test_appends_keep_every_line_and_a_bad_line_is_reported_not_fatal(tmp_path):
 
 
 def test_the_summary_names_the_verdicts_that_changed_since_the_last_run_of_the_preset(tmp_path):
+    """A run is compared with the last run of its preset; a preset's first run with the last
+    run of any preset."""
     path = tmp_path / "claims.jsonl"
 
     def run(name, preset, ended, verdicts):
@@ -72,8 +74,11 @@ def test_the_summary_names_the_verdicts_that_changed_since_the_last_run_of_the_p
                              for claim, verdict in verdicts.items()])
 
     run("q1", "quick", "1", {"a": "holds", "b": "holds"})
-    assert ledger.summary_lines(path, "q1", 2)[1] == "    the first run of this preset in the ledger"
-    run("c1", "cpu", "2", {"a": "does not hold", "b": "holds"})  # another preset: not compared
+    assert ledger.summary_lines(path, "q1", 2)[1] == "    the first run in the ledger"
+    run("c1", "cpu", "2", {"a": "does not hold", "b": "holds"})
+    assert ledger.summary_lines(path, "c1", 2)[1:] == [
+        "    1 verdict changed since the last run, of preset quick (q1); this is the first cpu run:",
+        "      a (paper): holds -> does not hold"]
     run("q2", "quick", "3", {"a": "holds", "b": "holds"})
     assert "no verdict changed since the last run of this preset (q1)" in \
         ledger.summary_lines(path, "q2", 2)[1]

@@ -138,24 +138,28 @@ def read(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     return found, problems
 
 
-def changes(ledger: list[dict[str, Any]], run: str) -> tuple[str | None, list[dict[str, Any]]]:
-    """The last earlier run of ``run``'s preset, and each claim whose verdict differs
-    between the two (``claim``, ``protocol``, ``before``, ``after``)."""
+def changes(ledger: list[dict[str, Any]], run: str
+            ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The run ``run`` is compared with, and each claim whose verdict differs between the two
+    (``claim``, ``protocol``, ``before``, ``after``). That run is the last earlier run of the
+    same preset; for a preset's first run, the last earlier run of any preset (so a cpu run
+    after a quick one says what the larger run changed). It is returned as ``{"run",
+    "preset"}``, or None when the ledger holds no earlier run."""
     mine = [r for r in ledger if r["run"] == run]
     if not mine:
         return None, []
     preset, ended = mine[0].get("preset"), mine[0].get("ended") or ""
-    earlier = [r["run"] for r in ledger if r.get("preset") == preset and r["run"] != run
-               and (r.get("ended") or "") <= ended]
+    earlier = [r for r in ledger if r["run"] != run and (r.get("ended") or "") <= ended]
     if not earlier:
         return None, []
-    previous = earlier[-1]
+    previous = ([r for r in earlier if r.get("preset") == preset] or earlier)[-1]
     before = {(r["claim"], r.get("protocol")): r["verdict"] for r in ledger
-              if r["run"] == previous}
-    return previous, [{"claim": r["claim"], "protocol": r.get("protocol"),
-                       "before": before[(r["claim"], r.get("protocol"))], "after": r["verdict"]}
-                      for r in mine if before.get((r["claim"], r.get("protocol")),
-                                                  r["verdict"]) != r["verdict"]]
+              if r["run"] == previous["run"]}
+    return ({"run": previous["run"], "preset": previous.get("preset")},
+            [{"claim": r["claim"], "protocol": r.get("protocol"),
+              "before": before[(r["claim"], r.get("protocol"))], "after": r["verdict"]}
+             for r in mine if before.get((r["claim"], r.get("protocol")),
+                                         r["verdict"]) != r["verdict"]])
 
 
 # Columns of the across-runs table, by compute: the presets in the order they cost (others
@@ -200,7 +204,7 @@ def across_runs(ledger: list[dict[str, Any]], studies: list[str]) -> dict[str, A
 
 def summary_lines(path: str | Path, run: str, added: int) -> list[str]:
     """What the end-of-run summary says of the ledger: what was recorded, and which
-    verdicts changed since the last run of the same preset."""
+    verdicts changed since the run it is compared with (see ``changes``)."""
     if not added:
         return [f"  ledger   nothing recorded: this run wrote no claims table ({path})"]
     ledger, problems = read(path)
@@ -208,12 +212,17 @@ def summary_lines(path: str | Path, run: str, added: int) -> list[str]:
     lines += [f"    {problem}" for problem in problems]
     previous, changed = changes(ledger, run)
     if previous is None:
-        lines.append("    the first run of this preset in the ledger")
-    elif not changed:
-        lines.append(f"    no verdict changed since the last run of this preset ({previous})")
+        lines.append("    the first run in the ledger")
+        return lines
+    preset = next(r.get("preset") for r in ledger if r["run"] == run)
+    since = (f"the last run of this preset ({previous['run']})" if previous["preset"] == preset
+             else f"the last run, of preset {previous['preset']} ({previous['run']}); "
+                  f"this is the first {preset} run")
+    if not changed:
+        lines.append(f"    no verdict changed since {since}")
     else:
         lines.append(f"    {len(changed)} verdict{'s' if len(changed) > 1 else ''} changed since "
-                     f"the last run of this preset ({previous}):")
+                     f"{since}:")
         lines += [f"      {c['claim']} ({c['protocol']}): {c['before']} -> {c['after']}"
                   for c in changed]
     return lines
