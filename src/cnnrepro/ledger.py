@@ -77,11 +77,12 @@ def _plain(value: Any) -> Any:
 
 
 def records(config: dict[str, Any], root: str | Path, run: str, ended: dt.datetime,
-            since: float | None = None) -> list[dict[str, Any]]:
+            since: float | None = None, workflow_dir: str | Path = ".") -> list[dict[str, Any]]:
     """One record per claim of each enabled study's claims table (``since``: only tables
-    written at or after that time, as a Unix time)."""
+    written at or after that time, as a Unix time); the commit is ``workflow_dir``'s (the
+    checkout the Snakefile is in, which need not be the working directory)."""
     root = Path(root)
-    commit = git_commit(root)
+    commit = git_commit(workflow_dir)
     common = {"run": run, "ended": ended.isoformat(timespec="seconds"),
               "preset": config.get("preset", "full"), "config": config_hash(config),
               "commit": commit.removesuffix("-dirty"), "dirty": commit.endswith("-dirty"),

@@ -65,8 +65,13 @@ def use(results: str) -> None:
     RESULTS = os.environ[RESULTS_ENV] = results.rstrip("/") or "/"
 
 
+def data_dir() -> str:
+    """The prepared datasets (copies of public data: a bundle leaves their arrays out)."""
+    return f"{RESULTS}/data"
+
+
 def data(dataset: str = "{dataset}", split: str = "{split}", ext: str = "npz") -> str:
-    return f"{RESULTS}/data/{dataset}/{split}.{ext}"
+    return f"{data_dir()}/{dataset}/{split}.{ext}"
 
 
 def run_dir(study: str = STUDY, model: str = MODEL, seed: int | str = SEED) -> str:
@@ -117,6 +122,12 @@ def figure(study: str = STUDY, name: str = "{figure}", ext: str = "png",
 
 def paper(ext: str = "tex") -> str:
     return f"{report_dir()}/paper.{ext}"
+
+
+def run_config() -> str:
+    """The merged config the report shows, as the run used it (``./repro bundle`` takes it
+    along, and ``./repro verify`` judges the claims again under it)."""
+    return f"{report_dir()}/config.yaml"
 
 
 def report_across() -> str:

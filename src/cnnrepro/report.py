@@ -10,6 +10,7 @@ relative to ``root`` (the workflow's working directory).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -360,6 +361,13 @@ def render_across_runs(config: dict[str, Any], root: str | Path = ".") -> Path:
         table=table, problems=problems, studies=names, ledger=paths.ledger(), page=None,
         pages=[{"study": name} for name in names], pdf=(root / paths.paper("pdf")).is_file()))
     return path
+
+
+def write_config(config: dict[str, Any], path: str | Path) -> None:
+    """The run's merged config as YAML, keys in the config's order (:func:`paths.run_config`);
+    through JSON first, as the ledger hashes it, so that what is read back hashes the same."""
+    plain = json.loads(json.dumps(config, default=str))
+    _write_text(Path(path), yaml.safe_dump(plain, sort_keys=False, allow_unicode=True))
 
 
 def render_latex(content: dict[str, Any], out_tex: str | Path) -> Path:

@@ -9,6 +9,7 @@ Plain functions of the config, testable without Snakemake; the ``.smk`` file onl
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -141,12 +142,14 @@ def all_stages() -> list[tuple[Study, Stage]]:
 
 
 def call(config: dict[str, Any], study: Study, stage: Stage, threads: int | None = None,
-         **wildcards: str | int) -> dict[str, str]:
-    """Run one stage as its rule would, without Snakemake (``benchmarks/gpu_check.py``):
-    the same files (relative to the working directory), params and ``wildcards`` (a
-    run's model and seed). Returns the outputs it wrote, by name."""
+         into: str | Path | None = None, **wildcards: str | int) -> dict[str, str]:
+    """Run one stage as its rule would, without Snakemake (``benchmarks/gpu_check.py``,
+    ``./repro verify``): the same files (relative to the working directory), params and
+    ``wildcards`` (a run's model and seed); ``into``: its outputs under that folder instead,
+    at the same relative paths. Returns the outputs it wrote, by name."""
     w = SimpleNamespace(**{k: str(v) for k, v in wildcards.items()})
     found = {k: v(w) if callable(v) else v for k, v in params(config, study, stage).items()}
-    written = {k: v.format(**vars(w)) for k, v in outputs(study, stage).items()}
+    written = {k: str(Path(into or ".") / v.format(**vars(w)))
+               for k, v in outputs(study, stage).items()}
     stage.run(**arguments(inputs(config, study, stage)(w), written, found), threads=threads)
     return written

@@ -231,7 +231,7 @@ def record(workflow: Any, config: dict[str, Any]) -> list[str]:
     """Add the claims tables this run wrote to the ledger; the summary's lines on it."""
     run = ledger.run_id(config, workflow.start_time)
     new = ledger.records(config, ".", run, datetime.now(timezone.utc),
-                         since=workflow.start_time.timestamp())
+                         since=workflow.start_time.timestamp(), workflow_dir=workflow.basedir)
     return ledger.summary_lines(paths.ledger(), run, ledger.append(paths.ledger(), new))
 
 

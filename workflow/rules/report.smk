@@ -69,6 +69,7 @@ rule render_report:
         index=paths.report_index(),
         pages=[paths.report_page(study) for study in STUDIES],
         tex=paths.paper("tex"),
+        config=paths.run_config(),
     log:
         paths.log("report"),
     benchmark:
