@@ -1,8 +1,11 @@
-"""Attribution: the method registry (Captum) and deletion/insertion faithfulness."""
+"""Attribution: the method registry (Captum), deletion/insertion faithfulness and the
+model-randomisation test."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pytest
 import torch
 from conftest import sample_images
 
@@ -78,3 +81,48 @@ def test_ig_completeness_is_captums_delta_and_shrinks_with_steps(trained_mnist):
     np.testing.assert_allclose(fine["delta"], np.abs(maps.sum((1, 2, 3)).detach().numpy()
                                                      - fine["gap"]), rtol=1e-3, atol=1e-4)
     assert np.median(fine["relative"]) < np.median(coarse["relative"])
+
+
+def test_model_randomisation_changes_saliency_but_not_a_map_that_ignores_the_model(
+        trained_mnist, monkeypatch, tmp_path):
+    """Adebayo et al.'s test, on a small trained CNN: Saliency's maps lose their rank order
+    when the layers are re-initialised; a "method" that returns the input whatever the
+    model is caught, its maps as similar as can be. The claim rule says so."""
+    from cnnrepro.claims import ClaimTable
+    from cnnrepro.studies.vdk.claims import randomisation_claims
+
+    model, x01, y, mean, std = sample_images(trained_mnist, 6)
+    x = standardizer(mean, std, x01.device)(x01)
+    monkeypatch.setitem(attribution.METHODS, "input_itself",
+                        lambda model, x, target, **_: x.detach())
+    before = [p.detach().clone() for p in model.parameters()]
+    runs = []
+    for seed in (0, 1):
+        rows, strip = attribution.randomisation_cascade(model, x, y, {}, seed, BATCHING,
+                                                        ("saliency", "input_itself"))
+        frame = pd.DataFrame(rows)
+        runs.append(tmp_path / f"seed{seed}.csv")
+        frame.to_csv(runs[-1], index=False)
+    layers = attribution.parameterised_layers(model)
+    assert frame["step"].max() == len(layers)
+    assert frame.drop_duplicates("step")["layer"].tolist() == [n for n, _ in layers][::-1]
+    assert strip["saliency"].shape == (len(layers) + 1, 28, 28)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # a copy is cut
+    last = frame[frame["step"] == frame["step"].max()].groupby("method")[["spearman", "ssim"]]
+    assert last.mean().loc["saliency", "spearman"] < 0.5
+    assert last.min().loc["input_itself"].tolist() == pytest.approx([1.0, 1.0])
+
+    table = ClaimTable([0, 1])
+    randomisation_claims(table, "cnn", runs, {"randomisation_similarity": 0.5},
+                         ([0.9, 0.9], 0.2), ())
+    verdicts = {row["claim_id"]: row["verdict"] for row in table.rows}
+    assert verdicts == {"vdk.sanity.randomisation.saliency.cnn": "holds",
+                        "vdk.sanity.randomisation.input_itself.cnn": "does not hold"}
+
+
+def test_map_similarity_is_one_for_equal_maps_and_low_for_unrelated_ones():
+    g = np.random.default_rng(0)
+    a, b = g.random((16, 16)), g.random((16, 16))
+    assert attribution.map_similarity(a, 3 * a) == pytest.approx({"spearman": 1.0, "ssim": 1.0})
+    found = attribution.map_similarity(a, b)
+    assert abs(found["spearman"]) < 0.3 and found["ssim"] < 0.3

@@ -137,7 +137,8 @@ def test_every_registered_study_has_its_schema_block_and_every_key_a_description
 
 def test_per_seed_figures_are_drawn_once_more_per_further_seed_from_that_seed(full_config):
     found = studies.seed_figures("vdk", full_config)
-    assert found == [(name, seed) for name in ("vdk_attributions", "vdk_attribution_gallery")
+    assert found == [(name, seed) for name in ("vdk_attributions", "vdk_attribution_gallery",
+                                               "vdk_randomisation_strip")
                      for seed in full_config["seeds"][1:]]
     assert paths.figure("vdk", "vdk_attributions", "png", 2) == \
         "results/report/vdk/vdk_attributions-seed2.png"

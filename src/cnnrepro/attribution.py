@@ -8,6 +8,12 @@ NoiseTunnel(IntegratedGradients, smoothgrad_sq, 100 samples, stdev 0.2), DeepLif
 zero baseline; always on the normalised input, target = the true class. (Guided
 backpropagation and Grad-CAM live with the studies that show them: caltech, concepts.)
 
+Model randomisation (beyond the paper; Adebayo et al., "Sanity Checks for Saliency Maps",
+NeurIPS 2018): the layers are re-initialised from the output down, one more at a time, and
+each method's maps on the same images are compared with the trained model's. A method whose
+maps barely change explains the input, not the model. Captum has no such test; the measures
+are scipy's Spearman rank correlation and scikit-image's SSIM.
+
 Faithfulness (beyond the paper): pixels are removed (deletion: set to the baseline) or
 inserted (insertion: copied into the baseline) in decreasing order of attribution
 magnitude, and the softmax probability of the target is integrated over the removed
@@ -18,6 +24,7 @@ ordering is the reference. Hand-written because Captum has no deletion/insertion
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 import numpy as np
@@ -167,3 +174,59 @@ def explain(model: nn.Module, x: torch.Tensor, target: torch.Tensor, settings: d
                  for i in tqdm(range(len(x)), desc=method, unit="image", mininterval=5)]
         out[method] = torch.cat(parts)
     return out
+
+
+def parameterised_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The modules that hold weights of their own and can re-initialise them (convolutions,
+    linear and normalisation layers), in the model's definition order: input to output."""
+    return [(name, module) for name, module in model.named_modules()
+            if hasattr(module, "reset_parameters")
+            and any(True for _ in module.parameters(recurse=False))]
+
+
+def map_similarity(trained: np.ndarray, other: np.ndarray) -> dict[str, float]:
+    """Adebayo et al.'s two measures of two maps (channels summed, absolute: [H, W]):
+    Spearman's rank correlation (scipy) and SSIM (scikit-image) of the maps each scaled to
+    [0, 1] by its maximum. A constant map has no rank order: its correlation is NaN."""
+    from scipy.stats import spearmanr
+    from skimage.metrics import structural_similarity
+
+    def unit(a: np.ndarray) -> np.ndarray:
+        top = float(a.max())
+        return a / top if top > 0 else a
+
+    rho = spearmanr(trained.ravel(), other.ravel()).statistic
+    return {"spearman": float(rho),
+            "ssim": float(structural_similarity(unit(trained), unit(other), data_range=1.0))}
+
+
+def randomisation_cascade(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+                          settings: dict[str, Any], seed: int,
+                          captum_batching: dict[str, int | None], methods: tuple[str, ...]
+                          ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """Adebayo et al.'s cascading randomisation: the trained model's maps of ``x``, then,
+    re-initialising one more layer at a time from the output down (layer ``k``'s fresh
+    weights drawn from seed ``seed + k``), each method's maps again on the same images with
+    the same settings (:func:`explain`). Returns one row per (method, step, image) with the
+    re-initialised layer and both similarities to the trained maps, and per method its
+    maps of the first image at every step (``[steps + 1, H, W]``, step 0 trained) for the
+    cascade strip."""
+    def maps(net: nn.Module) -> dict[str, np.ndarray]:
+        found = explain(net, x, target, settings, seed, captum_batching, methods)
+        return {m: a.abs().sum(1).cpu().numpy() for m, a in found.items()}
+
+    trained = maps(model)
+    strip = {m: [a[0]] for m, a in trained.items()}
+    randomised = copy.deepcopy(model)
+    rows = []
+    layers = parameterised_layers(randomised)[::-1]
+    for step, (name, layer) in enumerate(layers, 1):
+        with torch.random.fork_rng(devices=[]):  # the model's RNG use stays as it was
+            torch.manual_seed(seed + step)
+            layer.reset_parameters()
+        for method, found in maps(randomised).items():
+            strip[method].append(found[0])
+            rows += [{"method": method, "step": step, "layer": name, "layers": len(layers),
+                      "image": i, **map_similarity(trained[method][i], found[i])}
+                     for i in range(len(x))]
+    return rows, {m: np.stack(s).astype(np.float32) for m, s in strip.items()}

@@ -58,11 +58,17 @@ def test_clean_blur_equals_brute_force(trained_mnist):
 SANE = {"fgsm": (0.5, 0.05), "pgd": (0.5, 0.01), "noise": (0.5, 0.45)}  # eps 0, eps 8/255
 
 
+# Mean Spearman correlation with the trained maps, every layer re-initialised, per method:
+# gradients lose their rank order, a method that ignores the model would not.
+RANDOMISED = {"saliency": 0.1, "deeplift": 0.9}
+
+
 def _synthetic_vdk_run(root, full_accuracy: dict[str, float], seeds=(0, 1, 2),
-                       checks: dict[str, tuple[float, float]] = SANE):
+                       checks: dict[str, tuple[float, float]] = SANE,
+                       randomised: dict[str, float] = RANDOMISED):
     """The files the vdk claims read, for every model and seed, with chosen accuracies
-    (the rest plausible; ``checks``: accuracy at eps 0 and 8/255 per attack): a small
-    stand-in for a finished run."""
+    (the rest plausible; ``checks``: accuracy at eps 0 and 8/255 per attack;
+    ``randomised``: see :data:`RANDOMISED`): a small stand-in for a finished run."""
     import pandas as pd
 
     from cnnrepro.io import write_csv, write_json
@@ -89,6 +95,11 @@ def _synthetic_vdk_run(root, full_accuracy: dict[str, float], seeds=(0, 1, 2),
         write_csv(files.run("attack_checks", model, seed), pd.DataFrame(
             [{"epsilon": eps, "attack": attack, "accuracy": acc, "model": model, "seed": seed}
              for attack, pair in checks.items() for eps, acc in zip((0.0, 0.03137255), pair)]))
+        write_csv(files.run("randomisation", model, seed), pd.DataFrame(
+            [{"method": method, "step": step, "layer": f"layer{step}", "image": i,
+              "spearman": rho if step == 2 else 0.95, "ssim": 0.5, "model": model,
+              "seed": seed} for method, rho in randomised.items() for step in (1, 2)
+             for i in range(3)]))
         write_csv(files.run("faithfulness", model, seed), pd.DataFrame(
             [{"model": model, "seed": seed, "image": i, "method": "ig_smoothgrad_sq",
               "deletion_auc": (0.2 if model == "vdk_cnnet" else 0.3) + 0.01 * (i + seed),
@@ -177,4 +188,14 @@ def test_attack_sanity_claims_are_inconclusive_for_a_model_at_chance(tmp_path):
     files = _synthetic_vdk_run(tmp_path, {"vdk_cnnet": 0.10, "baseline_cnn": 0.10})
     full = _vdk_claims(files, tmp_path, {}, "full")
     sanity = full[full.index.str.startswith("vdk.sanity.")]
-    assert len(sanity) == 8 and (sanity["verdict"] == "inconclusive").all()  # IG's too
+    assert len(sanity) == 12 and (sanity["verdict"] == "inconclusive").all()  # IG's too
+
+
+def test_randomisation_claims_hold_for_maps_that_change_and_fail_for_maps_that_do_not(tmp_path):
+    files = _synthetic_vdk_run(tmp_path, {"vdk_cnnet": 0.726, "baseline_cnn": 0.60})
+    full = _vdk_claims(files, tmp_path, {}, "full")
+    for model in ("vdk_cnnet", "baseline_cnn"):
+        saliency = full.loc[f"vdk.sanity.randomisation.saliency.{model}"]
+        assert saliency["verdict"] == "holds" and saliency["reproduced_mean"] == pytest.approx(0.1)
+        assert full.loc[f"vdk.sanity.randomisation.deeplift.{model}", "verdict"] == "does not hold"
+        assert saliency["protocol"] == "ours" and saliency["n"] == 3

@@ -1,8 +1,9 @@
 """Study ``vdk``: VDK CNNet vs Baseline CNN on CIFAR-10 (``papers/vdk-cnnet.txt``).
 
 Stages after training (``stages``): Captum attribution with deletion/insertion
-faithfulness, FGSM and the Gaussian-blur search, each in the ``paper`` protocol (what the
-original notebook did) and the ``clean`` one; then the claims table (``claims``).
+faithfulness and the model-randomisation test, FGSM with its sanity checks, and the
+Gaussian-blur search, each in the ``paper`` protocol (what the original notebook did) and
+the ``clean`` one; then the claims table (``claims``).
 """
 
 from pathlib import Path
@@ -31,6 +32,7 @@ def check_config(study: dict, config: dict) -> None:
     check_counts(config, "vdk", "test", {"fgsm.images": study["fgsm"]["images"],
                                          "attack_checks.images": study["attack_checks"]["images"],
                                          "blur.images": study["blur"]["images"],
+                                         "randomisation.images": study["randomisation"]["images"],
                                          "attribution.auc_images": study["attribution"]["auc_images"]})
 
 
@@ -41,7 +43,9 @@ STUDY = Study(
                "ig_completeness": "explain/ig_completeness.csv",
                "fgsm": "fgsm/fgsm.json", "fgsm_curve": "fgsm/fgsm_clean.csv",
                "blur": "blur/blur.npz", "blur_summary": "blur/blur.json",
-               "attack_checks": "attack_checks/attack_checks.csv"},
+               "attack_checks": "attack_checks/attack_checks.csv",
+               "randomisation": "randomisation/randomisation.csv",
+               "randomisation_maps": "randomisation/maps.npz"},
     files={"paired": "claims/paired_tests.csv",
            "faithfulness_summary": "claims/faithfulness.csv", "cost_summary": "claims/cost.csv"},
     stages=LazyStages(f"{__name__}.stages", f"{__name__}.claims"),

@@ -272,3 +272,65 @@ def vdk_immune(files: StudyFiles) -> plt.Figure:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+@FIGURES.register(
+    "Model randomisation (Adebayo et al. 2018; beyond the paper): the layers re-initialised "
+    "from the output down, one more at a time (x axis: the last layer re-initialised), and "
+    "each method's maps of {randomisation[images]} class-balanced test images compared with "
+    "the trained model's: Spearman rank correlation of the absolute maps (left) and SSIM "
+    "(right), mean and standard deviation over images and seeds, one row per model. Maps "
+    "that depend on the learned weights fall towards 0; the claims vdk.sanity.randomisation.* "
+    "hold where the mean correlation with every layer re-initialised is below "
+    "{claims[randomisation_similarity]} on every seed.",
+    "beyond the paper (Fig. 7's methods)", ("randomisation",))
+def vdk_randomisation(files: StudyFiles) -> plt.Figure:
+    frame = pd.concat([read_csv(p) for p in files.runs("randomisation").values()],
+                      ignore_index=True)
+    models = [m for m in files.models if m in set(frame["model"])]
+    fig, axes = plt.subplots(len(models), 2, figsize=(9, 2.6 * len(models)), squeeze=False)
+    for row, model in zip(axes, models):
+        own = frame[frame["model"] == model]
+        layers = own.drop_duplicates("step").sort_values("step")["layer"].tolist()
+        for ax, measure in zip(row, ("spearman", "ssim")):
+            for method, group in own.groupby("method", sort=False):
+                stats = group.groupby("step")[measure].agg(["mean", "std"]).fillna(0.0)
+                ax.errorbar(stats.index, stats["mean"], yerr=stats["std"], marker="o",
+                            markersize=3, capsize=2, label=SHORT.get(method, method))
+            ax.axhline(0, color="grey", linewidth=0.5)
+            ax.set_xticks(range(1, len(layers) + 1), layers, rotation=45, ha="right",
+                          fontsize=6)
+            ax.set_ylim(-0.3, 1.05)
+            ax.set_title(f"{model}: {'Spearman |maps|' if measure == 'spearman' else 'SSIM'}",
+                         fontsize=8)
+        row[0].set_ylabel("similarity to the trained maps", fontsize=7)
+    axes[0, 1].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+@FIGURES.register(
+    "The cascade of model randomisation for one test image (Adebayo et al. 2018, their "
+    "Fig. 2 layout): per model and method, the absolute map (channels summed, each scaled to "
+    "its maximum) of the trained model, then with the layers re-initialised from the output "
+    "down up to the one named above the column.",
+    "beyond the paper (Fig. 7's methods)", ("randomisation_maps",), per_seed=True)
+def vdk_randomisation_strip(files: StudyFiles) -> plt.Figure:
+    models, seed = files.models, files.seeds[0]
+    data = {m: read_npz(files.run("randomisation_maps", m, seed)) for m in models}
+    rows = [(m, method) for m in models for method in SHORT if method in data[m]]
+    columns = 1 + max(len(data[m]["steps"]) for m in models)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.1 * columns, 1.15 * len(rows) + 0.5),
+                             squeeze=False)
+    for ax_row, (model, method) in zip(axes, rows):
+        d = data[model]
+        image_panel(d["image"], f"{model}\n{SHORT[method]}", (fig, ax_row[0]), fontsize=5)
+        for ax, step, found in zip(ax_row[1:], d["steps"], d[method]):
+            image_panel(found / max(float(found.max()), 1e-12), str(step), (fig, ax),
+                        cmap="viridis", fontsize=5)
+        for ax in ax_row[1 + len(d["steps"]):]:
+            ax.axis("off")
+    fig.suptitle(f"Cascading randomisation of one {data[models[0]]['label']} image (seed {seed})",
+                 fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,8 +1,9 @@
 """Study ``vdk``: the stages after training, each on one trained (model, seed).
 
 Attribution (the paper's four Captum methods and their deletion/insertion faithfulness),
-FGSM and the Gaussian-blur search, both protocols. Each writes data files only; figures
-and the claims table read them.
+the model-randomisation test of those methods, FGSM and its sanity checks, and the
+Gaussian-blur search, both protocols. Each writes data files only; figures and the claims
+table read them.
 """
 
 from __future__ import annotations
@@ -85,6 +86,37 @@ def explain(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, st
                   "deletion_auc": d, "insertion_auc": s}
                  for i, d, s in zip(pick, deletion, insertion)]
     write_csv(faithfulness, pd.DataFrame(rows))
+
+
+@STAGES.register(writes=("randomisation", "randomisation_maps"), settings="randomisation",
+                 **PER_RUN, params=lambda config: {
+                     "attribution_settings": config["studies"]["vdk"]["attribution"],
+                     "batching": config["runtime"]["attribution_batch"]})
+def randomisation(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
+                  settings: dict[str, Any], attribution_settings: dict[str, Any],
+                  batching: dict[str, dict[str, int | None]], randomisation: str,
+                  randomisation_maps: str, threads: int | None = None) -> None:
+    """Do the maps depend on the learned weights (Adebayo et al. 2018)? Each method the
+    report shows, on class-balanced test images, for the trained model and with its layers
+    re-initialised from the output down (:func:`cnnrepro.attribution.randomisation_cascade`),
+    with the attribution settings of the shown maps but ``settings['nt_samples']``."""
+    model, splits, device = open_trained(spec, weights, data, threads)
+    test = splits["test"]
+    pick = per_class_subset(test.labels.cpu().numpy(), settings["images"])
+    normalize = normalizer(spec["normalize"]["mean"], spec["normalize"]["std"], device)
+    options = {**attribution_settings, "nt_samples": settings["nt_samples"]}
+    rows, strip = attribution.randomisation_cascade(
+        model, normalize(test.images[pick]), test.labels[pick], options,
+        settings["seed"] + seed, attribution.batching(batching, device),
+        tuple(settings["methods"]))
+    frame = pd.DataFrame(rows)
+    write_csv(randomisation, frame.assign(model=spec["model"], seed=seed,
+                                          test_index=pick[frame["image"].to_numpy()]))
+    layers = frame.drop_duplicates("step").sort_values("step")["layer"].tolist()
+    write_npz(randomisation_maps, image=test.images[pick[0]].cpu().numpy(),
+              label=np.asarray(test.classes[int(test.labels[pick[0]])]),
+              steps=np.asarray(["trained", *layers]),
+              provenance=np.asarray(json.dumps(stamp(spec, seed, device))), **strip)
 
 
 def _open_attacked(spec: dict[str, Any], weights: str, data: dict[str, str],
