@@ -231,8 +231,14 @@ def page_csvs(config: dict[str, Any], study: registry.Study, root: Path) -> list
     return [files.file(n) for n in names + (["claims"] if study.has_claims else [])]
 
 
+# The report's own jobs: their times are written after the pages, so a page never shows
+# them (else the same files would render to another page once the run is over).
+REPORT_RULES = ("report", "report_pdf")
+
+
 def stage_times(root: Path) -> list[dict[str, Any]]:
-    """Wall time per rule, summed over its jobs, from Snakemake's benchmark files."""
+    """Wall time per rule, summed over its jobs, from Snakemake's benchmark files (but the
+    report's own, :data:`REPORT_RULES`)."""
     rows = []
     bench = root / paths.benchmarks_dir()
     for rule_dir in sorted(p for p in bench.iterdir() if p.is_dir()) if bench.is_dir() else []:
@@ -240,7 +246,7 @@ def stage_times(root: Path) -> list[dict[str, Any]]:
         seconds = sum(read_benchmark(f) or 0.0 for f in files)
         rows.append({"stage": rule_dir.name, "jobs": len(files), "seconds": round(seconds, 1)})
     rows += [{"stage": f.stem, "jobs": 1, "seconds": round(read_benchmark(f) or 0.0, 1)}
-             for f in sorted(bench.glob("*.tsv"))]
+             for f in sorted(bench.glob("*.tsv")) if f.stem not in REPORT_RULES]
     return rows
 
 
