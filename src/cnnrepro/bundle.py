@@ -50,6 +50,7 @@ from rocrate.rocrate import ROCrate
 from . import config as cfg
 from . import ledger, paths, report, rules
 from . import studies as registry
+from .datasets.sources import sha256
 from .io import atomic_path, read_csv
 from .provenance import git_commit
 from .spec import ConfigError
@@ -63,14 +64,6 @@ REL_TOL = 1e-9
 
 class BundleError(RuntimeError):
     """A tree that cannot be bundled, or a bundle that cannot be read at all."""
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def selected(root: Path, weights: bool = False) -> list[Path]:
@@ -103,6 +96,11 @@ def tree_records(records: list[dict[str, Any]], results: str) -> list[dict[str, 
             and newest.get(r["study"]) == r["run"]]
 
 
+def run_commit(record: dict[str, Any]) -> str:
+    """The commit a ledger record names, as :func:`cnnrepro.provenance.git_commit` spells it."""
+    return record["commit"] + ("-dirty" if record["dirty"] else "")
+
+
 def crate_metadata(files: dict[str, int], config: dict[str, Any],
                    records: list[dict[str, Any]], software: dict[str, str]) -> bytes:
     """``ro-crate-metadata.json``: every file (``files``: its size) with its format; the run
@@ -119,7 +117,7 @@ def crate_metadata(files: dict[str, int], config: dict[str, Any],
         crate.add_file(dest_path=path, properties={
             "contentSize": size,
             "encodingFormat": mimetypes.guess_type(path)[0] or "application/octet-stream"})
-    commit = last["commit"] + ("-dirty" if last["dirty"] else "")
+    commit = run_commit(last)
     packages = [crate.add_jsonld({"@id": f"#software-{package}", "@type": "SoftwareApplication",
                                   "name": package, "version": version})
                 for package, version in sorted(software.items())]
@@ -381,7 +379,7 @@ def verify(bundle: str | Path, into: Path, checkout: str | Path = ".",
         found = recompute_claims(config, top, Path(scratch))
     say(f"verify: claims recomputed by this checkout's rules: {len(found)} mismatches")
     problems += found
-    commit = records[-1]["commit"] + ("-dirty" if records[-1]["dirty"] else "")
+    commit = run_commit(records[-1])
     found, notes = rerender(config, top, checkout, commit)
     problems += found
     for note in notes:
