@@ -96,6 +96,34 @@ def test_claims_are_compared_by_claim_and_protocol_naming_what_differs():
                         "recomputed table"]
 
 
+def test_a_study_an_earlier_run_wrote_keeps_that_runs_config_hash(tmp_path, results_here):
+    """A run that changed nothing a study reads leaves its claims table, and its ledger
+    records, to the earlier run that wrote them: their config hash is that run's. Only the
+    bundle's own run (the last record's) must carry the bundled config's hash."""
+    from cnnrepro import ledger
+
+    config = {"studies": {"caltech": {"enabled": True}, "vdk": {"enabled": True}}}
+    rows = {"caltech": ("caltech.a", "holds", 1.0), "vdk": ("vdk.b", "does not hold", 2.0)}
+    for study, (claim, verdict, mean) in rows.items():
+        table = tmp_path / paths.study_file("claims", study)
+        table.parent.mkdir(parents=True)
+        pd.DataFrame([{"claim_id": claim, "protocol": "ours", "verdict": verdict,
+                       "reproduced_mean": mean, "std": None, "n": 2}]).to_csv(table, index=False)
+    here = ledger.config_hash(config)
+
+    def record(study: str, run: str, config_hash: str) -> dict:
+        claim, verdict, mean = rows[study]
+        return {"run": run, "config": config_hash, "study": study, "claim": claim,
+                "protocol": "ours", "verdict": verdict, "mean": mean}
+
+    earlier = [record("caltech", "r1-old", "0ld0ld0ld0ld0ld0"), record("vdk", "r2", here)]
+    assert bundle.check_ledger(config, tmp_path, earlier) == []
+    forged = [record("caltech", "r1", here), record("vdk", "r2", "0ld0ld0ld0ld0ld0")]
+    assert bundle.check_ledger(config, tmp_path, forged) == [
+        f"{paths.ledger()}: config hash expected {here} (of {paths.run_config()}), "
+        "found 0ld0ld0ld0ld0ld0"]
+
+
 # --- a bundle of the quick run --------------------------------------------------------------
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -202,6 +202,11 @@ def create(root: str | Path = ".", results: str = "results", weights: bool = Fal
 # ---------------------------------------------------------------------------- verification
 
 
+def counted(n: int, noun: str) -> str:
+    """``3 mismatches``, ``1 problem``."""
+    return f"{n} {noun}" + ("" if n == 1 else "es" if noun.endswith(("s", "sh", "ch")) else "s")
+
+
 def unpack(bundle: Path, into: Path) -> Path:
     """The bundle's folder, unpacked (or copied, for a folder) into ``into``."""
     if bundle.is_dir():
@@ -299,9 +304,13 @@ def recompute_claims(config: dict[str, Any], top: Path, scratch: Path) -> list[s
 
 
 def check_ledger(config: dict[str, Any], top: Path, records: list[dict[str, Any]]) -> list[str]:
-    """The bundled ledger records against the claims tables, and the config's hash."""
+    """The bundled ledger records against the claims tables, and the config's hash: that of
+    the run that made the bundle (the last record's). A study whose table an earlier run
+    wrote (this run's config changed nothing it reads) keeps that run's records and hash;
+    its verdicts are checked by recomputing them with this config (:func:`recompute_claims`)."""
     problems = []
-    hashes = {r.get("config") for r in records} - {ledger.config_hash(config)}
+    last = records[-1]["run"]
+    hashes = {r.get("config") for r in records if r["run"] == last} - {ledger.config_hash(config)}
     problems += [f"{paths.ledger()}: config hash expected {ledger.config_hash(config)} (of "
                  f"{paths.run_config()}), found {h}" for h in sorted(map(str, hashes))]
     for study in registry.enabled(config):
@@ -356,9 +365,9 @@ def verify(bundle: str | Path, into: Path, checkout: str | Path = ".",
     problems found (none: all agree). ``say`` gets the progress and the notes."""
     checkout = Path(checkout).resolve()
     top = unpack(Path(bundle), into)
-    say(f"verify: unpacked into {top}")
+    say(f"verify: {'copied' if Path(bundle).is_dir() else 'unpacked'} into {top}")
     problems = check_manifest(top)
-    say(f"verify: manifest: {len(problems)} problems")
+    say(f"verify: manifest: {counted(len(problems), 'problem')}")
     records, bad = ledger.read(top / paths.ledger())
     problems += bad
     if not records:  # they name the results tree, and the run's commit
@@ -368,6 +377,10 @@ def verify(bundle: str | Path, into: Path, checkout: str | Path = ".",
         return problems + [f"{paths.run_config()}: missing, so nothing more can be checked"]
     config = yaml.safe_load((top / paths.run_config()).read_text())
     problems += check_ledger(config, top, records)
+    for study, record in {r["study"]: r for r in records if r["run"] != records[-1]["run"]}.items():
+        say(f"verify: {study}'s claims table was written by an earlier run, {record['run']} "
+            f"(commit {run_commit(record)[:12]}), whose inputs this run left unchanged; its "
+            "verdicts are recomputed with this run's config below")
     try:
         config = cfg.validate(config)
     except ConfigError as err:  # names the key
@@ -377,7 +390,7 @@ def verify(bundle: str | Path, into: Path, checkout: str | Path = ".",
                         f"ledger's), found {config['results']}")
     with tempfile.TemporaryDirectory() as scratch:
         found = recompute_claims(config, top, Path(scratch))
-    say(f"verify: claims recomputed by this checkout's rules: {len(found)} mismatches")
+    say(f"verify: claims recomputed by this checkout's rules: {counted(len(found), 'mismatch')}")
     problems += found
     commit = run_commit(records[-1])
     found, notes = rerender(config, top, checkout, commit)
@@ -417,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
             problems = verify(args.bundle, into)
             for problem in problems:
                 print(f"  {problem}")
-            print(f"verify: {args.bundle}: " + (f"{len(problems)} mismatches" if problems
+            print(f"verify: {args.bundle}: " + (counted(len(problems), "mismatch") if problems
                                                  else "every check agrees"))
             return 1 if problems else 0
     except BundleError as err:
