@@ -127,6 +127,33 @@ def test_claims_table_has_every_claim_as_mean_std_n(quick_run):
     assert len(reproduced) == len(claims), page.cells[:8]
 
 
+def test_every_checked_figure_lists_its_sanity_claims_in_the_page_and_the_paper(quick_run):
+    """A figure registered with ``checks`` shows, under its caption, each claim of the
+    study's table whose id starts with one of them, with its verdict: in the HTML page (a
+    link to the claim's row) and in the paper's caption."""
+    from cnnrepro.formats import latex_escape
+
+    workdir, _ = quick_run
+    site = workdir / "results/report"
+    tex = (site / "paper.tex").read_text()
+    shown = 0
+    for study in ("vdk", "caltech", "concepts"):
+        claims = pd.read_csv(workdir / f"results/{study}/claims/claims.csv")
+        page = (site / f"{study}.html").read_text()
+        figures = re.findall(r'<figure id="([^"]+)"[^>]*>(.*?)</figure>', page, re.S)
+        for name, body in figures:
+            prefixes = figures_for(study)[name].checks
+            expected = claims[claims["claim_id"].str.startswith(prefixes)] if prefixes else []
+            assert ("Sanity checks:" in body) == (len(expected) > 0), (study, name)
+            for claim, verdict in zip(expected["claim_id"] if len(expected) else [],
+                                      expected["verdict"] if len(expected) else []):
+                assert f'<a href="#{claim}"><code>{claim}</code></a>' in body
+                assert f">{verdict}</span>" in body.split(claim)[1][:200], (name, claim)
+                assert f"\\texttt{{{latex_escape(claim)}}}: {verdict}" in tex, claim
+                shown += 1
+    assert shown >= 6  # randomisation and attack checks of three studies
+
+
 def test_overview_counts_four_verdict_kinds_matching_claims_csv(quick_run):
     workdir, _ = quick_run
     text = (workdir / "results/report/index.html").read_text()

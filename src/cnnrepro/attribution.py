@@ -28,6 +28,7 @@ import copy
 from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -195,38 +196,57 @@ def map_similarity(trained: np.ndarray, other: np.ndarray) -> dict[str, float]:
         top = float(a.max())
         return a / top if top > 0 else a
 
-    rho = spearmanr(trained.ravel(), other.ravel()).statistic
-    return {"spearman": float(rho),
-            "ssim": float(structural_similarity(unit(trained), unit(other), data_range=1.0))}
+    constant = np.ptp(trained) == 0 or np.ptp(other) == 0  # scipy would warn, then say NaN
+    rho = float("nan") if constant else spearmanr(trained.ravel(), other.ravel()).statistic
+    # SSIM's window (7 by default) must fit the map: a receptive field may be smaller
+    window = min(7, *trained.shape)
+    window -= 1 - window % 2
+    ssim = (structural_similarity(unit(trained), unit(other), data_range=1.0, win_size=window)
+            if window >= 3 else float("nan"))
+    return {"spearman": float(rho), "ssim": float(ssim)}
 
 
-def randomisation_cascade(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
-                          settings: dict[str, Any], seed: int,
-                          captum_batching: dict[str, int | None], methods: tuple[str, ...]
-                          ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    """Adebayo et al.'s cascading randomisation: the trained model's maps of ``x``, then,
-    re-initialising one more layer at a time from the output down (layer ``k``'s fresh
-    weights drawn from seed ``seed + k``), each method's maps again on the same images with
-    the same settings (:func:`explain`). Returns one row per (method, step, image) with the
-    re-initialised layer and both similarities to the trained maps, and per method its
-    maps of the first image at every step (``[steps + 1, H, W]``, step 0 trained) for the
-    cascade strip."""
-    def maps(net: nn.Module) -> dict[str, np.ndarray]:
-        found = explain(net, x, target, settings, seed, captum_batching, methods)
-        return {m: a.abs().sum(1).cpu().numpy() for m, a in found.items()}
+def absolute_maps(found: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Attributions ``[N, C, H, W]`` by method as the maps the randomisation test compares:
+    channels summed, absolute (``[N, H, W]``)."""
+    return {m: a.abs().sum(1).cpu().numpy() for m, a in found.items()}
 
+
+def explained_maps(x: torch.Tensor, target: torch.Tensor, settings: dict[str, Any], seed: int,
+                   captum_batching: dict[str, int | None], methods: tuple[str, ...]
+                   ) -> Callable[[nn.Module], dict[str, np.ndarray]]:
+    """The maps of this module's methods (:func:`explain`) of ``x``, as a function of the
+    model: what :func:`randomisation_cascade` recomputes at every step."""
+    return lambda net: absolute_maps(explain(net, x, target, settings, seed, captum_batching,
+                                             methods))
+
+
+def randomisation_cascade(model: nn.Module,
+                          maps: Callable[[nn.Module], dict[str, np.ndarray | list[np.ndarray]]],
+                          seed: int, layers: Callable[[nn.Module], list[tuple[str, nn.Module]]]
+                          = parameterised_layers) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Adebayo et al.'s cascading randomisation of any method: ``maps(model)`` gives each
+    method's maps ``[N, H, W]`` of fixed images (non-negative: absolute attributions or
+    CAMs; or a list of N maps of their own sizes, e.g. each neuron's receptive field). They
+    are computed for the trained model, then for a copy whose ``layers(copy)`` are re-
+    initialised from the output down, one more at a time (layer ``k``'s fresh weights drawn
+    from seed ``seed + k``). Returns one row per (method, step, image) with the re-
+    initialised layer and both similarities to the trained maps, and per method its maps of
+    the first image at every step (``[steps + 1, H, W]``, step 0 trained) for the cascade
+    strip, with ``steps`` (their names)."""
     trained = maps(model)
     strip = {m: [a[0]] for m, a in trained.items()}
     randomised = copy.deepcopy(model)
     rows = []
-    layers = parameterised_layers(randomised)[::-1]
-    for step, (name, layer) in enumerate(layers, 1):
+    chosen = layers(randomised)[::-1]
+    for step, (name, layer) in enumerate(chosen, 1):
         with torch.random.fork_rng(devices=[]):  # the model's RNG use stays as it was
             torch.manual_seed(seed + step)
             layer.reset_parameters()
         for method, found in maps(randomised).items():
             strip[method].append(found[0])
-            rows += [{"method": method, "step": step, "layer": name, "layers": len(layers),
+            rows += [{"method": method, "step": step, "layer": name, "layers": len(chosen),
                       "image": i, **map_similarity(trained[method][i], found[i])}
-                     for i in range(len(x))]
-    return rows, {m: np.stack(s).astype(np.float32) for m, s in strip.items()}
+                     for i in range(len(found))]
+    return pd.DataFrame(rows), {"steps": np.asarray(["trained", *(n for n, _ in chosen)]),
+                                **{m: np.stack(s).astype(np.float32) for m, s in strip.items()}}

@@ -35,6 +35,7 @@ import io
 import json
 import math
 import mimetypes
+import os
 import re
 import shutil
 import sys
@@ -340,7 +341,9 @@ def rerender(config: dict[str, Any], top: Path, checkout: Path, commit: str
     try:
         content = report.collect(config, top, checkout, pdf=(top / paths.paper("pdf")).is_file())
     except report.ReportError as err:
-        return [f"the report cannot be rendered from the bundle: {err}"], []
+        # paths in the bundle, not in the temporary folder it was unpacked into
+        return [f"the report cannot be rendered from the bundle: "
+                f"{str(err).replace(f'{top}{os.sep}', '')}"], []
     content["provenance"]["git_commit"] = commit
     report.render_html(content, top)
     report.render_latex(content, top / paths.paper("tex"))

@@ -154,6 +154,31 @@ def claim_row(claim_id: str, statement: str, protocol: str, paper_value: Any,
             "verdict": verdict, "rule": rule}
 
 
+def randomisation_claims(table: ClaimTable, study: str, model: str,
+                         runs: Sequence[pd.DataFrame], threshold: float,
+                         learned: tuple[Sequence[float], float], depends_on: Sequence[str]
+                         ) -> None:
+    """Do the maps depend on the learned weights (Adebayo et al. 2018), per method of the
+    runs' cascades (``cnnrepro.attribution.randomisation_cascade``, one frame per seed):
+    the mean Spearman rank correlation of the maps with the trained model's, every layer
+    of the cascade re-initialised, per seed, below ``threshold``. Ours (no document
+    number); judged only for a model that learned (a model at chance has nothing to lose).
+    Claim ids: ``<study>.sanity.randomisation.<method>.<model>``."""
+    methods = list(dict.fromkeys(runs[0]["method"])) if len(runs) else []
+    for method in methods:
+        found = [float(f[(f["method"] == method) & (f["step"] == f["step"].max())]["spearman"]
+                       .mean()) for f in runs]
+        verdict, rule = threshold_verdict(found, threshold)
+        if any(pd.isna(found)):
+            verdict, rule = INCONCLUSIVE, rule + "; inconclusive where a map is constant"
+        verdict, rule = learned_first(verdict, rule, *learned)
+        table.add(f"{study}.sanity.randomisation.{method}.{model}",
+                  f"{model}: {method} maps depend on the learned weights (mean Spearman rank "
+                  "correlation of the maps with the trained model's, every layer re-initialised, "
+                  f"below {threshold:g})", "ours", "–", found, verdict, rule,
+                  depends_on=depends_on)
+
+
 class ClaimTable:
     """The rows of one study's claims table. Each method applies one verdict rule and
     appends one row; ``values`` are per seed (``seeds`` overrides the table's seeds for a

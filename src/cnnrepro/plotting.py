@@ -15,8 +15,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on a cluster node
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
-from .io import atomic_path, read_csv, read_json  # noqa: E402
+from .io import atomic_path, read_csv, read_json, read_npz  # noqa: E402
 from .paths import StudyFiles  # noqa: E402
 from .study import Figures  # noqa: E402
 
@@ -141,6 +142,69 @@ def roc_curves(files: StudyFiles) -> plt.Figure:
                title=f"{model} (seed {seed})")
         ax.legend(fontsize=6, title="class (AUC, seed mean)", title_fontsize=6)
     fig.suptitle("One-vs-rest ROC curves on the test set")
+    fig.tight_layout()
+    return fig
+
+
+def randomisation_curves(files: StudyFiles, short: dict[str, str] | None = None,
+                         models: list[str] | None = None) -> plt.Figure:
+    """Any study's model-randomisation cascades (its ``randomisation`` run files, written
+    by ``cnnrepro.attribution.randomisation_cascade``): per model, each method's Spearman
+    rank correlation (left) and SSIM (right) with the trained maps against the last layer
+    re-initialised, mean and standard deviation over images and seeds. ``short``: method
+    labels; ``models``: those that ran the test (default: all)."""
+    short = short or {}
+    models = models or files.models
+    frame = pd.concat([read_csv(p) for p in files.runs("randomisation", models).values()],
+                      ignore_index=True)
+    fig, axes = plt.subplots(len(models), 2, figsize=(9, 2.6 * len(models)), squeeze=False)
+    for row, model in zip(axes, models):
+        own = frame[frame["model"] == model]
+        layers = own.drop_duplicates("step").sort_values("step")["layer"].tolist()
+        for ax, measure in zip(row, ("spearman", "ssim")):
+            for method, group in own.groupby("method", sort=False):
+                stats = group.groupby("step")[measure].agg(["mean", "std"]).fillna(0.0)
+                ax.errorbar(stats.index, stats["mean"], yerr=stats["std"], marker="o",
+                            markersize=3, capsize=2, label=short.get(method, method))
+            ax.axhline(0, color="grey", linewidth=0.5)
+            ax.set_xticks(range(1, len(layers) + 1), layers, rotation=45, ha="right",
+                          fontsize=6)
+            ax.set_ylim(-0.3, 1.05)
+            ax.set_title(f"{model}: {'Spearman' if measure == 'spearman' else 'SSIM'}",
+                         fontsize=8)
+        row[0].set_ylabel("similarity to the trained maps", fontsize=7)
+    axes[0, 1].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+RANDOMISATION_KEYS = ("image", "label", "steps", "provenance")  # the rest: a map per method
+
+
+def randomisation_strip(files: StudyFiles, short: dict[str, str] | None = None,
+                        models: list[str] | None = None) -> plt.Figure:
+    """Any study's cascade strip (Adebayo et al.'s Fig. 2 layout; its
+    ``randomisation_maps`` run files) for the first seed: per model and method, the map of
+    one image for the trained model, then with each further layer re-initialised, each
+    scaled to its maximum. ``short`` and ``models`` as :func:`randomisation_curves`."""
+    short = short or {}
+    models, seed = models or files.models, files.seeds[0]
+    data = {m: read_npz(files.run("randomisation_maps", m, seed)) for m in models}
+    rows = [(m, method) for m in models for method in data[m] if method not in RANDOMISATION_KEYS]
+    columns = 1 + max(len(data[m]["steps"]) for m in models)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.1 * columns, 1.15 * len(rows) + 0.5),
+                             squeeze=False)
+    for ax_row, (model, method) in zip(axes, rows):
+        d = data[model]
+        image_panel(d["image"], f"{model}\n{short.get(method, method)}", (fig, ax_row[0]),
+                    fontsize=5)
+        for ax, step, found in zip(ax_row[1:], d["steps"], d[method]):
+            image_panel(found / max(float(found.max()), 1e-12), str(step), (fig, ax),
+                        cmap="viridis", fontsize=5)
+        for ax in ax_row[1 + len(d["steps"]):]:
+            ax.axis("off")
+    fig.suptitle(f"Cascading randomisation of one {data[models[0]]['label']} image (seed {seed})",
+                 fontsize=8)
     fig.tight_layout()
     return fig
 

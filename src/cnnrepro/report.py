@@ -190,6 +190,8 @@ def study_page(config: dict[str, Any], study: registry.Study, root: Path) -> Stu
         config_yaml=yaml.safe_dump({"seeds": seeds, study.name: sspec}, sort_keys=False),
         datasets=_datasets(root, sspec["dataset"]),
         borrows=study.borrows(config) if study.borrows else [])
+    if study.has_claims:
+        page.claims, page.notes = _claims(_need(files.file("claims")))
     further = registry.seed_figures(study.name, config)
     for name, figure in registry.figures_for(study.name, sspec).items():
         _need_image(root / paths.figure(study.name, name))
@@ -206,6 +208,8 @@ def study_page(config: dict[str, Any], study: registry.Study, root: Path) -> Stu
                              "reproduces": figure.reproduces, "seed": seeds[0] if others else None,
                              **registry.lineage(study.name, name),
                              "other_seeds": others,
+                             "checks": [c for c in page.claims
+                                        if c["claim_id"].startswith(figure.checks)],
                              "png": f"{study.name}/{name}.png", "pdf": f"{study.name}/{name}.pdf"})
     page.absent = [{"name": name, "reproduces": figure.reproduces,
                     "note": figure.absent_for(sspec) or "not drawn under this configuration"}
@@ -219,8 +223,6 @@ def study_page(config: dict[str, Any], study: registry.Study, root: Path) -> Stu
     page.tables.append(_metrics_table(summary, models, study.name))
     for table in study.tables:
         page.tables.append(_csv_table(_need(files.file(table.file)), study.name, table.caption))
-    if study.has_claims:
-        page.claims, page.notes = _claims(_need(files.file("claims")))
     return page
 
 

@@ -47,6 +47,9 @@ class Figure:
     # (a study file made from borrowed models); else the models whose run files it reads.
     # Their model card (accuracy, chance, weights) goes into the caption.
     shows: Callable[[dict], list[tuple[str, str, int]]] | None = None
+    # The sanity claims that test what it shows (claim-id prefixes, e.g.
+    # "vdk.sanity.randomisation."): the report lists them, with their verdicts, under it.
+    checks: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -71,10 +74,12 @@ class Figures(dict):
 
     def register(self, caption: str, reproduces: str, inputs: tuple = (),
                  when: Callable[[dict], bool] = _always, per_seed: bool = False,
-                 absent: str = "", shows: Callable[[dict], list] | None = None) -> Callable:
+                 absent: str = "", shows: Callable[[dict], list] | None = None,
+                 checks: tuple[str, ...] = ()) -> Callable:
         def add(draw: Callable) -> Callable:
             self[draw.__name__] = Figure(draw, caption, reproduces, tuple(inputs), when=when,
-                                         per_seed=per_seed, absent=absent, shows=shows)
+                                         per_seed=per_seed, absent=absent, shows=shows,
+                                         checks=tuple(checks))
             return draw
         return add
 

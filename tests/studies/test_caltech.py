@@ -147,6 +147,29 @@ def test_cnn_stages(data, trained, full_config, tmp_path):
     # a blank image has no sharpness; every top neuron's image has one
     assert dead["sharpness"].isna().all() and (top["sharpness"] > 0).all()
 
+    # model randomisation of guided backprop: the conv layers below the neuron, top down
+    stages.randomisation(spec=spec, seed=0, weights=weights, data=data,
+                         settings={"images": 3, "seed": 0}, randomisation=tmp_path / "r.csv",
+                         randomisation_maps=tmp_path / "r.npz")
+    cascade = pd.read_csv(tmp_path / "r.csv")
+    assert cascade.drop_duplicates("step")["layer"].tolist() == ["features.2", "features.0"]
+    assert len(cascade) == 2 * 3 and set(cascade["method"]) == {"guided_backprop"}
+    strip = np.load(tmp_path / "r.npz")
+    assert strip["steps"].tolist() == ["trained", "features.2", "features.0"]
+    # the neuron is taken before its ReLU: for the trained model's most activated neuron
+    # that is the patches stage's guided-backprop image (after the ReLU) of that neuron
+    first = top[(top["image"] == 0) & (top["rank"] == 0)].index[0]
+    assert (cascade.loc[0, ["channel", "row", "col"]].tolist()
+            == top.loc[first, ["channel", "row", "col"]].tolist())
+    # compared inside the receptive field: outside it the map is 0 whatever the weights
+    full = np.abs(saved["gradients"][first]).sum(0)
+    box = tuple(slice(top.loc[first, a], top.loc[first, b])
+                for a, b in (("top", "bottom"), ("left", "right")))
+    np.testing.assert_allclose(strip["guided_backprop"][0], full[box], rtol=1e-5, atol=1e-7)
+    outside = full.copy()
+    outside[box] = 0
+    assert full[box].max() > 0 and outside.max() == 0
+
 
 def test_sharpness_is_scale_free_and_finds_detail():
     rng = np.random.default_rng(0)
@@ -175,10 +198,11 @@ def test_fallback_stage_probe(data, trained, full_config, tmp_path):
 # --------------------------------------------------------------------------- claims
 
 def _synthetic_run(root, weights_used: str, train_acc=(1.0, 1.0), val_acc=(0.86, 0.88),
-                   vgg_train=0.9, sharpness_slope=1.0, init_gain=0.2):
+                   vgg_train=0.9, sharpness_slope=1.0, init_gain=0.2, gbp_similarity=0.9):
     """The files the caltech claims read, for two seeds (a finished run in miniature):
     VGG19's sharpness grows with activation by ``sharpness_slope``, Kaiming init beats
-    constant by ``init_gain`` on held-out images."""
+    constant by ``init_gain`` on held-out images, the CNN's guided-backprop maps keep a
+    rank correlation of ``gbp_similarity`` with every layer re-initialised."""
     files = get("caltech").study_files({"studies": {"caltech": {"models": {
         "cnn": {}, "vgg19": {}}}}, "seeds": [0, 1]}, str(root))
     for seed in (0, 1):
@@ -192,6 +216,10 @@ def _synthetic_run(root, weights_used: str, train_acc=(1.0, 1.0), val_acc=(0.86,
             [{"mode": m, "shift": k, "equivariance_error": 1e-7, "feature_change": 0.1,
               "prediction_change": 0.0, "seed": seed} for m in ("circular", "zero")
              for k in (1, 4)]))
+        write_csv(files.run("randomisation", "cnn", seed), pd.DataFrame(
+            [{"method": "guided_backprop", "step": step, "layer": f"features.{step}",
+              "image": i, "spearman": gbp_similarity, "ssim": 0.5, "seed": seed}
+             for step in (1, 2) for i in range(3)]))
         write_csv(files.run("patch_table", "vgg19", seed), pd.DataFrame(
             [{"kind": "top", "gradient_abs_max": 0.5, "value": v,
               "sharpness": 1 + sharpness_slope * v + 0.1 * (-1) ** v, "seed": seed}
@@ -243,6 +271,20 @@ def test_claims_full_settings_give_verdicts(tmp_path, full_config):
                   "vgg.sharper_when_stronger", "init.constant_performs_poorly"):
         assert table.loc[f"caltech.{claim}", "verdict"] == HOLDS, claim
     assert "fallback" not in table.loc["caltech.vgg.val_accuracy", "statement"]
+    # guided backprop that barely changes under randomisation fails the sanity check
+    gbp = table.loc["caltech.sanity.randomisation.guided_backprop.cnn"]
+    assert gbp["verdict"] == "does not hold" and gbp["protocol"] == "ours"
+    assert gbp["reproduced_mean"] == pytest.approx(0.9)
+
+
+def test_guided_backprop_that_depends_on_the_weights_passes_randomisation(tmp_path, full_config):
+    table = _claims(tmp_path, _synthetic_run(tmp_path, "IMAGENET1K_V1", gbp_similarity=0.1),
+                    full_config, {})
+    assert table.loc["caltech.sanity.randomisation.guided_backprop.cnn", "verdict"] == HOLDS
+    learned_nothing = _claims(tmp_path, _synthetic_run(
+        tmp_path, "IMAGENET1K_V1", val_acc=(0.34, 0.3), gbp_similarity=0.1), full_config, {})
+    assert (learned_nothing.loc["caltech.sanity.randomisation.guided_backprop.cnn", "verdict"]
+            == "inconclusive")
 
 
 def test_the_documents_literals_are_the_paper_values_and_can_fail(tmp_path, full_config):

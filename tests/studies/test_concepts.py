@@ -14,6 +14,7 @@ from conftest import bands, write_split
 
 from cnnrepro import config as cfg
 from cnnrepro import paths
+from cnnrepro.io import write_json
 from cnnrepro.studies import figures_for, get, render
 from cnnrepro.studies.concepts import checks, stages, upstream
 from cnnrepro.studies.concepts import claims as concepts_claims
@@ -84,6 +85,17 @@ def run(tmp_path_factory):
                 fgsm_sweep=out["fgsm_sweep"])
     fgsm_block = {**fgsm, "targets": {n: {k: r[0][k] for k in ("study", "model", "epsilon")}
                                       for n, r in targets.items()}}
+    sweep = pd.read_csv(out["fgsm_sweep"])
+    for seed in seeds:
+        stages.randomisation(spec=gap, seed=seed, weights=refs[("gap", seed)]["weights"],
+                             data=gray, settings={"images": 3, "seed": 0},
+                             randomisation=str(files.run("randomisation", "gap", seed)),
+                             randomisation_maps=str(files.run("randomisation_maps", "gap", seed)))
+        # the claims judge a model that learned: its clean accuracy, as the sweep measured it
+        clean = sweep[(sweep["target"] == "gap") & (sweep["seed"] == seed)
+                      & (sweep["epsilon"] == 0)]["untargeted_error"]
+        write_json(files.run("metrics", "gap", seed),
+                   {"splits": {"test": {"accuracy": 1 - float(clean.iloc[0])}}})
     return {"root": root, "files": files, "out": out, "refs": refs, "fgsm": fgsm_block,
             "config": {"seeds": list(seeds), "report": {"chance_margin": 0.05},
                        "studies": {"concepts": {
@@ -128,6 +140,21 @@ def test_cam_stage_and_its_agreement_with_gradcam(run):
         assert len(agreement) == 9 and (agreement["seed"] == seed).all()
         assert (agreement["pearson"] > 0.999).all()
         assert np.allclose(agreement["scale"], 1 / 36, rtol=1e-4)  # one pool: 6×6 maps
+
+
+def test_randomisation_stage_cascades_every_layer_for_each_method(run):
+    files = run["files"]
+    for seed in (0, 1):
+        cascade = pd.read_csv(files.run("randomisation", "gap", seed))
+        layers = cascade.drop_duplicates("step")["layer"].tolist()
+        assert layers[0] == "classifier" and layers[-1] == "features.0"  # output down
+        assert set(cascade["method"]) == {"cam", "grad_cam", "guided_grad_cam"}
+        assert len(cascade) == 3 * 3 * len(layers) and (cascade["seed"] == seed).all()
+        strip = np.load(files.run("randomisation_maps", "gap", seed))
+        assert strip["cam"].shape == (len(layers) + 1, 12, 12)
+        # step 0 is the trained model's map: the cam stage's map of the same image
+        cam = np.load(files.run("cam", "gap", seed))
+        np.testing.assert_allclose(strip["cam"][0], cam["cam"][0], atol=1e-6)
 
 
 def test_gradcam_stage(run):
@@ -176,6 +203,10 @@ def test_claims_structural_rows_hold_under_a_preset_attacks_not_comparable(run):
     assert attacks["reason"].str.startswith("preset quick: fgsm.images").all()
     assert set(summary["target"]) == {"cnn", "gap"}
     assert (summary["untargeted_error_n"] == 2).all()
+    randomised = table[table.index.str.startswith("concepts.sanity.randomisation.")]
+    assert sorted(randomised.index) == [f"concepts.sanity.randomisation.{m}.gap"
+                                        for m in ("cam", "grad_cam", "guided_grad_cam")]
+    assert (randomised["n"] == 2).all() and (randomised["protocol"] == "ours").all()
 
 
 def test_attack_claims_are_judged_without_departures(run):
@@ -212,7 +243,7 @@ def test_attack_claims_are_judged_without_departures(run):
 def test_every_figure_draws_from_the_stage_files(run, monkeypatch):
     monkeypatch.chdir(run["root"])
     names = [n for n in figures_for("concepts") if n.startswith("concepts_")]
-    assert len(names) == 7
+    assert len(names) == 9
     for name in names:
         figure = figures_for("concepts")[name]
         assert figure.reproduces  # names the slide it reproduces

@@ -32,7 +32,8 @@ def check_config(study: dict, config: dict) -> None:
         raise ConfigError("config key studies.caltech.claims.invariance_shift: "
                           f"{study['claims']['invariance_shift']} is not in "
                           f"studies.caltech.equivariance.shifts {shifts}")
-    check_counts(config, "caltech", "test", {"equivariance.images": study["equivariance"]["images"]})
+    check_counts(config, "caltech", "test", {"equivariance.images": study["equivariance"]["images"],
+                                             "randomisation.images": study["randomisation"]["images"]})
     check_counts(config, "caltech", "train",
                  {"basics.symmetry.images": study["basics"]["symmetry"]["images"]})
     # channels a stage keeps or ranks: more than a layer has would be silently fewer
@@ -56,7 +57,9 @@ STUDY = Study(
     name="caltech",
     run_files={"maps": "trained_maps/maps.npz", "equivariance": "equivariance/equivariance.csv",
                "patches": "patches/patches.npz", "patch_table": "patches/patches.csv",
-               "fallback": "fallback/fallback.json"},
+               "fallback": "fallback/fallback.json",
+               "randomisation": "randomisation/randomisation.csv",
+               "randomisation_maps": "randomisation/maps.npz"},
     files={"conv": "conv_basics/conv.npz", "conv_meta": "conv_basics/conv.json",
            "stacked_layers": "stacked_layers/layers.npz",
            "layers_meta": "stacked_layers/layers.json",

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 from scipy.stats import spearmanr
 
-from ...claims import FAILS, HOLDS, ClaimTable, training_keys
+from ...claims import FAILS, HOLDS, ClaimTable, randomisation_claims, training_keys
 from ...io import read_csv, read_json, write_csv
 from ...paths import StudyFiles
 from ...study import Stages
@@ -71,8 +71,8 @@ def summarise_fallback(files: StudyFiles) -> pd.DataFrame:
 
 @STAGES.register(writes=("claims", "fallback_summary"), settings="claims", local=True,
                  reads=("metrics", ("train_meta", VGG), ("equivariance", CNN),
-                        ("patch_table", VGG), ("fallback", VGG), "conv_meta", "layers_meta",
-                        "size_table"))
+                        ("patch_table", VGG), ("fallback", VGG), ("randomisation", CNN),
+                        "conv_meta", "layers_meta", "size_table"))
 def claims(*, files: StudyFiles, settings: dict[str, Any], claims: str, fallback_summary: str,
            departures: dict[str, str] | None = None, preset: str = "full",
            threads: int | None = None) -> None:
@@ -166,6 +166,11 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], claims: str, fallback
                         settings["invariance_max"], below=True,
                         learned=learned,
                         depends_on=training_keys(CNN) + ("equivariance",))
+
+    randomisation_claims(table, "caltech", CNN,
+                         [read_csv(p) for p in files.by_model("randomisation", [CNN])[CNN]],
+                         settings["randomisation_similarity"], learned,
+                         training_keys(CNN) + ("randomisation",))
 
     patches = pd.concat([read_csv(p) for p in files.by_model("patch_table", [VGG])[VGG]])
     dead = patches[patches["kind"] == "dead"].groupby("seed")["gradient_abs_max"].max()

@@ -14,7 +14,7 @@ from matplotlib.patches import Rectangle
 
 from ...io import read_csv, read_json, read_npz
 from ...paths import StudyFiles
-from ...plotting import image_panel, subplot_grid
+from ...plotting import image_panel, randomisation_curves, randomisation_strip, subplot_grid
 from ...study import Figures
 from .names import CNN, VGG, weights_label
 
@@ -282,7 +282,8 @@ GUIDED = ("Guided backpropagation (Captum NeuronGuidedBackprop) of the last conv
 @FIGURES.register(
     GUIDED + " Here the trained CNN (the document shows the method on VGG19 only).",
     "the method of Figs. 4.5-4.7 on the CNN (beyond the document)",
-    (("patches", CNN), ("patch_table", CNN)), per_seed=True)
+    (("patches", CNN), ("patch_table", CNN)), per_seed=True,
+    checks=("caltech.sanity.randomisation.",))
 def caltech_fig3_guided_backprop(files: StudyFiles) -> plt.Figure:
     seed = files.seeds[0]
     return _gradient_figure(files, CNN, seed, f"trained CNN, seed {seed}")
@@ -334,3 +335,31 @@ def caltech_vgg_fallback(files: StudyFiles) -> plt.Figure:
     fig.suptitle(weights_label([r["weights_used"] for r in runs.values()]), fontsize=9)
     fig.tight_layout()
     return fig
+
+
+@FIGURES.register(
+    "Model randomisation of guided backprop (Adebayo et al. 2018; beyond the document): the "
+    "CNN's conv layers re-initialised from the top down, one more at a time (x axis: the "
+    "last layer re-initialised), and the guided-backprop image of each of "
+    "{randomisation[images]} class-balanced test images' most activated last-layer neuron "
+    "compared with the trained CNN's: Spearman rank correlation (left) and SSIM (right), "
+    "mean and standard deviation over images and seeds. Maps that depend on the learned "
+    "weights fall towards 0; Adebayo et al. found guided backprop's barely do. The claim "
+    "caltech.sanity.randomisation.guided_backprop.cnn holds where the mean correlation with "
+    "every layer re-initialised is below {claims[randomisation_similarity]} on every seed.",
+    "beyond the document (Fig. 3.11's method)", (("randomisation", CNN),),
+    checks=("caltech.sanity.randomisation.",))
+def caltech_randomisation(files: StudyFiles) -> plt.Figure:
+    return randomisation_curves(files, models=[CNN])
+
+
+@FIGURES.register(
+    "The cascade of model randomisation for one test image (Adebayo et al. 2018, their Fig. "
+    "2 layout): the CNN's guided-backprop image of the image's most activated last-layer "
+    "neuron (channels summed, absolute, scaled to its maximum) for the trained CNN, then "
+    "with the conv layers re-initialised from the top down up to the one named above the "
+    "column.",
+    "beyond the document (Fig. 3.11's method)", (("randomisation_maps", CNN),), per_seed=True,
+    checks=("caltech.sanity.randomisation.",))
+def caltech_randomisation_strip(files: StudyFiles) -> plt.Figure:
+    return randomisation_strip(files, models=[CNN])

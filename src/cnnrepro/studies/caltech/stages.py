@@ -21,10 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ... import attribution
 from ...conv_arithmetic import output_size
 from ...datasets.prepared import Split, load_split, per_class_subset
 from ...io import read_json, write_csv, write_json, write_npz
 from ...provenance import stamp
+from ...receptive_field import receptive_field
 from ...runtime import normalizer
 from ...study import Stages
 from ...trained import open_trained
@@ -32,7 +34,14 @@ from . import conv_basics as cb
 from .equivariance import shift_study
 from .filters import settings_experiment
 from .names import CNN, VGG
-from .patches import guided_backprop, last_conv_relu, neuron_report, sharpness
+from .patches import (
+    activation,
+    guided_backprop,
+    last_conv_relu,
+    neuron_report,
+    sharpness,
+    top_neurons,
+)
 from .vgg_fallback import backbone_probe, head_gradient, scale_table
 
 STAGES = Stages()
@@ -231,6 +240,58 @@ def patches(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, st
               provenance=_provenance(spec, seed, device), crops=padded,
               crop_sizes=np.array([c.shape[1:] for c in crops]),
               gradients=np.stack(gradients).astype(np.float32))
+
+
+@STAGES.register(writes=("randomisation", "randomisation_maps"), reads=("weights",), data=True,
+                 per_run=True, model=CNN, settings="randomisation")
+def randomisation(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
+                  settings: dict[str, Any], randomisation: str, randomisation_maps: str,
+                  threads: int | None = None) -> None:
+    """Does guided backprop depend on the learned weights (Adebayo et al. 2018 found it
+    barely does)? On ``images`` class-balanced test images, the guided-backprop image of
+    each image's most activated neuron of the last conv layer (as ``patches`` shows them),
+    inside the neuron's receptive field, for the trained CNN and with the layers below that
+    neuron re-initialised from the top down
+    (:func:`cnnrepro.attribution.randomisation_cascade`). The CNN only: VGG19's backbone
+    under the fallback was never trained, so there is nothing learned to lose.
+
+    The neuron is taken before its ReLU: for a neuron the trained model activates, guided
+    backprop is the same there and after the ReLU (the ReLU passes the unit gradient), and a
+    re-initialised layer that silences the neuron still leaves a map to compare."""
+    model, splits, device = open_trained(spec, weights, data, threads)
+    test = splits["test"]
+    pick = per_class_subset(test.labels.cpu().numpy(), settings["images"])
+    x = normalizer(spec["normalize"]["mean"], spec["normalize"]["std"], device)(
+        test.images[pick])
+    relu = last_conv_relu(model.features)
+    conv = max(i for i in range(relu + 1) if isinstance(model.features[i], torch.nn.Conv2d))
+    neurons = [top_neurons(activation(model.features, relu, image), 1).iloc[0] for image in x]
+    selectors = [(int(n["channel"]), int(n["row"]), int(n["col"])) for n in neurons]
+
+    # Compared inside each neuron's receptive field, the map's support: outside it every
+    # pixel is 0 in every map, and those ties would make any two maps correlate near 1.
+    boxes = [receptive_field(model.features[: conv + 1], row, col, x.shape[-2:]).slices
+             for _, row, col in selectors]
+
+    def maps(net: torch.nn.Module) -> dict[str, list[np.ndarray]]:
+        return {"guided_backprop": [
+            guided_backprop(net.features, conv, image, neuron).abs().sum(0).cpu().numpy()[box]
+            for image, neuron, box in zip(x, selectors, boxes)]}
+
+    def below_the_neuron(net: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+        return [(f"features.{name}", layer) for name, layer
+                in attribution.parameterised_layers(net.features[: conv + 1])]
+
+    frame, strip = attribution.randomisation_cascade(model, maps, settings["seed"] + seed,
+                                                     below_the_neuron)
+    where = np.asarray(selectors)[frame["image"].to_numpy()]
+    write_csv(randomisation, frame.assign(model=spec["model"], seed=seed,
+                                          test_index=pick[frame["image"].to_numpy()],
+                                          channel=where[:, 0], row=where[:, 1], col=where[:, 2]))
+    write_npz(randomisation_maps, image=test.images[pick[0]].cpu().numpy(),
+              label=np.asarray(test.classes[int(test.labels[pick[0]])]),
+              provenance=_provenance({"spec": spec, "settings": settings}, seed, device),
+              **strip)
 
 
 @STAGES.register(writes=("fallback",), reads=("weights", "train_meta"), data=True,

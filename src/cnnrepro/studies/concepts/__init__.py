@@ -16,7 +16,9 @@ from .figures import FIGURES
 
 STUDY = Study(
     name="concepts",
-    run_files={"cam": "cam/cam.npz", "cam_agreement": "cam/agreement.csv"},
+    run_files={"cam": "cam/cam.npz", "cam_agreement": "cam/agreement.csv",
+               "randomisation": "randomisation/randomisation.csv",
+               "randomisation_maps": "randomisation/maps.npz"},
     files={"convtypes_checks": "convtypes/checks.csv", "convtypes_ratios": "convtypes/ratios.csv",
            "convtypes_layers": "convtypes/layers.csv",
            "convtypes_summary": "convtypes/summary.csv", "convtypes_meta": "convtypes/meta.json",

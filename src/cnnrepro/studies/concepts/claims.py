@@ -17,8 +17,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...claims import FAILS, HOLDS, ClaimTable, largest_rise, training_keys
-from ...io import read_csv, write_csv
+from ...claims import (
+    FAILS,
+    HOLDS,
+    ClaimTable,
+    largest_rise,
+    randomisation_claims,
+    training_keys,
+)
+from ...io import read_csv, read_json, write_csv
 from ...paths import StudyFiles
 from ...study import Stages
 
@@ -49,7 +56,8 @@ def summarise_fgsm(sweep: pd.DataFrame) -> pd.DataFrame:
 
 
 @STAGES.register(writes=("claims", "fgsm_summary"), settings="claims", local=True,
-                 reads=("convtypes_checks", "convtypes_ratios", "cam_agreement", "fgsm_sweep"),
+                 reads=("convtypes_checks", "convtypes_ratios", "cam_agreement", "fgsm_sweep",
+                        "metrics", "randomisation"),
                  params=lambda config: {
                      "fgsm_settings": config["studies"]["concepts"]["fgsm"],
                      "grid_seed": config["studies"]["concepts"]["convtypes"]["seed"]})
@@ -97,6 +105,14 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
               f"seed and the fitted scale is 1/(h·w) within {settings['scale_rtol']:g} "
               "(relative)", "r", seeds=[seed for _, seed in agreement],
               deterministic=True, depends_on=("cam", "models"))
+
+    for model, runs in files.by_model("randomisation").items():
+        accuracy = [read_json(p)["splits"]["test"]["accuracy"]
+                    for p in files.by_model("metrics", [model])[model]]
+        randomisation_claims(table, "concepts", model, [read_csv(p) for p in runs],
+                             settings["randomisation_similarity"],
+                             (accuracy, settings["learned_accuracy"]),
+                             training_keys(model) + ("randomisation",))
 
     sweep = read_csv(files.file("fgsm_sweep"))
     write_csv(fgsm_summary, summarise_fgsm(sweep))

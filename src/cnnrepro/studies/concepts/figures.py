@@ -14,7 +14,7 @@ import numpy as np
 
 from ...io import read_csv, read_npz
 from ...paths import StudyFiles
-from ...plotting import image_panel
+from ...plotting import image_panel, randomisation_curves, randomisation_strip
 from ...study import Figures
 from . import upstream
 
@@ -142,7 +142,8 @@ def concepts_hierarchy(files: StudyFiles) -> plt.Figure:
     "per class): M_c = Σ_k w_k^c A_k of the last conv block for the true class c, upsampled "
     "bilinearly to the input and min-max scaled (jet, over the image). Titles: true class, "
     "and the predicted class with its softmax probability (red when wrong).",
-    "slides 'Class Activation Maps'", ("cam",), per_seed=True)
+    "slides 'Class Activation Maps'", ("cam",), per_seed=True,
+    checks=("concepts.sanity.randomisation.",))
 def concepts_cam(files: StudyFiles) -> plt.Figure:
     model, seed = files.models[0], files.seeds[0]
     data = read_npz(files.run("cam", model, seed))
@@ -166,6 +167,36 @@ def concepts_cam(files: StudyFiles) -> plt.Figure:
         bottom.title.set_color("black" if pred == label else "red")
     fig.tight_layout()
     return fig
+
+
+SHORT = {"cam": "CAM", "grad_cam": "Grad-CAM", "guided_grad_cam": "Guided Grad-CAM"}
+
+
+@FIGURES.register(
+    "Model randomisation (Adebayo et al. 2018; beyond the slides) of the GAP model's CAM, "
+    "Grad-CAM (last conv layer) and Guided Grad-CAM: its layers re-initialised from the "
+    "output down, one more at a time (x axis: the last layer re-initialised), and each "
+    "method's maps of {randomisation[images]} class-balanced test images for the true class "
+    "compared with the trained model's: Spearman rank correlation (left) and SSIM (right), "
+    "mean and standard deviation over images and seeds. Maps that depend on the learned "
+    "weights fall towards 0; the claims concepts.sanity.randomisation.* hold where the mean "
+    "correlation with every layer re-initialised is below "
+    "{claims[randomisation_similarity]} on every seed.",
+    "beyond the slides (their CAM and Grad-CAM)", ("randomisation",),
+    checks=("concepts.sanity.randomisation.",))
+def concepts_randomisation(files: StudyFiles) -> plt.Figure:
+    return randomisation_curves(files, SHORT)
+
+
+@FIGURES.register(
+    "The cascade of model randomisation for one test image (Adebayo et al. 2018, their Fig. "
+    "2 layout): per method, the GAP model's map for the true class (scaled to its maximum) "
+    "for the trained model, then with the layers re-initialised from the output down up to "
+    "the one named above the column.",
+    "beyond the slides (their CAM and Grad-CAM)", ("randomisation_maps",), per_seed=True,
+    checks=("concepts.sanity.randomisation.",))
+def concepts_randomisation_strip(files: StudyFiles) -> plt.Figure:
+    return randomisation_strip(files, SHORT)
 
 
 # ---------------------------------------------------------------- Grad-CAM -------------
@@ -211,7 +242,8 @@ def concepts_gradcam(files: StudyFiles) -> plt.Figure:
     "{fgsm[target_rule]} class (torchattacks FGSM, pixels clipped to [0, 1]; ε per model "
     "in its row label).",
     "slide 'Common Adversarial Attacks' (FGSM and targeted FGSM: x + ε·sign(∇) = x′)",
-    ("fgsm_examples",), shows=upstream.shown("fgsm"))
+    ("fgsm_examples",), shows=upstream.shown("fgsm"),
+    checks=("concepts.sanity.rise.",))
 def concepts_fgsm(files: StudyFiles) -> plt.Figure:
     data = read_npz(files.file("fgsm_examples"))
     targets = json.loads(str(data["targets"]))
@@ -247,7 +279,8 @@ def concepts_fgsm(files: StudyFiles) -> plt.Figure:
     "class; at ε = 0 the clean error) and targeted success rate (share of x′ classified as "
     "the {fgsm[target_rule]} class), mean and ±1 std band over seeds.",
     "beyond the slides: targeted FGSM success against ε", ("fgsm_sweep",),
-    shows=upstream.shown("fgsm", all_seeds=True))
+    shows=upstream.shown("fgsm", all_seeds=True),
+    checks=("concepts.sanity.rise.",))
 def concepts_fgsm_sweep(files: StudyFiles) -> plt.Figure:
     sweep = read_csv(files.file("fgsm_sweep"))
     fig, (ax_u, ax_t) = plt.subplots(1, 2, figsize=(10, 4))

@@ -11,6 +11,7 @@ from ...claims import (
     ClaimTable,
     largest_rise,
     learned_first,
+    randomisation_claims,
     threshold_verdict,
     training_keys,
 )
@@ -159,8 +160,10 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
                         depends_on=training_keys(model) + ("attribution.ig_steps",))
         sanity_claims(table, model, files.by_model("attack_checks")[model], settings, learned,
                       training_keys(model) + tested + ("attack_checks",))
-        randomisation_claims(table, model, files.by_model("randomisation")[model], settings,
-                             learned, training_keys(model) + tested + (
+        randomisation_claims(table, "vdk", model,
+                             [read_csv(p) for p in files.by_model("randomisation")[model]],
+                             settings["randomisation_similarity"], learned,
+                             training_keys(model) + tested + (
                                  "randomisation", "attribution.ig_steps", "attribution.nt_stdev"))
     write_csv(claims, table.frame())
     write_csv(paired, pd.DataFrame(table.tests))
@@ -202,27 +205,3 @@ def sanity_claims(table: ClaimTable, model: str, runs: list, settings: dict[str,
         verdict, rule = learned_first(verdict, rule, *learned)
         table.add(f"vdk.sanity.{key}.{model}", f"{model}: {statement}", "ours", "–", found,
                   verdict, rule, depends_on=depends_on)
-
-
-def randomisation_claims(table: ClaimTable, model: str, runs: list, settings: dict[str, Any],
-                         learned: tuple[list[float], float], depends_on: tuple[str, ...]
-                         ) -> None:
-    """Do the maps depend on the learned weights (Adebayo et al. 2018), per method: the
-    mean Spearman rank correlation of the absolute maps with the trained model's, every
-    layer re-initialised, per seed, below the threshold. Ours (no document number); judged
-    only for a model that learned (a model at chance has nothing to lose)."""
-    frames = [read_csv(path) for path in runs]
-    threshold = settings["randomisation_similarity"]
-    methods = list(dict.fromkeys(frames[0]["method"])) if frames else []
-    for method in methods:
-        found = [float(f[(f["method"] == method) & (f["step"] == f["step"].max())]["spearman"]
-                       .mean()) for f in frames]
-        verdict, rule = threshold_verdict(found, threshold)
-        if any(pd.isna(found)):
-            verdict, rule = INCONCLUSIVE, rule + "; inconclusive where a map is constant"
-        verdict, rule = learned_first(verdict, rule, *learned)
-        table.add(f"vdk.sanity.randomisation.{method}.{model}",
-                  f"{model}: {method} maps depend on the learned weights (mean Spearman rank "
-                  "correlation of the absolute maps with the trained model's, every layer "
-                  f"re-initialised, below {threshold:g})", "ours", "–", found, verdict, rule,
-                  depends_on=depends_on)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ...io import read_csv, read_json, read_npz
 from ...paths import FIRST, StudyFiles
-from ...plotting import confusion_panel, image_panel
+from ...plotting import confusion_panel, image_panel, randomisation_curves, randomisation_strip
 from ...study import Figures
 from .names import IMMUNE
 
@@ -28,6 +28,9 @@ PANELS = (("saliency", "absolute_value"), ("integrated_gradients", "absolute_val
           ("deeplift", "absolute_value"), ("deeplift", "all"))
 SHORT = {"saliency": "saliency", "integrated_gradients": "IG", "ig_smoothgrad_sq": "IG-SG²",
          "deeplift": "DeepLift"}
+# The sanity claims (claims.py) listed under the figures they test.
+ATTRIBUTION_CHECKS = ("vdk.sanity.randomisation.", "vdk.sanity.ig_completeness.")
+ATTACK_CHECKS = ("vdk.sanity.rise.", "vdk.sanity.pgd_excess.", "vdk.sanity.noise_share.")
 
 
 def _attribution_panel(data, index: int, method: str, sign: str, fig_ax) -> None:
@@ -50,7 +53,8 @@ def _panel_title(method: str, sign: str) -> str:
     "as the original drew them (Captum's blended heat maps): Saliency, NoiseTunnel(IG, "
     "SmoothGrad², stdev {attribution[nt_stdev]}) as absolute values, Integrated Gradients and "
     "DeepLift (zero baselines) signed (green positive, red negative) and as absolute values.",
-    "Fig. 7 (vdk.fig7)", ("attributions",), per_seed=True)
+    "Fig. 7 (vdk.fig7)", ("attributions",), per_seed=True,
+    checks=ATTRIBUTION_CHECKS)
 def vdk_attributions(files: StudyFiles) -> plt.Figure:
     models, seed = files.models, files.seeds[0]
     fig, axes = plt.subplots(len(models), len(PANELS) + 1,
@@ -76,7 +80,8 @@ def vdk_attributions(files: StudyFiles) -> plt.Figure:
     "p(true class).", "Fig. 7 (vdk.fig7, more images)", ("attributions",),
     when=lambda study: study["attribution"]["images_per_class"] > 0, per_seed=True,
     absent="No further test images were attributed (studies.vdk.attribution.images_per_class "
-    "is 0 in this configuration): the paper's car image only, in vdk_attributions.")
+    "is 0 in this configuration): the paper's car image only, in vdk_attributions.",
+    checks=ATTRIBUTION_CHECKS)
 def vdk_attribution_gallery(files: StudyFiles) -> plt.Figure:
     models, seed = files.models, files.seeds[0]
     data = {m: read_npz(files.run("attributions", m, seed)) for m in models}
@@ -135,7 +140,8 @@ def vdk_faithfulness(files: StudyFiles) -> plt.Figure:
 @FIGURES.register(
     "Clean protocol: torchattacks FGSM with normalisation inside the model, accuracy against "
     "the true labels over an epsilon sweep, mean ± std over seeds.",
-    "Fig. 8 (vdk.fig8), robustness claim", ("fgsm_curve", ("fgsm", FIRST)))
+    "Fig. 8 (vdk.fig8), robustness claim", ("fgsm_curve", ("fgsm", FIRST)),
+    checks=ATTACK_CHECKS)
 def vdk_fgsm_epsilon(files: StudyFiles) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     paper_eps = read_json(files.run("fgsm", files.models[0], files.seeds[0]))["paper"]["epsilon"]
@@ -165,7 +171,8 @@ def vdk_fgsm_epsilon(files: StudyFiles) -> plt.Figure:
     "{attack_checks[images]} class-balanced test images per run, mean ± std over seeds. Every "
     "adversarial image was checked to lie within eps of its source and inside [0, 1]. Accuracy "
     "should fall with eps, PGD should lie on or below FGSM and noise far above it: the claims "
-    "vdk.sanity.* judge each.", "ours (attack sanity checks)", ("attack_checks",))
+    "vdk.sanity.* judge each.", "ours (attack sanity checks)", ("attack_checks",),
+    checks=ATTACK_CHECKS)
 def vdk_attack_checks(files: StudyFiles) -> plt.Figure:
     models = list(files.models)
     fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.4), sharey=True,
@@ -191,7 +198,8 @@ def vdk_attack_checks(files: StudyFiles) -> plt.Figure:
     "is shown: the perturbed image in [0, 1] goes into a model trained on [-1, 1] inputs "
     "without re-normalising, and the loss is Captum's default -log(output[target]) taken on "
     "raw logits, not on probabilities. The clean protocol has neither.", "Fig. 8 (vdk.fig8)",
-    ("fgsm",))
+    ("fgsm",),
+    checks=ATTACK_CHECKS)
 def vdk_fgsm_confusion(files: StudyFiles) -> plt.Figure:
     models = files.models
     fig, axes = plt.subplots(len(models), 2, figsize=(9.5, 4.2 * len(models)), squeeze=False)
@@ -283,30 +291,10 @@ def vdk_immune(files: StudyFiles) -> plt.Figure:
     "that depend on the learned weights fall towards 0; the claims vdk.sanity.randomisation.* "
     "hold where the mean correlation with every layer re-initialised is below "
     "{claims[randomisation_similarity]} on every seed.",
-    "beyond the paper (Fig. 7's methods)", ("randomisation",))
+    "beyond the paper (Fig. 7's methods)", ("randomisation",),
+    checks=("vdk.sanity.randomisation.",))
 def vdk_randomisation(files: StudyFiles) -> plt.Figure:
-    frame = pd.concat([read_csv(p) for p in files.runs("randomisation").values()],
-                      ignore_index=True)
-    models = [m for m in files.models if m in set(frame["model"])]
-    fig, axes = plt.subplots(len(models), 2, figsize=(9, 2.6 * len(models)), squeeze=False)
-    for row, model in zip(axes, models):
-        own = frame[frame["model"] == model]
-        layers = own.drop_duplicates("step").sort_values("step")["layer"].tolist()
-        for ax, measure in zip(row, ("spearman", "ssim")):
-            for method, group in own.groupby("method", sort=False):
-                stats = group.groupby("step")[measure].agg(["mean", "std"]).fillna(0.0)
-                ax.errorbar(stats.index, stats["mean"], yerr=stats["std"], marker="o",
-                            markersize=3, capsize=2, label=SHORT.get(method, method))
-            ax.axhline(0, color="grey", linewidth=0.5)
-            ax.set_xticks(range(1, len(layers) + 1), layers, rotation=45, ha="right",
-                          fontsize=6)
-            ax.set_ylim(-0.3, 1.05)
-            ax.set_title(f"{model}: {'Spearman |maps|' if measure == 'spearman' else 'SSIM'}",
-                         fontsize=8)
-        row[0].set_ylabel("similarity to the trained maps", fontsize=7)
-    axes[0, 1].legend(fontsize=6)
-    fig.tight_layout()
-    return fig
+    return randomisation_curves(files, SHORT)
 
 
 @FIGURES.register(
@@ -314,23 +302,7 @@ def vdk_randomisation(files: StudyFiles) -> plt.Figure:
     "Fig. 2 layout): per model and method, the absolute map (channels summed, each scaled to "
     "its maximum) of the trained model, then with the layers re-initialised from the output "
     "down up to the one named above the column.",
-    "beyond the paper (Fig. 7's methods)", ("randomisation_maps",), per_seed=True)
+    "beyond the paper (Fig. 7's methods)", ("randomisation_maps",), per_seed=True,
+    checks=("vdk.sanity.randomisation.",))
 def vdk_randomisation_strip(files: StudyFiles) -> plt.Figure:
-    models, seed = files.models, files.seeds[0]
-    data = {m: read_npz(files.run("randomisation_maps", m, seed)) for m in models}
-    rows = [(m, method) for m in models for method in SHORT if method in data[m]]
-    columns = 1 + max(len(data[m]["steps"]) for m in models)
-    fig, axes = plt.subplots(len(rows), columns, figsize=(1.1 * columns, 1.15 * len(rows) + 0.5),
-                             squeeze=False)
-    for ax_row, (model, method) in zip(axes, rows):
-        d = data[model]
-        image_panel(d["image"], f"{model}\n{SHORT[method]}", (fig, ax_row[0]), fontsize=5)
-        for ax, step, found in zip(ax_row[1:], d["steps"], d[method]):
-            image_panel(found / max(float(found.max()), 1e-12), str(step), (fig, ax),
-                        cmap="viridis", fontsize=5)
-        for ax in ax_row[1 + len(d["steps"]):]:
-            ax.axis("off")
-    fig.suptitle(f"Cascading randomisation of one {data[models[0]]['label']} image (seed {seed})",
-                 fontsize=8)
-    fig.tight_layout()
-    return fig
+    return randomisation_strip(files, SHORT)

@@ -105,17 +105,14 @@ def randomisation(*, spec: dict[str, Any], seed: int, weights: str, data: dict[s
     pick = per_class_subset(test.labels.cpu().numpy(), settings["images"])
     normalize = normalizer(spec["normalize"]["mean"], spec["normalize"]["std"], device)
     options = {**attribution_settings, "nt_samples": settings["nt_samples"]}
-    rows, strip = attribution.randomisation_cascade(
-        model, normalize(test.images[pick]), test.labels[pick], options,
-        settings["seed"] + seed, attribution.batching(batching, device),
-        tuple(settings["methods"]))
-    frame = pd.DataFrame(rows)
+    seed_ = settings["seed"] + seed
+    frame, strip = attribution.randomisation_cascade(model, attribution.explained_maps(
+        normalize(test.images[pick]), test.labels[pick], options, seed_,
+        attribution.batching(batching, device), tuple(settings["methods"])), seed_)
     write_csv(randomisation, frame.assign(model=spec["model"], seed=seed,
                                           test_index=pick[frame["image"].to_numpy()]))
-    layers = frame.drop_duplicates("step").sort_values("step")["layer"].tolist()
     write_npz(randomisation_maps, image=test.images[pick[0]].cpu().numpy(),
               label=np.asarray(test.classes[int(test.labels[pick[0]])]),
-              steps=np.asarray(["trained", *layers]),
               provenance=np.asarray(json.dumps(stamp(spec, seed, device))), **strip)
 
 
