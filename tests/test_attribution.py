@@ -87,7 +87,7 @@ def test_model_randomisation_changes_saliency_but_not_a_map_that_ignores_the_mod
     """Adebayo et al.'s test, on a small trained CNN: Saliency's maps lose their rank order
     when the layers are re-initialised; a "method" that returns the input whatever the
     model is caught, its maps as similar as can be. The claim rule says so."""
-    from cnnrepro.claims import ClaimTable, randomisation_claims
+    from cnnrepro.claims import ClaimTable, similarity_claims
 
     model, x01, y, mean, std = sample_images(trained_mnist, 6)
     x = standardizer(mean, std, x01.device)(x01)
@@ -110,10 +110,21 @@ def test_model_randomisation_changes_saliency_but_not_a_map_that_ignores_the_mod
     assert last.min().loc["input_itself"].tolist() == pytest.approx([1.0, 1.0])
 
     table = ClaimTable([0, 1])
-    randomisation_claims(table, "vdk", "cnn", runs, 0.5, ([0.9, 0.9], 0.2), ())
+    similarity_claims(table, "randomisation", "vdk", "cnn", runs, 0.5, ([0.9, 0.9], 0.2), ())
+    # the other check: maps of the true class against another class. The input itself is
+    # the same whatever the class; Saliency's maps follow the class's logit
+    classes = [attribution.class_sensitivity(lambda target, s=seed: attribution.explained_maps(
+        x, target, {}, s, BATCHING, ("saliency", "input_itself"))(model), y, 10, seed)
+        for seed in (0, 1)]
+    assert (classes[0]["other_class"] != y.numpy()[classes[0]["image"]]).all()
+    assert classes[0].groupby("method")["spearman"].min()["input_itself"] == pytest.approx(1.0)
+    similarity_claims(table, "class_sensitivity", "vdk", "cnn", classes, 0.9,
+                      ([0.9, 0.9], 0.2), ())
     verdicts = {row["claim_id"]: row["verdict"] for row in table.rows}
     assert verdicts == {"vdk.sanity.randomisation.saliency.cnn": "holds",
-                        "vdk.sanity.randomisation.input_itself.cnn": "does not hold"}
+                        "vdk.sanity.randomisation.input_itself.cnn": "does not hold",
+                        "vdk.sanity.class_sensitivity.saliency.cnn": "holds",
+                        "vdk.sanity.class_sensitivity.input_itself.cnn": "does not hold"}
 
 
 def test_map_similarity_is_one_for_equal_maps_and_low_for_unrelated_ones():

@@ -221,6 +221,21 @@ def explained_maps(x: torch.Tensor, target: torch.Tensor, settings: dict[str, An
                                              methods))
 
 
+def class_sensitivity(maps: Callable[[torch.Tensor], dict[str, np.ndarray | list[np.ndarray]]],
+                      target: torch.Tensor, classes: int, seed: int) -> pd.DataFrame:
+    """Do the maps depend on the class they explain (the sanity check beside
+    :func:`randomisation_cascade`)? ``maps(targets)`` gives each method's maps of fixed
+    images for those classes; they are compared, image by image and with the same
+    measures (:func:`map_similarity`), for the true class and for another class drawn
+    uniformly (generator seeded with ``seed``). One row per (method, image)."""
+    shift = torch.randint(1, classes, target.shape, generator=torch.Generator().manual_seed(seed))
+    other = (target.cpu() + shift) % classes
+    true_maps, other_maps = maps(target), maps(other.to(target.device))
+    return pd.DataFrame([{"method": method, "image": i, "other_class": int(other[i]),
+                          **map_similarity(found[i], other_maps[method][i])}
+                         for method, found in true_maps.items() for i in range(len(found))])
+
+
 def randomisation_cascade(model: nn.Module,
                           maps: Callable[[nn.Module], dict[str, np.ndarray | list[np.ndarray]]],
                           seed: int, layers: Callable[[nn.Module], list[tuple[str, nn.Module]]]

@@ -154,29 +154,38 @@ def claim_row(claim_id: str, statement: str, protocol: str, paper_value: Any,
             "verdict": verdict, "rule": rule}
 
 
-def randomisation_claims(table: ClaimTable, study: str, model: str,
-                         runs: Sequence[pd.DataFrame], threshold: float,
-                         learned: tuple[Sequence[float], float], depends_on: Sequence[str]
-                         ) -> None:
-    """Do the maps depend on the learned weights (Adebayo et al. 2018), per method of the
-    runs' cascades (``cnnrepro.attribution.randomisation_cascade``, one frame per seed):
-    the mean Spearman rank correlation of the maps with the trained model's, every layer
-    of the cascade re-initialised, per seed, below ``threshold``. Ours (no document
-    number); judged only for a model that learned (a model at chance has nothing to lose).
-    Claim ids: ``<study>.sanity.randomisation.<method>.<model>``."""
+# The map sanity checks (cnnrepro.attribution): what each compares, and the rows of one
+# run's table that give a seed's value (the randomisation test: every layer re-initialised).
+SIMILARITY_TESTS: dict[str, tuple[str, Any]] = {
+    "randomisation": ("depend on the learned weights (mean Spearman rank correlation of the maps "
+                      "with the trained model's, every layer re-initialised, below {:g})",
+                      lambda f: f[f["step"] == f["step"].max()]),
+    "class_sensitivity": ("depend on the class explained (mean Spearman rank correlation of the "
+                          "maps for the true class with those for a randomly drawn other class, "
+                          "below {:g})", lambda f: f),
+}
+
+
+def similarity_claims(table: ClaimTable, test: str, study: str, model: str,
+                      runs: Sequence[pd.DataFrame], threshold: float,
+                      learned: tuple[Sequence[float], float], depends_on: Sequence[str]) -> None:
+    """A map sanity check per method (``test``: a key of :data:`SIMILARITY_TESTS`; ``runs``:
+    its table per seed): the mean Spearman rank correlation per seed below ``threshold``
+    (Adebayo et al. 2018). Ours (no document number); judged only for a model that learned
+    (a model at chance has nothing to lose). Claim ids:
+    ``<study>.sanity.<test>.<method>.<model>``; a seed whose every map is constant (NaN)
+    makes the claim inconclusive."""
+    statement, rows = SIMILARITY_TESTS[test]
     methods = list(dict.fromkeys(runs[0]["method"])) if len(runs) else []
     for method in methods:
-        found = [float(f[(f["method"] == method) & (f["step"] == f["step"].max())]["spearman"]
-                       .mean()) for f in runs]
+        found = [float(rows(f)[rows(f)["method"] == method]["spearman"].mean()) for f in runs]
         verdict, rule = threshold_verdict(found, threshold)
         if any(pd.isna(found)):
             verdict, rule = INCONCLUSIVE, rule + "; inconclusive where a map is constant"
         verdict, rule = learned_first(verdict, rule, *learned)
-        table.add(f"{study}.sanity.randomisation.{method}.{model}",
-                  f"{model}: {method} maps depend on the learned weights (mean Spearman rank "
-                  "correlation of the maps with the trained model's, every layer re-initialised, "
-                  f"below {threshold:g})", "ours", "–", found, verdict, rule,
-                  depends_on=depends_on)
+        table.add(f"{study}.sanity.{test}.{method}.{model}",
+                  f"{model}: {method} maps {statement.format(threshold)}", "ours", "–", found,
+                  verdict, rule, depends_on=depends_on)
 
 
 class ClaimTable:

@@ -90,7 +90,8 @@ def run(tmp_path_factory):
         stages.randomisation(spec=gap, seed=seed, weights=refs[("gap", seed)]["weights"],
                              data=gray, settings={"images": 3, "seed": 0},
                              randomisation=str(files.run("randomisation", "gap", seed)),
-                             randomisation_maps=str(files.run("randomisation_maps", "gap", seed)))
+                             randomisation_maps=str(files.run("randomisation_maps", "gap", seed)),
+                             class_sensitivity=str(files.run("class_sensitivity", "gap", seed)))
         # the claims judge a model that learned: its clean accuracy, as the sweep measured it
         clean = sweep[(sweep["target"] == "gap") & (sweep["seed"] == seed)
                       & (sweep["epsilon"] == 0)]["untargeted_error"]
@@ -155,6 +156,11 @@ def test_randomisation_stage_cascades_every_layer_for_each_method(run):
         # step 0 is the trained model's map: the cam stage's map of the same image
         cam = np.load(files.run("cam", "gap", seed))
         np.testing.assert_allclose(strip["cam"][0], cam["cam"][0], atol=1e-6)
+        # maps for the true class against another: every image, every method, another class
+        classes = pd.read_csv(files.run("class_sensitivity", "gap", seed))
+        assert len(classes) == 3 * 3 and set(classes["method"]) == set(cascade["method"])
+        labels = np.load(run["refs"][("gap", seed)]["data"]["test"])["labels"]
+        assert (classes["other_class"] != labels[classes["test_index"]]).all()
 
 
 def test_gradcam_stage(run):
@@ -207,6 +213,8 @@ def test_claims_structural_rows_hold_under_a_preset_attacks_not_comparable(run):
     assert sorted(randomised.index) == [f"concepts.sanity.randomisation.{m}.gap"
                                         for m in ("cam", "grad_cam", "guided_grad_cam")]
     assert (randomised["n"] == 2).all() and (randomised["protocol"] == "ours").all()
+    by_class = table[table.index.str.startswith("concepts.sanity.class_sensitivity.")]
+    assert len(by_class) == 3 and (by_class["n"] == 2).all()
 
 
 def test_attack_claims_are_judged_without_departures(run):

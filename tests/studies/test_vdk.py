@@ -61,6 +61,8 @@ SANE = {"fgsm": (0.5, 0.05), "pgd": (0.5, 0.01), "noise": (0.5, 0.45)}  # eps 0,
 # Mean Spearman correlation with the trained maps, every layer re-initialised, per method:
 # gradients lose their rank order, a method that ignores the model would not.
 RANDOMISED = {"saliency": 0.1, "deeplift": 0.9}
+# The same for the maps of the true class against another class.
+CLASS_SIMILARITY = {"saliency": 0.2, "deeplift": 0.95}
 
 
 def _synthetic_vdk_run(root, full_accuracy: dict[str, float], seeds=(0, 1, 2),
@@ -99,6 +101,10 @@ def _synthetic_vdk_run(root, full_accuracy: dict[str, float], seeds=(0, 1, 2),
             [{"method": method, "step": step, "layer": f"layer{step}", "image": i,
               "spearman": rho if step == 2 else 0.95, "ssim": 0.5, "model": model,
               "seed": seed} for method, rho in randomised.items() for step in (1, 2)
+             for i in range(3)]))
+        write_csv(files.run("class_sensitivity", model, seed), pd.DataFrame(
+            [{"method": method, "image": i, "other_class": 1, "spearman": rho, "ssim": 0.5,
+              "model": model, "seed": seed} for method, rho in CLASS_SIMILARITY.items()
              for i in range(3)]))
         write_csv(files.run("faithfulness", model, seed), pd.DataFrame(
             [{"model": model, "seed": seed, "image": i, "method": "ig_smoothgrad_sq",
@@ -188,7 +194,7 @@ def test_attack_sanity_claims_are_inconclusive_for_a_model_at_chance(tmp_path):
     files = _synthetic_vdk_run(tmp_path, {"vdk_cnnet": 0.10, "baseline_cnn": 0.10})
     full = _vdk_claims(files, tmp_path, {}, "full")
     sanity = full[full.index.str.startswith("vdk.sanity.")]
-    assert len(sanity) == 12 and (sanity["verdict"] == "inconclusive").all()  # IG's too
+    assert len(sanity) == 16 and (sanity["verdict"] == "inconclusive").all()  # IG's too
 
 
 def test_randomisation_claims_hold_for_maps_that_change_and_fail_for_maps_that_do_not(tmp_path):
@@ -199,3 +205,9 @@ def test_randomisation_claims_hold_for_maps_that_change_and_fail_for_maps_that_d
         assert saliency["verdict"] == "holds" and saliency["reproduced_mean"] == pytest.approx(0.1)
         assert full.loc[f"vdk.sanity.randomisation.deeplift.{model}", "verdict"] == "does not hold"
         assert saliency["protocol"] == "ours" and saliency["n"] == 3
+        # maps that change with the class explained, and maps that do not
+        assert full.loc[f"vdk.sanity.class_sensitivity.saliency.{model}", "verdict"] == "holds"
+        assert (full.loc[f"vdk.sanity.class_sensitivity.deeplift.{model}", "reproduced_mean"]
+                == pytest.approx(0.95))
+        assert (full.loc[f"vdk.sanity.class_sensitivity.deeplift.{model}", "verdict"]
+                == "does not hold")

@@ -22,7 +22,7 @@ from ...claims import (
     HOLDS,
     ClaimTable,
     largest_rise,
-    randomisation_claims,
+    similarity_claims,
     training_keys,
 )
 from ...io import read_csv, read_json, write_csv
@@ -57,7 +57,7 @@ def summarise_fgsm(sweep: pd.DataFrame) -> pd.DataFrame:
 
 @STAGES.register(writes=("claims", "fgsm_summary"), settings="claims", local=True,
                  reads=("convtypes_checks", "convtypes_ratios", "cam_agreement", "fgsm_sweep",
-                        "metrics", "randomisation"),
+                        "metrics", "randomisation", "class_sensitivity"),
                  params=lambda config: {
                      "fgsm_settings": config["studies"]["concepts"]["fgsm"],
                      "grid_seed": config["studies"]["concepts"]["convtypes"]["seed"]})
@@ -106,13 +106,15 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
               "(relative)", "r", seeds=[seed for _, seed in agreement],
               deterministic=True, depends_on=("cam", "models"))
 
-    for model, runs in files.by_model("randomisation").items():
+    for model in files.models:
         accuracy = [read_json(p)["splits"]["test"]["accuracy"]
                     for p in files.by_model("metrics", [model])[model]]
-        randomisation_claims(table, "concepts", model, [read_csv(p) for p in runs],
-                             settings["randomisation_similarity"],
-                             (accuracy, settings["learned_accuracy"]),
-                             training_keys(model) + ("randomisation",))
+        for test, threshold in (("randomisation", "randomisation_similarity"),
+                                ("class_sensitivity", "class_similarity")):
+            similarity_claims(table, test, "concepts", model,
+                              [read_csv(p) for p in files.by_model(test, [model])[model]],
+                              settings[threshold], (accuracy, settings["learned_accuracy"]),
+                              training_keys(model) + ("randomisation",))
 
     sweep = read_csv(files.file("fgsm_sweep"))
     write_csv(fgsm_summary, summarise_fgsm(sweep))

@@ -143,7 +143,7 @@ def concepts_hierarchy(files: StudyFiles) -> plt.Figure:
     "bilinearly to the input and min-max scaled (jet, over the image). Titles: true class, "
     "and the predicted class with its softmax probability (red when wrong).",
     "slides 'Class Activation Maps'", ("cam",), per_seed=True,
-    checks=("concepts.sanity.randomisation.",))
+    checks=("concepts.sanity.randomisation.", "concepts.sanity.class_sensitivity."))
 def concepts_cam(files: StudyFiles) -> plt.Figure:
     model, seed = files.models[0], files.seeds[0]
     data = read_npz(files.run("cam", model, seed))

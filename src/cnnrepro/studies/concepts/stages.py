@@ -164,17 +164,18 @@ def cam(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
     write_csv(cam_agreement, table.assign(test_index=check, model=spec["model"], seed=seed))
 
 
-@STAGES.register(writes=("randomisation", "randomisation_maps"), reads=("weights",), data=True,
-                 per_run=True, settings="randomisation")
+@STAGES.register(writes=("randomisation", "randomisation_maps", "class_sensitivity"),
+                 reads=("weights",), data=True, per_run=True, settings="randomisation")
 def randomisation(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
                   settings: dict[str, Any], randomisation: str, randomisation_maps: str,
-                  threads: int | None = None) -> None:
+                  class_sensitivity: str, threads: int | None = None) -> None:
     """Do CAM, Grad-CAM and Guided Grad-CAM depend on the learned weights (Adebayo et al.
     2018)? On ``images`` class-balanced test images, the GAP model's maps of the true class
     as the report shows them (CAM and Grad-CAM min-max scaled; Guided Grad-CAM absolute,
     channels summed), Grad-CAM at the last conv layer, for the trained model and with its
     layers re-initialised from the output down
-    (:func:`cnnrepro.attribution.randomisation_cascade`)."""
+    (:func:`cnnrepro.attribution.randomisation_cascade`); and whether they depend on the
+    class explained (:func:`cnnrepro.attribution.class_sensitivity`)."""
     model, splits, device = open_trained(spec, weights, data, threads)
     test = splits["test"]
     pick = per_class_subset(test.labels.cpu().numpy(), settings["images"])
@@ -182,13 +183,17 @@ def randomisation(*, spec: dict[str, Any], seed: int, weights: str, data: dict[s
         test.images[pick])
     y = test.labels[pick]
 
-    def maps(net: torch.nn.Module) -> dict[str, np.ndarray]:
+    def maps(net: torch.nn.Module, target: torch.Tensor = y) -> dict[str, np.ndarray]:
         layer = camlib.conv_layers(net, x[:1])[-1][1]
-        return {"cam": camlib.class_activation_maps(net, x, y)["normalized"],
-                "grad_cam": camlib.grad_cam(net, x, y, layer)["normalized"],
-                "guided_grad_cam": np.abs(camlib.guided_grad_cam(net, x, y, layer)).sum(1)}
+        return {"cam": camlib.class_activation_maps(net, x, target)["normalized"],
+                "grad_cam": camlib.grad_cam(net, x, target, layer)["normalized"],
+                "guided_grad_cam": np.abs(camlib.guided_grad_cam(net, x, target, layer)).sum(1)}
 
     frame, strip = attribution.randomisation_cascade(model, maps, settings["seed"] + seed)
+    classes = attribution.class_sensitivity(lambda target: maps(model, target), y,
+                                            len(test.classes), settings["seed"] + seed)
+    write_csv(class_sensitivity, classes.assign(model=spec["model"], seed=seed,
+                                                test_index=pick[classes["image"].to_numpy()]))
     write_csv(randomisation, frame.assign(model=spec["model"], seed=seed,
                                           test_index=pick[frame["image"].to_numpy()]))
     write_npz(randomisation_maps, image=test.images[pick[0]].cpu().numpy(),

@@ -11,7 +11,7 @@ from ...claims import (
     ClaimTable,
     largest_rise,
     learned_first,
-    randomisation_claims,
+    similarity_claims,
     threshold_verdict,
     training_keys,
 )
@@ -53,7 +53,8 @@ def faithfulness_per_seed(files: StudyFiles) -> pd.DataFrame:
 
 @STAGES.register(writes=("claims", "paired", "faithfulness_summary", "cost_summary"),
                  reads=("metrics", "cost", "fgsm", "blur_summary", "faithfulness",
-                        "attack_checks", "ig_completeness", "randomisation"),
+                        "attack_checks", "ig_completeness", "randomisation",
+                        "class_sensitivity"),
                  settings="claims", local=True,
                  params=lambda config: {
                      "fgsm_settings": config["studies"]["vdk"]["fgsm"],
@@ -160,11 +161,13 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
                         depends_on=training_keys(model) + ("attribution.ig_steps",))
         sanity_claims(table, model, files.by_model("attack_checks")[model], settings, learned,
                       training_keys(model) + tested + ("attack_checks",))
-        randomisation_claims(table, "vdk", model,
-                             [read_csv(p) for p in files.by_model("randomisation")[model]],
-                             settings["randomisation_similarity"], learned,
-                             training_keys(model) + tested + (
-                                 "randomisation", "attribution.ig_steps", "attribution.nt_stdev"))
+        maps_settings = ("randomisation", "attribution.ig_steps", "attribution.nt_stdev")
+        for test, threshold in (("randomisation", "randomisation_similarity"),
+                                ("class_sensitivity", "class_similarity")):
+            similarity_claims(table, test, "vdk", model,
+                              [read_csv(p) for p in files.by_model(test)[model]],
+                              settings[threshold], learned,
+                              training_keys(model) + tested + maps_settings)
     write_csv(claims, table.frame())
     write_csv(paired, pd.DataFrame(table.tests))
 

@@ -29,7 +29,8 @@ PANELS = (("saliency", "absolute_value"), ("integrated_gradients", "absolute_val
 SHORT = {"saliency": "saliency", "integrated_gradients": "IG", "ig_smoothgrad_sq": "IG-SG²",
          "deeplift": "DeepLift"}
 # The sanity claims (claims.py) listed under the figures they test.
-ATTRIBUTION_CHECKS = ("vdk.sanity.randomisation.", "vdk.sanity.ig_completeness.")
+ATTRIBUTION_CHECKS = ("vdk.sanity.randomisation.", "vdk.sanity.class_sensitivity.",
+                      "vdk.sanity.ig_completeness.")
 ATTACK_CHECKS = ("vdk.sanity.rise.", "vdk.sanity.pgd_excess.", "vdk.sanity.noise_share.")
 
 

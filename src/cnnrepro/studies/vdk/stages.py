@@ -88,27 +88,36 @@ def explain(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, st
     write_csv(faithfulness, pd.DataFrame(rows))
 
 
-@STAGES.register(writes=("randomisation", "randomisation_maps"), settings="randomisation",
+@STAGES.register(writes=("randomisation", "randomisation_maps", "class_sensitivity"),
+                 settings="randomisation",
                  **PER_RUN, params=lambda config: {
                      "attribution_settings": config["studies"]["vdk"]["attribution"],
                      "batching": config["runtime"]["attribution_batch"]})
 def randomisation(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
                   settings: dict[str, Any], attribution_settings: dict[str, Any],
                   batching: dict[str, dict[str, int | None]], randomisation: str,
-                  randomisation_maps: str, threads: int | None = None) -> None:
+                  randomisation_maps: str, class_sensitivity: str,
+                  threads: int | None = None) -> None:
     """Do the maps depend on the learned weights (Adebayo et al. 2018)? Each method the
     report shows, on class-balanced test images, for the trained model and with its layers
     re-initialised from the output down (:func:`cnnrepro.attribution.randomisation_cascade`),
-    with the attribution settings of the shown maps but ``settings['nt_samples']``."""
+    with the attribution settings of the shown maps but ``settings['nt_samples']``. And on
+    the same images: do they depend on the class explained
+    (:func:`cnnrepro.attribution.class_sensitivity`)?"""
     model, splits, device = open_trained(spec, weights, data, threads)
     test = splits["test"]
     pick = per_class_subset(test.labels.cpu().numpy(), settings["images"])
     normalize = normalizer(spec["normalize"]["mean"], spec["normalize"]["std"], device)
     options = {**attribution_settings, "nt_samples": settings["nt_samples"]}
     seed_ = settings["seed"] + seed
+    x, y = normalize(test.images[pick]), test.labels[pick]
+    captum_batching, methods = attribution.batching(batching, device), tuple(settings["methods"])
     frame, strip = attribution.randomisation_cascade(model, attribution.explained_maps(
-        normalize(test.images[pick]), test.labels[pick], options, seed_,
-        attribution.batching(batching, device), tuple(settings["methods"])), seed_)
+        x, y, options, seed_, captum_batching, methods), seed_)
+    classes = attribution.class_sensitivity(lambda target: attribution.explained_maps(
+        x, target, options, seed_, captum_batching, methods)(model), y, len(test.classes), seed_)
+    write_csv(class_sensitivity, classes.assign(model=spec["model"], seed=seed,
+                                                test_index=pick[classes["image"].to_numpy()]))
     write_csv(randomisation, frame.assign(model=spec["model"], seed=seed,
                                           test_index=pick[frame["image"].to_numpy()]))
     write_npz(randomisation_maps, image=test.images[pick[0]].cpu().numpy(),
