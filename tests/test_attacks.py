@@ -119,3 +119,20 @@ def test_pgd_is_at_least_as_strong_as_fgsm_and_noise_far_weaker(trained_mnist):
     again = attacks.attack_checks(model, x01, y, mean, std, epsilons, steps=5,
                                   alpha_fraction=0.25, seed=0, batch_size=64)
     assert again == rows  # seeded: PGD's random start and the noise
+
+
+def test_targeted_checks_score_reaching_the_target_and_pgd_reaches_it_at_least_as_often(
+        trained_mnist):
+    model, x01, y, mean, std = sample_images(trained_mnist, 100)
+    targets = (y + 1) % 10
+    targets[:5] = y[:5]  # a target equal to the true class tests nothing: not scored
+    rows = attacks.attack_checks(model, x01, y, mean, std, [0.0, 0.1, 0.2], steps=5,
+                                 alpha_fraction=0.25, seed=0, targets=targets, batch_size=64)
+    success = {(r["epsilon"], r["attack"]): r["success"] for r in rows}
+    assert {r["goal"] for r in rows} == {"targeted"} and {r["scored"] for r in rows} == {95}
+    assert success[(0.0, "fgsm")] < 0.1  # a trained model rarely predicts the next digit
+    assert success[(0.2, "fgsm")] > success[(0.1, "fgsm")] > success[(0.0, "fgsm")]
+    for eps in (0.1, 0.2):
+        assert success[(eps, "pgd")] >= success[(eps, "fgsm")]
+        assert success[(eps, "noise")] < 0.5 * success[(eps, "fgsm")]
+    assert all(r["max_linf"] <= r["epsilon"] + attacks.BOUND_TOLERANCE for r in rows)

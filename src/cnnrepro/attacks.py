@@ -20,7 +20,8 @@ per-eps images bit for bit (tested) at one backward pass instead of one per eps.
 Every adversarial image is checked as it is made (:func:`check_bound`): within eps of its
 source in L-infinity and inside [0, 1], else the stage stops with :class:`AttackBoundError`
 (Carlini et al., "On Evaluating Adversarial Robustness", 2019). :func:`attack_checks`
-sets FGSM beside PGD (torchattacks) and random-sign noise of the same size.
+sets FGSM beside PGD (torchattacks) and random-sign noise of the same size, untargeted or
+targeted.
 """
 
 from __future__ import annotations
@@ -157,12 +158,16 @@ def fgsm_clean(model: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
 
 
 def pgd_perturb(wrapped: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
-                epsilon: float, steps: int, alpha: float, seed: int) -> torch.Tensor:
+                epsilon: float, steps: int, alpha: float, seed: int,
+                targeted: bool = False) -> torch.Tensor:
     """torchattacks' PGD (Madry et al.: random start in the eps-ball, ``steps`` signed
-    gradient steps of ``alpha``, projected), its random start drawn under ``seed``."""
+    gradient steps of ``alpha``, projected), its random start drawn under ``seed``; with
+    ``targeted`` ``labels`` are the targets and the steps descend their cross-entropy."""
     import torchattacks
 
     attack = torchattacks.PGD(wrapped, eps=epsilon, alpha=alpha, steps=steps, random_start=True)
+    if targeted:
+        attack.set_mode_targeted_by_label(quiet=True)
     with torch.random.fork_rng(devices=[images01.device] if images01.is_cuda else []):
         torch.manual_seed(seed)
         adversarial = attack(images01, labels).detach()
@@ -182,32 +187,46 @@ def sign_noise(images01: torch.Tensor, epsilon: float, seed: int) -> torch.Tenso
 
 def attack_checks(model: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
                   mean: list[float], std: list[float], epsilons: list[float], steps: int,
-                  alpha_fraction: float, seed: int, batch_size: int = 500
-                  ) -> list[dict[str, Any]]:
-    """Accuracy against the true labels at every eps under FGSM, PGD (``steps`` steps of
-    ``alpha_fraction`` * eps) and random-sign noise, each image checked against its budget;
-    one row per (eps, attack) with the largest L-infinity distance measured."""
+                  alpha_fraction: float, seed: int, targets: torch.Tensor | None = None,
+                  batch_size: int = 500) -> list[dict[str, Any]]:
+    """FGSM, PGD (``steps`` steps of ``alpha_fraction`` * eps) and random-sign noise at
+    every eps on the same images, each image checked against its budget; untargeted, or
+    toward ``targets`` (one class per image) when given. One row per (eps, attack): the
+    accuracy against the true labels, the attack's ``success`` (untargeted: the share
+    misclassified; targeted: the share predicted as the target, over the images whose target
+    is not their true class) and the largest L-infinity distance measured."""
     model.eval()
     wrapped = Normalized(model, mean, std).to(images01.device).eval()
+    targeted = targets is not None
+    goal = targets if targeted else labels
+    valid = (goal != labels) if targeted else torch.ones_like(labels, dtype=torch.bool)
     correct: dict[tuple[float, str], int] = {}
+    reached: dict[tuple[float, str], int] = {}
     distance: dict[tuple[float, str], float] = {}
 
-    def score(key: tuple[float, str], adversarial: torch.Tensor, x: torch.Tensor,
-              y: torch.Tensor) -> None:
+    def score(key: tuple[float, str], adversarial: torch.Tensor, part: slice) -> None:
+        x, y, g, v = images01[part], labels[part], goal[part], valid[part]
         with torch.no_grad():
-            hits = int((wrapped(adversarial).argmax(1) == y).sum())
-        correct[key] = correct.get(key, 0) + hits
+            pred = wrapped(adversarial).argmax(1)
+        correct[key] = correct.get(key, 0) + int((pred == y).sum())
+        hits = (pred == g) if targeted else (pred != y)
+        reached[key] = reached.get(key, 0) + int((hits & v).sum())
         distance[key] = max(distance.get(key, 0.0), float((adversarial - x).abs().amax()))
 
     for start in range(0, len(labels), batch_size):
-        x, y = images01[start:start + batch_size], labels[start:start + batch_size]
-        for eps, adversarial in fgsm_sweep(wrapped, x, y, epsilons):
-            score((eps, "fgsm"), adversarial, x, y)
-            score((eps, "noise"), sign_noise(x, eps, seed + start), x, y)
+        part = slice(start, start + batch_size)
+        x, g = images01[part], goal[part]
+        for eps, adversarial in fgsm_sweep(wrapped, x, g, epsilons, targeted=targeted):
+            score((eps, "fgsm"), adversarial, part)
+            score((eps, "noise"), sign_noise(x, eps, seed + start), part)
             pgd = (x if eps == 0 else  # no step moves an image at eps 0
-                   pgd_perturb(wrapped, x, y, eps, steps, alpha_fraction * eps, seed + start))
-            score((eps, "pgd"), pgd, x, y)
-    return [{"epsilon": eps, "attack": attack, "accuracy": correct[(eps, attack)] / len(labels),
-             "max_linf": distance[(eps, attack)], "images": len(labels),
+                   pgd_perturb(wrapped, x, g, eps, steps, alpha_fraction * eps, seed + start,
+                               targeted))
+            score((eps, "pgd"), pgd, part)
+    scored = int(valid.sum())
+    return [{"epsilon": eps, "attack": attack, "goal": "targeted" if targeted else "untargeted",
+             "accuracy": correct[(eps, attack)] / len(labels),
+             "success": reached[(eps, attack)] / scored if scored else float("nan"),
+             "max_linf": distance[(eps, attack)], "images": len(labels), "scored": scored,
              "steps": steps if attack == "pgd" else 1}
             for eps in epsilons for attack in ("fgsm", "pgd", "noise")]

@@ -188,6 +188,55 @@ def similarity_claims(table: ClaimTable, test: str, study: str, model: str,
                   verdict, rule, depends_on=depends_on)
 
 
+def attack_sanity_values(frame: pd.DataFrame, at: float | None = None) -> dict[str, float]:
+    """One run's attack checks (:func:`cnnrepro.attacks.attack_checks`: one goal) as three
+    numbers on the attack's success: its largest fall between consecutive eps under FGSM,
+    the largest excess of FGSM's success over PGD's, and the share of FGSM's gain in success
+    that noise of the same size reaches at eps ``at`` (default the largest; NaN where FGSM
+    gains nothing: there is nothing to compare with)."""
+    success = frame.pivot(index="epsilon", columns="attack", values="success").sort_index()
+    top = success.index[-1] if at is None else success.index[np.isclose(success.index, at)][0]
+    base, gain = success["fgsm"].iloc[0], success.loc[top, "fgsm"] - success["fgsm"].iloc[0]
+    return {"rise": largest_rise(-success["fgsm"]),
+            "pgd_excess": float((success["fgsm"] - success["pgd"]).max()),
+            "noise_share": float((success.loc[top, "noise"] - base) / gain) if gain > 0
+            else float("nan"), "top": float(top)}
+
+
+ATTACK_SANITY = {
+    "rise": "FGSM's success does not fall as eps grows (largest fall between consecutive eps "
+            "below {tol:g})",
+    "pgd_excess": "PGD is at least as strong as FGSM at every eps (FGSM's success exceeds "
+                  "PGD's by less than {tol:g})",
+    "noise_share": "random-sign noise of the same size is far weaker than FGSM (under {ratio:g} "
+                   "of FGSM's gain in success at eps {top:.4g})"}
+
+
+def attack_sanity_claims(table: ClaimTable, prefix: str, suffix: str, subject: str,
+                         runs: Sequence[pd.DataFrame], settings: dict[str, Any],
+                         learned: tuple[Sequence[float], float], depends_on: Sequence[str],
+                         keys: Sequence[str] = tuple(ATTACK_SANITY), at: float | None = None
+                         ) -> None:
+    """Is the attack an attack (Carlini et al. 2019), per model and goal (``runs``: its
+    checks per seed): success does not fall with eps, PGD is at least as strong as FGSM,
+    noise of the same size is far weaker. Ours (no document number); judged only for a
+    model that learned. Claim ids ``<prefix>.<key>.<suffix>``; ``settings`` gives
+    ``sanity_tolerance`` and ``noise_ratio``."""
+    values = [attack_sanity_values(frame, at) for frame in runs]
+    tol, ratio = settings["sanity_tolerance"], settings["noise_ratio"]
+    top = values[0]["top"] if values else float("nan")
+    for key in keys:
+        threshold = ratio if key == "noise_share" else tol
+        found = [v[key] for v in values]
+        verdict, rule = threshold_verdict(found, threshold)
+        if any(pd.isna(found)):
+            verdict, rule = INCONCLUSIVE, rule + "; inconclusive where FGSM gains nothing"
+        verdict, rule = learned_first(verdict, rule, *learned)
+        table.add(f"{prefix}.{key}.{suffix}", f"{subject}: "
+                  + ATTACK_SANITY[key].format(tol=tol, ratio=ratio, top=top), "ours", "–",
+                  found, verdict, rule, depends_on=depends_on)
+
+
 class ClaimTable:
     """The rows of one study's claims table. Each method applies one verdict rule and
     appends one row; ``values`` are per seed (``seeds`` overrides the table's seeds for a

@@ -146,6 +146,27 @@ def roc_curves(files: StudyFiles) -> plt.Figure:
     return fig
 
 
+def attack_check_curves(panels: dict[str, pd.DataFrame], measure: str, ylabel: str
+                        ) -> plt.Figure:
+    """Any study's attack checks (rows of :func:`cnnrepro.attacks.attack_checks`, every
+    seed): a panel per title in ``panels``, ``measure`` (``accuracy`` or ``success``, in %)
+    of FGSM, PGD and noise against eps (in 1/255), mean ± std over seeds."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), sharey=True,
+                             squeeze=False)
+    for ax, (title, runs) in zip(axes[0], panels.items()):
+        for attack, style in (("fgsm", "o-"), ("pgd", "s--"), ("noise", "^:")):
+            curve = runs[runs["attack"] == attack].groupby("epsilon")[measure]
+            mean, std = 100 * curve.mean(), 100 * curve.std().fillna(0)
+            ax.errorbar(mean.index * 255, mean, yerr=std, fmt=style, ms=3, capsize=2,
+                        label=attack)
+        ax.set_title(title, fontsize=8)
+        ax.set(xlabel="eps (x 1/255)", ylim=(0, 100))
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def randomisation_curves(files: StudyFiles, short: dict[str, str] | None = None,
                          models: list[str] | None = None) -> plt.Figure:
     """Any study's model-randomisation cascades (its ``randomisation`` run files, written

@@ -83,6 +83,9 @@ def run(tmp_path_factory):
                "gap": [{**refs[("gap", s)], "epsilon": 0.1} for s in seeds]}
     stages.fgsm(targets=targets, settings=fgsm, fgsm_examples=out["fgsm_examples"],
                 fgsm_sweep=out["fgsm_sweep"])
+    checks = {"images": 30, "pgd_steps": 5, "pgd_alpha": 0.25, "seed": 0}
+    stages.attack_checks(targets=targets, settings={**checks, **fgsm},
+                         attack_checks=out["attack_checks"])
     fgsm_block = {**fgsm, "targets": {n: {k: r[0][k] for k in ("study", "model", "epsilon")}
                                       for n, r in targets.items()}}
     sweep = pd.read_csv(out["fgsm_sweep"])
@@ -102,7 +105,7 @@ def run(tmp_path_factory):
                        "studies": {"concepts": {
                 "models": {"gap": {}}, "dataset": "synthetic", "convtypes": TINY_GRID,
                 "hierarchy": {"study": "other", "model": "cnn", **hierarchy},
-                "cam": {"images_per_class": 2}, "fgsm": fgsm_block,
+                "cam": {"images_per_class": 2}, "fgsm": fgsm_block, "attack_checks": checks,
                 "gradcam": {"targets": {"cnn": {"study": "other", "model": "cnn"},
                                         "gap": {"study": "concepts", "model": "gap"}}}}}}}
 
@@ -185,6 +188,29 @@ def test_fgsm_stage_sweeps_every_seed_and_shows_the_first(run):
     assert (data["cnn__targeted__target"] == (data["cnn__targeted__label"] + 1) % 3).all()
 
 
+def test_attack_checks_stage_runs_fgsm_pgd_and_noise_both_ways_up_to_each_targets_eps(run):
+    checks = pd.read_csv(run["out"]["attack_checks"])
+    # cnn's eps 0.5 takes the whole sweep, gap's 0.1 stops there: 2 seeds x 3 attacks x 2 goals
+    eps = checks.groupby("target")["epsilon"].unique()
+    assert sorted(eps["cnn"]) == [0.0, 0.1, 0.5] and sorted(eps["gap"]) == [0.0, 0.1]
+    assert len(checks) == 2 * 3 * 2 * (3 + 2)
+    assert set(checks["goal"]) == {"untargeted", "targeted"} and (checks["images"] == 30).all()
+    assert (checks["max_linf"] <= checks["epsilon"] + 1e-6).all()
+    clean = checks[checks["epsilon"] == 0]
+    untargeted = clean[clean["goal"] == "untargeted"]
+    assert np.allclose(untargeted["success"], 1 - untargeted["accuracy"])
+    # the untargeted FGSM rows agree with the FGSM stage's sweep where they share images
+    sweep = pd.read_csv(run["out"]["fgsm_sweep"]).set_index(["target", "seed", "epsilon"])
+    fgsm = checks[(checks["attack"] == "fgsm") & (checks["goal"] == "untargeted")]
+    for row in fgsm.itertuples():
+        assert row.success == pytest.approx(
+            sweep.loc[(row.target, row.seed, row.epsilon), "untargeted_error"])
+    targeted = checks[(checks["goal"] == "targeted") & (checks["attack"] == "fgsm")]
+    for row in targeted.itertuples():
+        assert row.success == pytest.approx(
+            sweep.loc[(row.target, row.seed, row.epsilon), "targeted_success"])
+
+
 def _claims(run, departures, preset):
     concepts_config = cfg.load(cfg.ROOT / "config.yaml")["studies"]["concepts"]
     out = {k: str(run["root"] / f"{k}.csv") for k in ("claims", "fgsm_summary")}
@@ -236,6 +262,12 @@ def test_attack_claims_are_judged_without_departures(run):
         fooled = table.loc[f"concepts.fgsm.{target}.untargeted", "verdict"] != "inconclusive"
         expected = ("holds" if max(falls) < 0.01 else "does not hold") if fooled else "inconclusive"
         assert sane["verdict"] == expected
+        for key in ("pgd_excess", "noise_share"):
+            for suffix in (target, f"{target}.targeted"):
+                row = table.loc[f"concepts.sanity.{key}.{suffix}"]
+                assert row["protocol"] == "ours" and row["n"] == 2, row
+                assert row["verdict"] in ("holds", "does not hold", "inconclusive")
+        assert f"concepts.sanity.rise.{target}.targeted" in table.index
     # a failing formula check would show: break one row and the layer's claim fails
     checks = pd.read_csv(run["out"]["convtypes_checks"])
     broken = checks.copy()
@@ -251,7 +283,7 @@ def test_attack_claims_are_judged_without_departures(run):
 def test_every_figure_draws_from_the_stage_files(run, monkeypatch):
     monkeypatch.chdir(run["root"])
     names = [n for n in figures_for("concepts") if n.startswith("concepts_")]
-    assert len(names) == 9
+    assert len(names) == 10
     for name in names:
         figure = figures_for("concepts")[name]
         assert figure.reproduces  # names the slide it reproduces

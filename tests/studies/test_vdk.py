@@ -95,7 +95,8 @@ def _synthetic_vdk_run(root, full_accuracy: dict[str, float], seeds=(0, 1, 2),
         write_csv(files.run("ig_completeness", model, seed), pd.DataFrame(
             {"image": [0, 1, 2], "relative": [0.01, 0.02, 0.5 if model == "baseline_cnn" else 0.03]}))
         write_csv(files.run("attack_checks", model, seed), pd.DataFrame(
-            [{"epsilon": eps, "attack": attack, "accuracy": acc, "model": model, "seed": seed}
+            [{"epsilon": eps, "attack": attack, "goal": "untargeted", "accuracy": acc,
+              "success": 1 - acc, "model": model, "seed": seed}
              for attack, pair in checks.items() for eps, acc in zip((0.0, 0.03137255), pair)]))
         write_csv(files.run("randomisation", model, seed), pd.DataFrame(
             [{"method": method, "step": step, "layer": f"layer{step}", "image": i,

@@ -5,7 +5,7 @@ Its own model is a GAP + linear CNN (architecture ``gap_cnn``) trained by the ge
 training rule on Fashion-MNIST, for CAM. Grad-CAM, the hierarchy of features and FGSM run
 on trained models borrowed from the other studies (:mod:`.upstream`). Stages
 (``stages``): the convolution types against their formulas, the hierarchy of features,
-CAM (per seed), Grad-CAM, FGSM; then the claims table (``claims``).
+CAM (per seed), Grad-CAM, FGSM and its sanity checks; then the claims table (``claims``).
 """
 
 from pathlib import Path
@@ -25,6 +25,7 @@ STUDY = Study(
            "convtypes_summary": "convtypes/summary.csv", "convtypes_meta": "convtypes/meta.json",
            "hierarchy": "hierarchy/features.npz", "gradcam": "gradcam/gradcam.npz",
            "fgsm_examples": "fgsm/examples.npz", "fgsm_sweep": "fgsm/sweep.csv",
+           "attack_checks": "fgsm/attack_checks.csv",
            "fgsm_summary": "claims/fgsm.csv"},
     stages=LazyStages(f"{__name__}.stages", f"{__name__}.claims"),
     figures=FIGURES,

@@ -25,12 +25,13 @@ def check_config(study: dict, config: dict) -> None:
         if ref["epsilon"] not in fgsm["epsilons"]:
             raise ConfigError(f"config key studies.concepts.fgsm.targets.{name}.epsilon: "
                               f"{ref['epsilon']} is not in studies.concepts.fgsm.epsilons")
-    for key, ref in upstream.references(config).items():
-        if key == "hierarchy":
-            continue
-        asked = key.split(".")[0] + ".images"  # fgsm.images or gradcam.images
+    counted = [(key, ref, key.split(".")[0]) for key, ref in upstream.references(config).items()
+               if key != "hierarchy"]  # fgsm or gradcam; the attack checks share fgsm's targets
+    counted += [(key, ref, "attack_checks") for key, ref, block in counted if block == "fgsm"]
+    for key, ref, block in counted:
+        asked = f"{block}.images"
         try:
-            check_counts(config, ref["study"], "test", {asked: study[key.split(".")[0]]["images"]})
+            check_counts(config, ref["study"], "test", {asked: study[block]["images"]})
         except ConfigError as err:  # named as this study's key, for the borrowed study's split
             raise ConfigError(str(err).replace(f"studies.{ref['study']}.{asked}",
                                                f"studies.concepts.{asked}")

@@ -100,6 +100,20 @@ def fgsm_examples(model: nn.Module, images01: torch.Tensor, labels: torch.Tensor
     return out
 
 
+def sweep_targets(model: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
+                  mean: list[float], std: list[float], target_rule: str = "next",
+                  n_classes: int | None = None, batch_size: int = 500) -> torch.Tensor:
+    """The target class of every image, chosen once from the clean images under
+    ``target_rule`` (:func:`choose_targets`)."""
+    wrapped = Normalized(model, mean, std).to(images01.device).eval()
+    targets = []
+    for start in range(0, len(labels), batch_size):
+        x, y = images01[start:start + batch_size], labels[start:start + batch_size]
+        _, probs = _predict(wrapped, x)
+        targets.append(choose_targets(y, n_classes or probs.shape[1], target_rule, probs.log()))
+    return torch.cat(targets)
+
+
 def fgsm_sweep(model: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
                mean: list[float], std: list[float], epsilons: list[float], *,
                target_rule: str = "next", n_classes: int | None = None,
@@ -112,12 +126,8 @@ def fgsm_sweep(model: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
     already predicted as the target. Targets are chosen once, from the clean images.
     """
     wrapped = Normalized(model, mean, std).to(images01.device).eval()
-    targets = []
-    for start in range(0, len(labels), batch_size):
-        x, y = images01[start:start + batch_size], labels[start:start + batch_size]
-        _, probs = _predict(wrapped, x)
-        targets.append(choose_targets(y, n_classes or probs.shape[1], target_rule, probs.log()))
-    target = torch.cat(targets)
+    target = sweep_targets(model, images01, labels, mean, std, target_rule, n_classes,
+                           batch_size)
     valid = (target != labels).cpu().numpy()
     wrong: dict[float, list[torch.Tensor]] = {eps: [] for eps in epsilons}
     hit: dict[float, list[torch.Tensor]] = {eps: [] for eps in epsilons}

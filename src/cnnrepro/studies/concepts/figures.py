@@ -14,11 +14,18 @@ import numpy as np
 
 from ...io import read_csv, read_npz
 from ...paths import StudyFiles
-from ...plotting import image_panel, randomisation_curves, randomisation_strip
+from ...plotting import (
+    attack_check_curves,
+    image_panel,
+    randomisation_curves,
+    randomisation_strip,
+)
 from ...study import Figures
 from . import upstream
 
 FIGURES = Figures()
+ATTACK_CHECKS = ("concepts.sanity.rise.", "concepts.sanity.pgd_excess.",
+                 "concepts.sanity.noise_share.")
 
 
 def _rgb(images: np.ndarray) -> np.ndarray:
@@ -243,7 +250,7 @@ def concepts_gradcam(files: StudyFiles) -> plt.Figure:
     "in its row label).",
     "slide 'Common Adversarial Attacks' (FGSM and targeted FGSM: x + ε·sign(∇) = x′)",
     ("fgsm_examples",), shows=upstream.shown("fgsm"),
-    checks=("concepts.sanity.rise.",))
+    checks=ATTACK_CHECKS)
 def concepts_fgsm(files: StudyFiles) -> plt.Figure:
     data = read_npz(files.file("fgsm_examples"))
     targets = json.loads(str(data["targets"]))
@@ -280,7 +287,7 @@ def concepts_fgsm(files: StudyFiles) -> plt.Figure:
     "the {fgsm[target_rule]} class), mean and ±1 std band over seeds.",
     "beyond the slides: targeted FGSM success against ε", ("fgsm_sweep",),
     shows=upstream.shown("fgsm", all_seeds=True),
-    checks=("concepts.sanity.rise.",))
+    checks=ATTACK_CHECKS)
 def concepts_fgsm_sweep(files: StudyFiles) -> plt.Figure:
     sweep = read_csv(files.file("fgsm_sweep"))
     fig, (ax_u, ax_t) = plt.subplots(1, 2, figsize=(10, 4))
@@ -301,3 +308,22 @@ def concepts_fgsm_sweep(files: StudyFiles) -> plt.Figure:
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+@FIGURES.register(
+    "Beyond the slides: is each attack an attack (Carlini et al. 2019)? Untargeted error "
+    "(share of images misclassified) and targeted success (share predicted as the "
+    "{fgsm[target_rule]} class) of FGSM, PGD ({attack_checks[pgd_steps]} steps of "
+    "{attack_checks[pgd_alpha]:g} eps, random start) and random-sign noise of the same "
+    "L-infinity size, on the same {attack_checks[images]} class-balanced test images of each "
+    "model, at each ε of the sweep up to the model's own, mean ± std over seeds. Every "
+    "adversarial image was checked to lie within ε of its source and inside [0, 1]. PGD should "
+    "lie on or above FGSM and noise far below it: the claims concepts.sanity.* judge each.",
+    "ours (attack sanity checks)", ("attack_checks",),
+    shows=upstream.shown("fgsm", all_seeds=True), checks=ATTACK_CHECKS)
+def concepts_attack_checks(files: StudyFiles) -> plt.Figure:
+    checks = read_csv(files.file("attack_checks"))
+    return attack_check_curves(
+        {f"{rows['study'].iloc[0]}/{rows['model'].iloc[0]}, {goal}": rows
+         for (_, goal), rows in checks.groupby(["target", "goal"], sort=False)},
+        "success", "attack success (%)")

@@ -7,7 +7,9 @@ table read them).
   (one job per seed);
 * :func:`gradcam`: Grad-CAM and Guided Grad-CAM of every target model;
 * :func:`fgsm`: FGSM and targeted FGSM examples, and the sweep over epsilon, on every
-  target model and seed.
+  target model and seed;
+* :func:`attack_checks`: is each of the two attacks an attack: FGSM beside PGD and
+  random-sign noise of the same size, untargeted and targeted, on the same targets.
 
 Borrowed models arrive resolved (:mod:`.upstream`): ``{spec, seed, weights, data, …}``.
 Every stage records its provenance: a ``provenance`` JSON string inside its NPZ, or a
@@ -24,6 +26,7 @@ import pandas as pd
 import torch
 
 from ... import attribution
+from ...attacks import attack_checks as checked_attacks
 from ...datasets.prepared import per_class_subset
 from ...io import write_csv, write_json, write_npz
 from ...provenance import stamp
@@ -283,3 +286,35 @@ def fgsm(*, targets: dict[str, list[dict[str, Any]]], settings: dict[str, Any],
     write_npz(fgsm_examples, **arrays, targets=np.asarray(json.dumps(described)),
               provenance=_provenance({"targets": described, "settings": settings}, None,
                                      device))
+
+
+@STAGES.register(writes=("attack_checks",),
+                 inputs=_borrowed(lambda config: _targets(config, "fgsm", True)),
+                 params=lambda config: {
+                     "targets": upstream.targets(config, "fgsm", True),
+                     "settings": {**_block(config, "attack_checks"),
+                                  **{k: _block(config, "fgsm")[k]
+                                     for k in ("epsilons", "target_rule")}}})
+def attack_checks(*, targets: dict[str, list[dict[str, Any]]], settings: dict[str, Any],
+                  attack_checks: str, threads: int | None = None) -> None:
+    """Are the FGSM stage's attacks attacks (Carlini et al. 2019)? For every target and
+    seed, on ``images`` class-balanced test images: FGSM, PGD and random-sign noise at each
+    eps of the FGSM sweep up to the target's own, untargeted and toward the FGSM stage's
+    targets, every image checked against its budget
+    (:func:`cnnrepro.attacks.attack_checks`)."""
+    rows = []
+    for name, runs in targets.items():
+        for ref in runs:
+            model, test, _, mean, std = _opened(ref, threads)
+            pick = per_class_subset(test.labels.cpu().numpy(), settings["images"])
+            images01, y = test.images[pick].float() / 255, test.labels[pick]
+            epsilons = [e for e in settings["epsilons"] if e <= ref["epsilon"] + 1e-12]
+            goal = attacks.sweep_targets(model, images01, y, mean, std,
+                                         settings["target_rule"])
+            for targets_of in (None, goal):
+                found = checked_attacks(model, images01, y, mean, std, epsilons,
+                                        settings["pgd_steps"], settings["pgd_alpha"],
+                                        settings["seed"] + ref["seed"], targets=targets_of)
+                rows += [{**r, "target": name, "study": ref["study"], "model": ref["model"],
+                          "seed": ref["seed"]} for r in found]
+    write_csv(attack_checks, pd.DataFrame(rows))

@@ -6,15 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from ...claims import (
-    INCONCLUSIVE,
-    ClaimTable,
-    largest_rise,
-    learned_first,
-    similarity_claims,
-    threshold_verdict,
-    training_keys,
-)
+from ...claims import ClaimTable, attack_sanity_claims, similarity_claims, training_keys
 from ...io import read_csv, read_json, write_csv
 from ...paths import StudyFiles
 from ...study import Stages
@@ -159,8 +151,9 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
                         f"{settings['ig_delta']:g})", "ours", "–", relative, settings["ig_delta"],
                         learned=learned,
                         depends_on=training_keys(model) + ("attribution.ig_steps",))
-        sanity_claims(table, model, files.by_model("attack_checks")[model], settings, learned,
-                      training_keys(model) + tested + ("attack_checks",))
+        attack_sanity_claims(table, "vdk.sanity", model, model,
+                             [read_csv(p) for p in files.by_model("attack_checks")[model]],
+                             settings, learned, training_keys(model) + tested + ("attack_checks",))
         maps_settings = ("randomisation", "attribution.ig_steps", "attribution.nt_stdev")
         for test, threshold in (("randomisation", "randomisation_similarity"),
                                 ("class_sensitivity", "class_similarity")):
@@ -170,41 +163,3 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
                               training_keys(model) + tested + maps_settings)
     write_csv(claims, table.frame())
     write_csv(paired, pd.DataFrame(table.tests))
-
-
-def sanity_values(frame: pd.DataFrame) -> dict[str, float]:
-    """One run's attack checks as three numbers: the largest rise of FGSM accuracy between
-    consecutive eps, the largest excess of PGD's accuracy over FGSM's, and the share of
-    FGSM's accuracy drop that noise causes at the largest eps (NaN where FGSM drops
-    nothing: there is nothing to compare with)."""
-    acc = frame.pivot(index="epsilon", columns="attack", values="accuracy").sort_index()
-    clean, top = acc["fgsm"].iloc[0], acc.index[-1]
-    drop = clean - acc.loc[top, "fgsm"]
-    return {"rise": largest_rise(acc["fgsm"]),
-            "pgd_excess": float((acc["pgd"] - acc["fgsm"]).max()),
-            "noise_share": float((clean - acc.loc[top, "noise"]) / drop) if drop > 0
-            else float("nan"), "top": float(top)}
-
-
-def sanity_claims(table: ClaimTable, model: str, runs: list, settings: dict[str, Any],
-                  learned: tuple[list[float], float], depends_on: tuple[str, ...]) -> None:
-    """Is the attack an attack (Carlini et al. 2019), per model: accuracy does not rise
-    with eps, PGD is at least as strong as FGSM, noise of the same size is far weaker.
-    Ours (no document number); judged only for a model that learned."""
-    values = [sanity_values(read_csv(path)) for path in runs]
-    tol, ratio = settings["sanity_tolerance"], settings["noise_ratio"]
-    top = values[0]["top"] if values else float("nan")
-    for key, statement, threshold in (
-            ("rise", "FGSM accuracy does not rise with eps (largest rise between consecutive "
-             f"eps below {tol:g})", tol),
-            ("pgd_excess", "PGD is at least as strong as FGSM at every eps (PGD's accuracy "
-             f"exceeds FGSM's by less than {tol:g})", tol),
-            ("noise_share", f"random-sign noise of the same size removes far less accuracy "
-             f"than FGSM (under {ratio:g} of FGSM's drop at eps {top:.4g})", ratio)):
-        found = [v[key] for v in values]
-        verdict, rule = threshold_verdict(found, threshold)
-        if any(pd.isna(found)):
-            verdict, rule = INCONCLUSIVE, rule + "; inconclusive where FGSM removes nothing"
-        verdict, rule = learned_first(verdict, rule, *learned)
-        table.add(f"vdk.sanity.{key}.{model}", f"{model}: {statement}", "ours", "–", found,
-                  verdict, rule, depends_on=depends_on)

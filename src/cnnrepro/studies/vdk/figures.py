@@ -13,7 +13,13 @@ import pandas as pd
 
 from ...io import read_csv, read_json, read_npz
 from ...paths import FIRST, StudyFiles
-from ...plotting import confusion_panel, image_panel, randomisation_curves, randomisation_strip
+from ...plotting import (
+    attack_check_curves,
+    confusion_panel,
+    image_panel,
+    randomisation_curves,
+    randomisation_strip,
+)
 from ...study import Figures
 from .names import IMMUNE
 
@@ -175,21 +181,9 @@ def vdk_fgsm_epsilon(files: StudyFiles) -> plt.Figure:
     "vdk.sanity.* judge each.", "ours (attack sanity checks)", ("attack_checks",),
     checks=ATTACK_CHECKS)
 def vdk_attack_checks(files: StudyFiles) -> plt.Figure:
-    models = list(files.models)
-    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.4), sharey=True,
-                             squeeze=False)
-    for ax, model in zip(axes[0], models):
-        runs = pd.concat([read_csv(f) for f in files.by_model("attack_checks")[model]])
-        for attack, style in (("fgsm", "o-"), ("pgd", "s--"), ("noise", "^:")):
-            curve = runs[runs["attack"] == attack].groupby("epsilon")["accuracy"]
-            mean, std = 100 * curve.mean(), 100 * curve.std().fillna(0)
-            ax.errorbar(mean.index * 255, mean, yerr=std, fmt=style, ms=3, capsize=2,
-                        label=attack)
-        ax.set(title=model, xlabel="eps (x 1/255)", ylim=(0, 100))
-    axes[0][0].set_ylabel("test accuracy (%)")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return attack_check_curves({model: pd.concat([read_csv(f) for f in paths])
+                                for model, paths in files.by_model("attack_checks").items()},
+                               "accuracy", "test accuracy (%)")
 
 
 @FIGURES.register(
