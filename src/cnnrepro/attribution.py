@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .io import write_csv, write_npz
 from .runtime import warn_only_determinism
 
 
@@ -265,3 +266,27 @@ def randomisation_cascade(model: nn.Module,
                      for i in range(len(found))]
     return pd.DataFrame(rows), {"steps": np.asarray(["trained", *(n for n, _ in chosen)]),
                                 **{m: np.stack(s).astype(np.float32) for m, s in strip.items()}}
+
+
+def write_map_checks(test: Any, pick: np.ndarray, model: str, seed: int,
+                     provenance: np.ndarray, *, frame: pd.DataFrame,
+                     strip: dict[str, np.ndarray], randomisation: str, randomisation_maps: str,
+                     classes: pd.DataFrame | None = None, class_sensitivity: str | None = None,
+                     per_image: dict[str, np.ndarray] | None = None) -> None:
+    """One run's map sanity checks as every study writes them: the cascade's table
+    (``frame``) and class sensitivity's (``classes``, where the study runs it), each row
+    with its model, seed and test-set index (``pick``: the test indices of the images, in
+    order; ``per_image``: more columns, one value per image), and the cascade strip beside
+    the first image and its class name (``test``: the split, with ``images``, ``labels``
+    and ``classes``)."""
+    def rows(table: pd.DataFrame) -> pd.DataFrame:
+        image = table["image"].to_numpy()
+        return table.assign(model=model, seed=seed, test_index=pick[image],
+                            **{k: np.asarray(v)[image] for k, v in (per_image or {}).items()})
+
+    if classes is not None:
+        write_csv(class_sensitivity, rows(classes))
+    write_csv(randomisation, rows(frame))
+    write_npz(randomisation_maps, image=test.images[pick[0]].cpu().numpy(),
+              label=np.asarray(test.classes[int(test.labels[pick[0]])]), provenance=provenance,
+              **strip)

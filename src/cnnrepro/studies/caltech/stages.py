@@ -284,14 +284,12 @@ def randomisation(*, spec: dict[str, Any], seed: int, weights: str, data: dict[s
 
     frame, strip = attribution.randomisation_cascade(model, maps, settings["seed"] + seed,
                                                      below_the_neuron)
-    where = np.asarray(selectors)[frame["image"].to_numpy()]
-    write_csv(randomisation, frame.assign(model=spec["model"], seed=seed,
-                                          test_index=pick[frame["image"].to_numpy()],
-                                          channel=where[:, 0], row=where[:, 1], col=where[:, 2]))
-    write_npz(randomisation_maps, image=test.images[pick[0]].cpu().numpy(),
-              label=np.asarray(test.classes[int(test.labels[pick[0]])]),
-              provenance=_provenance({"spec": spec, "settings": settings}, seed, device),
-              **strip)
+    where = np.asarray(selectors)
+    attribution.write_map_checks(
+        test, pick, spec["model"], seed,
+        _provenance({"spec": spec, "settings": settings}, seed, device), frame=frame,
+        strip=strip, randomisation=randomisation, randomisation_maps=randomisation_maps,
+        per_image={"channel": where[:, 0], "row": where[:, 1], "col": where[:, 2]})
 
 
 @STAGES.register(writes=("fallback",), reads=("weights", "train_meta"), data=True,

@@ -195,14 +195,11 @@ def randomisation(*, spec: dict[str, Any], seed: int, weights: str, data: dict[s
     frame, strip = attribution.randomisation_cascade(model, maps, settings["seed"] + seed)
     classes = attribution.class_sensitivity(lambda target: maps(model, target), y,
                                             len(test.classes), settings["seed"] + seed)
-    write_csv(class_sensitivity, classes.assign(model=spec["model"], seed=seed,
-                                                test_index=pick[classes["image"].to_numpy()]))
-    write_csv(randomisation, frame.assign(model=spec["model"], seed=seed,
-                                          test_index=pick[frame["image"].to_numpy()]))
-    write_npz(randomisation_maps, image=test.images[pick[0]].cpu().numpy(),
-              label=np.asarray(test.classes[int(test.labels[pick[0]])]),
-              provenance=_provenance({"spec": spec, "settings": settings}, seed, device),
-              **strip)
+    attribution.write_map_checks(
+        test, pick, spec["model"], seed,
+        _provenance({"spec": spec, "settings": settings}, seed, device), frame=frame,
+        strip=strip, randomisation=randomisation, randomisation_maps=randomisation_maps,
+        classes=classes, class_sensitivity=class_sensitivity)
 
 
 # ---------------------------------------------------------------- Grad-CAM ------------

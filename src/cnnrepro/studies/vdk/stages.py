@@ -116,13 +116,11 @@ def randomisation(*, spec: dict[str, Any], seed: int, weights: str, data: dict[s
         x, y, options, seed_, captum_batching, methods), seed_)
     classes = attribution.class_sensitivity(lambda target: attribution.explained_maps(
         x, target, options, seed_, captum_batching, methods)(model), y, len(test.classes), seed_)
-    write_csv(class_sensitivity, classes.assign(model=spec["model"], seed=seed,
-                                                test_index=pick[classes["image"].to_numpy()]))
-    write_csv(randomisation, frame.assign(model=spec["model"], seed=seed,
-                                          test_index=pick[frame["image"].to_numpy()]))
-    write_npz(randomisation_maps, image=test.images[pick[0]].cpu().numpy(),
-              label=np.asarray(test.classes[int(test.labels[pick[0]])]),
-              provenance=np.asarray(json.dumps(stamp(spec, seed, device))), **strip)
+    attribution.write_map_checks(
+        test, pick, spec["model"], seed, np.asarray(json.dumps(stamp(spec, seed, device))),
+        frame=frame, strip=strip, randomisation=randomisation,
+        randomisation_maps=randomisation_maps, classes=classes,
+        class_sensitivity=class_sensitivity)
 
 
 def _open_attacked(spec: dict[str, Any], weights: str, data: dict[str, str],
