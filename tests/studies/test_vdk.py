@@ -40,17 +40,18 @@ def test_clean_blur_equals_brute_force(trained_mnist):
         correct = model(standardize(x01)).argmax(1) == y
     x01, y = x01[correct], y[correct]
     grid = [0.5, 1.0, 1.5, 2.0, 3.0]
-    found = blur.min_blur_clean(model, x01, y, standardize, grid, batch_size=7)
-    brute = np.full(len(y), np.nan)
+    flips = blur.clean_blur_flips(model, x01, y, standardize, grid, batch_size=7)
+    found = blur.first_flip(flips, grid)
+    brute = np.zeros((len(grid), len(y)), dtype=bool)
     with torch.no_grad():
         for i in range(len(y)):
-            for sigma in grid:
+            for row, sigma in enumerate(grid):
                 k = blur.kernel_for_sigma(sigma)
                 img = blur.blur_per_image(x01[i:i + 1], k, torch.tensor([sigma]))
-                if model(standardize(img)).argmax(1).item() != y[i].item():
-                    brute[i] = sigma
-                    break
-    np.testing.assert_array_equal(found, brute)
+                brute[row, i] = model(standardize(img)).argmax(1).item() != y[i].item()
+    np.testing.assert_array_equal(flips, brute)
+    first = [grid[row.index(True)] if any(row) else np.nan for row in brute.T.tolist()]
+    np.testing.assert_array_equal(found, first)
 
 
 # --------------------------------------------------------------------------- claims
@@ -67,10 +68,12 @@ CLASS_SIMILARITY = {"saliency": 0.2, "deeplift": 0.95}
 
 def _synthetic_vdk_run(root, full_accuracy: dict[str, float], seeds=(0, 1, 2),
                        checks: dict[str, tuple[float, float]] = SANE,
-                       randomised: dict[str, float] = RANDOMISED):
+                       randomised: dict[str, float] = RANDOMISED,
+                       damage: tuple[float, ...] = (0.1, 0.3, 0.6)):
     """The files the vdk claims read, for every model and seed, with chosen accuracies
     (the rest plausible; ``checks``: accuracy at eps 0 and 8/255 per attack;
-    ``randomised``: see :data:`RANDOMISED`): a small stand-in for a finished run."""
+    ``randomised``: see :data:`RANDOMISED`; ``damage``: the clean blur's share flipped per
+    sigma): a small stand-in for a finished run."""
     import pandas as pd
 
     from cnnrepro.io import write_csv, write_json
@@ -91,7 +94,9 @@ def _synthetic_vdk_run(root, full_accuracy: dict[str, float], seeds=(0, 1, 2),
                                 {"epsilon": 0.03137255, "accuracy": 0.05}]}})
         immune = 0.243 if model == "vdk_cnnet" else 0.159
         write_json(files.run("blur_summary", model, seed),
-                   {"paper": {"immune": immune}, "clean": {"immune": immune + 0.01 * seed}})
+                   {"paper": {"immune": immune},
+                    "clean": {"immune": immune + 0.01 * seed, "damage": list(damage),
+                              "sigma_grid": [0.5, 1.0, 1.5][:len(damage)]}})
         write_csv(files.run("ig_completeness", model, seed), pd.DataFrame(
             {"image": [0, 1, 2], "relative": [0.01, 0.02, 0.5 if model == "baseline_cnn" else 0.03]}))
         write_csv(files.run("attack_checks", model, seed), pd.DataFrame(
@@ -183,6 +188,17 @@ def test_attack_sanity_claims_catch_an_attack_that_is_not_one(tmp_path, checks, 
             assert row["protocol"] == "ours" and row["paper_value"] == "–"
 
 
+@pytest.mark.parametrize("damage, verdict", [((0.1, 0.3, 0.6), "holds"),
+                                             ((0.1, 0.3, 0.3), "holds"),
+                                             ((0.1, 0.6, 0.3), "does not hold")])
+def test_blur_that_damages_less_at_a_larger_sigma_is_caught(tmp_path, damage, verdict):
+    files = _synthetic_vdk_run(tmp_path, {"vdk_cnnet": 0.726, "baseline_cnn": 0.60},
+                               damage=damage)
+    row = _vdk_claims(files, tmp_path, {}, "full").loc["vdk.sanity.blur_monotone.vdk_cnnet"]
+    assert row["verdict"] == verdict and row["protocol"] == "ours"
+    assert row["reproduced_mean"] == pytest.approx(max(-np.diff(damage)))  # the largest fall
+
+
 def test_integrated_gradients_completeness_is_judged_by_the_median_relative_delta(tmp_path):
     files = _synthetic_vdk_run(tmp_path, {"vdk_cnnet": 0.726, "baseline_cnn": 0.60})
     full = _vdk_claims(files, tmp_path, {}, "full")
@@ -195,7 +211,7 @@ def test_attack_sanity_claims_are_inconclusive_for_a_model_at_chance(tmp_path):
     files = _synthetic_vdk_run(tmp_path, {"vdk_cnnet": 0.10, "baseline_cnn": 0.10})
     full = _vdk_claims(files, tmp_path, {}, "full")
     sanity = full[full.index.str.startswith("vdk.sanity.")]
-    assert len(sanity) == 16 and (sanity["verdict"] == "inconclusive").all()  # IG's too
+    assert len(sanity) == 18 and (sanity["verdict"] == "inconclusive").all()  # IG's, blur's too
 
 
 def test_randomisation_claims_hold_for_maps_that_change_and_fail_for_maps_that_do_not(tmp_path):

@@ -127,28 +127,31 @@ def kernel_for_sigma(sigma: float, truncate: float = 3.0) -> int:
 
 
 @torch.no_grad()
-def min_blur_clean(model: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
-                   normalize: Callable[[torch.Tensor], torch.Tensor], sigma_grid: list[float],
-                   batch_size: int | None = None) -> np.ndarray:
-    """Smallest sigma of the grid (ascending) whose pixel-space blur flips a correct
-    prediction; ``nan`` for immune images. ``images01`` are in [0, 1]; call it only with
-    images the model classifies correctly."""
+def clean_blur_flips(model: nn.Module, images01: torch.Tensor, labels: torch.Tensor,
+                     normalize: Callable[[torch.Tensor], torch.Tensor],
+                     sigma_grid: list[float], batch_size: int | None = None) -> np.ndarray:
+    """Whether the pixel-space blur at each sigma of the grid (ascending) flips each image's
+    prediction: [sigma, image]. Every image at every sigma, not only until its first flip:
+    the share flipped per sigma is the blur's damage, which must not fall as sigma grows
+    (the sanity check; a first-flip count rises by construction). ``images01`` are in
+    [0, 1]; call it only with images the model classifies correctly."""
     model.eval()
     batch_size = batch_size or search_batch_size(images01.device)
-    result = np.full(len(labels), np.nan)
-    unresolved = torch.arange(len(labels))
-    for sigma in sorted(sigma_grid):
-        if len(unresolved) == 0:
-            break
+    flips = np.zeros((len(sigma_grid), len(labels)), dtype=bool)
+    for row, sigma in enumerate(sorted(sigma_grid)):
         k = min(kernel_for_sigma(sigma), 2 * (min(images01.shape[-2:]) // 2) - 1)
-        flipped = []
-        for start in range(0, len(unresolved), batch_size):
-            idx = unresolved[start:start + batch_size]
-            batch = images01[idx.to(images01.device)]
-            blurred = blur_per_image(batch, k, torch.full((len(idx),), float(sigma)))
+        for start in range(0, len(labels), batch_size):
+            batch = images01[start:start + batch_size]
+            blurred = blur_per_image(batch, k, torch.full((len(batch),), float(sigma)))
             pred = model(normalize(blurred)).argmax(1).cpu()
-            flipped.append(idx[pred != labels[idx.to(labels.device)].cpu()])
-        done = torch.cat(flipped)
-        result[done.numpy()] = sigma
-        unresolved = unresolved[~torch.isin(unresolved, done)]
-    return result
+            flips[row, start:start + len(batch)] = (
+                pred != labels[start:start + batch_size].cpu()).numpy()
+    return flips
+
+
+def first_flip(flips: np.ndarray, sigma_grid: list[float]) -> np.ndarray:
+    """Smallest sigma of the grid whose blur flips each image (:func:`clean_blur_flips`'
+    table); ``nan`` for immune images."""
+    grid = np.sort(np.asarray(sigma_grid, float))
+    hit = flips.any(0)
+    return np.where(hit, grid[flips.argmax(0)], np.nan)

@@ -6,7 +6,13 @@ from typing import Any
 
 import pandas as pd
 
-from ...claims import ClaimTable, attack_sanity_claims, similarity_claims, training_keys
+from ...claims import (
+    ClaimTable,
+    attack_sanity_claims,
+    largest_rise,
+    similarity_claims,
+    training_keys,
+)
 from ...io import read_csv, read_json, write_csv
 from ...paths import StudyFiles
 from ...study import Stages
@@ -151,6 +157,17 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
                         f"{settings['ig_delta']:g})", "ours", "–", relative, settings["ig_delta"],
                         learned=learned,
                         depends_on=training_keys(model) + ("attribution.ig_steps",))
+        # the clean blur's damage (every correct image blurred at every sigma) must not fall
+        # as sigma grows; the paper protocol draws a new sigma at every call, so its kernel
+        # size is no strength to order by
+        falls = [largest_rise(-pd.Series(d["clean"]["damage"], index=d["clean"]["sigma_grid"]))
+                 for d in map(read_json, files.by_model("blur_summary")[model])]
+        tol = settings["sanity_tolerance"]
+        table.threshold(f"vdk.sanity.blur_monotone.{model}", f"{model}: the clean protocol's "
+                        f"blur damages more as sigma grows (share of correct images it flips; "
+                        f"largest fall between consecutive sigmas below {tol:g})", "ours", "–",
+                        falls, tol, learned=learned, depends_on=training_keys(model) + blur_keys
+                        + ("blur.clean",))
         attack_sanity_claims(table, "vdk.sanity", model, model,
                              [read_csv(p) for p in files.by_model("attack_checks")[model]],
                              settings, learned, training_keys(model) + tested + ("attack_checks",))

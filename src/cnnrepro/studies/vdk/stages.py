@@ -22,7 +22,14 @@ from ...provenance import stamp
 from ...runtime import normalizer, standardizer
 from ...study import Stages
 from ...trained import open_trained
-from .blur import IMMUNE, draw_sigmas, min_blur_clean, min_blur_paper, paper_kernel_sizes
+from .blur import (
+    IMMUNE,
+    clean_blur_flips,
+    draw_sigmas,
+    first_flip,
+    min_blur_paper,
+    paper_kernel_sizes,
+)
 
 CAR_CLASS, CAR_RANK = "automobile", 1  # official test index 9 = test/automobile/0001.jpg
 STAGES = Stages()
@@ -191,13 +198,14 @@ def blur(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
     grid = np.round(np.arange(c["sigma_min"], c["sigma_max"] + 1e-9, c["sigma_step"]), 6)
     clean_sigma = np.full(len(test), np.nan)
     keep = np.flatnonzero(correct)
-    clean_sigma[keep] = min_blur_clean(
+    flips = clean_blur_flips(
         model, test.images[torch.as_tensor(keep, device=device)].float() / 255,
         test.labels[torch.as_tensor(keep, device=device)].cpu(),
         standardizer(mean, std, device), list(grid))
+    clean_sigma[keep] = first_flip(flips, list(grid))
     write_npz(blur, paper_kernel=paper_k, clean_sigma=clean_sigma, correct=correct,
               labels=test.labels.cpu().numpy(), kernel_sizes=np.asarray(kernels),
-              sigma_grid=grid)
+              sigma_grid=grid, clean_flipped=flips)
     immune_paper = float((paper_k == IMMUNE).mean())
     immune_clean = float(np.isnan(clean_sigma[keep]).mean()) if len(keep) else float("nan")
     write_json(blur_summary, {
@@ -205,5 +213,7 @@ def blur(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
         "paper": {"immune": immune_paper, "affected": 1 - immune_paper,
                   "kernel_sizes": kernels, "attempts": p["attempts"]},
         "clean": {"n_correct": int(len(keep)), "immune": immune_clean,
-                  "affected": 1 - immune_clean, "sigma_grid": grid.tolist()},
+                  "affected": 1 - immune_clean, "sigma_grid": grid.tolist(),
+                  # per sigma, every correct image blurred at it: the sanity claim's curve
+                  "damage": flips.mean(1).tolist() if len(keep) else []},
         "provenance": stamp(spec, seed, device)})
