@@ -158,8 +158,34 @@ def test_lab_scores_noise_on_disjoint_images_and_sweeps_beta(lab_run):
     assert not (arrays["targeted_targets"] == arrays["targeted_pair_sources"]).any()
 
 
+def test_randomisation_stage_cascades_the_occlusion_maps(trained_mnist_run, mnist_data,
+                                                         full_config, tmp_path):
+    import pandas as pd
+
+    run, spec = trained_mnist_run
+    out = {name: str(tmp_path / f"{name}.{ext}") for name, ext in (
+        ("randomisation", "csv"), ("randomisation_maps", "npz"), ("class_sensitivity", "csv"))}
+    lab_stage.randomisation(spec=spec, seed=0, weights=str(run / "model.pt"), data=mnist_data,
+                            settings={"images": 4, "seed": 0},
+                            occlusion=full_config["studies"]["mnist"]["lab"]["occlusion"], **out)
+    frame = pd.read_csv(out["randomisation"])
+    assert set(frame["method"]) == {"occlusion"} and frame["image"].nunique() == 4
+    # conv1, conv2, fc1, fc2 of the plain CNN, re-initialised from the output down
+    steps = frame.drop_duplicates("step").sort_values("step")["layer"].tolist()
+    assert steps == ["classifier.2", "classifier.0", "features.3", "features.0"]
+    randomised = frame[frame["step"] == frame["step"].max()]["spearman"]
+    assert randomised.mean() < 0.9  # a trained model's occlusion maps depend on its weights
+    strip = np.load(out["randomisation_maps"])
+    assert strip["occlusion"].shape == (5, 28, 28)  # the trained map, then each step
+    classes = pd.read_csv(out["class_sensitivity"])
+    assert len(classes) == 4 and classes["other_class"].between(0, 9).all()
+    assert (classes["test_index"] == frame.drop_duplicates("image")["test_index"]).all()
+
+
 def _synthetic_mnist_run(root, seconds: dict[str, list[float]]):
-    from cnnrepro.io import write_json
+    import pandas as pd
+
+    from cnnrepro.io import write_csv, write_json
     from cnnrepro.studies import get
 
     files = get("mnist").study_files({"studies": {"mnist": {"models": dict.fromkeys(seconds)}},
@@ -178,6 +204,10 @@ def _synthetic_mnist_run(root, seconds: dict[str, list[float]]):
             "fooling": {"threshold": 0.99, "reached": 1.0},
             "targeted": {"beta": 6.5025, "hit_rate": 0.95},
             "noise": {"in_sample": share, "held_out": {**share, "images": 1000}}})
+        for test, last in (("randomisation", 0.1), ("class_sensitivity", 0.95)):
+            write_csv(files.run(test, model, seed), pd.DataFrame(
+                {"method": "occlusion", "step": [0, 1, 1], "image": [0, 0, 1],
+                 "spearman": [1.0, last, last]}))
     return files
 
 
@@ -197,6 +227,13 @@ def test_mnist_claims_counts_once_and_batch_norm_is_slower(tmp_path):
     assert table.loc["mnist.time", "verdict"] == "holds"
     assert table.loc["mnist.time", "per_seed"] == "0:1.3;1:1.31818;2:1.14286"
     assert table.loc["mnist.acc.cnn", "verdict"] == "holds"
+    # the occlusion maps' sanity claims: every layer re-initialised (step 1 here) drops the
+    # correlation to 0.1, another class leaves it at 0.95
+    assert table.loc["mnist.sanity.randomisation.occlusion.cnn", "verdict"] == "holds"
+    assert table.loc["mnist.sanity.randomisation.occlusion.cnn", "reproduced_mean"] == \
+        pytest.approx(0.1)
+    assert table.loc["mnist.sanity.class_sensitivity.occlusion.cnn_bn", "verdict"] == \
+        "does not hold"
     # the same run timed on another machine: no verdict from that comparison
     meta = json.loads(Path(files.run("train_meta", "cnn_bn", 1)).read_text())
     meta["provenance"]["host"] = "other"

@@ -290,9 +290,12 @@ def caltech_fig3_guided_backprop(files: StudyFiles) -> plt.Figure:
 
 
 @FIGURES.register(
-    GUIDED + " Here VGG19 transfer. " + FALLBACK_NOTE,
+    GUIDED + " Here VGG19 transfer. " + FALLBACK_NOTE + " VGG19 has no model-randomisation "
+    "test of its own: under the fallback its convolutional layers were never trained, so "
+    "these maps already come from random weights (the cascade's end); the method's claim, "
+    "listed below, is judged on the trained CNN.",
     "Figs. 4.5-4.7", (("patches", VGG), ("patch_table", VGG), ("train_meta", VGG)),
-    per_seed=True)
+    per_seed=True, checks=("caltech.sanity.randomisation.",))
 def caltech_fig4_guided_backprop(files: StudyFiles) -> plt.Figure:
     seed = files.seeds[0]
     return _gradient_figure(files, VGG, seed, f"{_vgg_title(files, seed)}, seed {seed}")

@@ -214,8 +214,10 @@ def concepts_randomisation_strip(files: StudyFiles) -> plt.Figure:
     "guided backpropagation × Grad-CAM, absolute value summed over channels) for the true "
     "class, on trained models of the other studies and on the GAP model (first seed). One "
     "row per model and image: the image (true class; predicted class and probability), the "
-    "Grad-CAM over it, and Guided Grad-CAM. The layer used is named on the left.",
-    "slide 'Gradient-Weighted CAMs'", ("gradcam",), shows=upstream.shown("gradcam"))
+    "Grad-CAM over it, and Guided Grad-CAM. The layer used is named on the left. The sanity "
+    "claims below test both methods on the study's own GAP model.",
+    "slide 'Gradient-Weighted CAMs'", ("gradcam",), shows=upstream.shown("gradcam"),
+    checks=("concepts.sanity.randomisation.", "concepts.sanity.class_sensitivity."))
 def concepts_gradcam(files: StudyFiles) -> plt.Figure:
     data = read_npz(files.file("gradcam"))
     targets = json.loads(str(data["targets"]))

@@ -2,8 +2,9 @@
 (``papers/mnist-cnn-lab.txt``).
 
 After training, the lab's probes run on every model and seed (``lab``: predictions,
-filters, activations, occlusion, fooling, targeted and noise images), then the claims and
-the layer-structure table (``claims``).
+filters, activations, occlusion, fooling, targeted and noise images) and the occlusion
+maps' sanity checks (``randomisation``), then the claims and the layer-structure table
+(``claims``).
 """
 
 from pathlib import Path
@@ -33,7 +34,10 @@ def check_config(study: dict, config: dict) -> None:
 
 STUDY = Study(
     name="mnist",
-    run_files={"lab": "lab/lab.npz", "lab_summary": "lab/lab.json"},
+    run_files={"lab": "lab/lab.npz", "lab_summary": "lab/lab.json",
+               "randomisation": "randomisation/randomisation.csv",
+               "randomisation_maps": "randomisation/maps.npz",
+               "class_sensitivity": "randomisation/class_sensitivity.csv"},
     files={"structure": "claims/structure.csv"},
     stages=LazyStages(f"{__name__}.lab", f"{__name__}.claims"),
     figures=FIGURES,

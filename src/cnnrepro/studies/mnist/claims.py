@@ -7,7 +7,13 @@ from typing import Any
 
 import pandas as pd
 
-from ...claims import INCONCLUSIVE, ClaimTable, threshold_verdict, training_keys
+from ...claims import (
+    INCONCLUSIVE,
+    ClaimTable,
+    similarity_claims,
+    threshold_verdict,
+    training_keys,
+)
 from ...io import read_csv, read_json, write_csv
 from ...paths import StudyFiles
 from ...study import Stages
@@ -30,7 +36,8 @@ def structure_table(layers_csv: str | Path) -> tuple[pd.DataFrame, dict[str, flo
 
 
 @STAGES.register(writes=("claims", "structure"),
-                 reads=("metrics", "train_meta", "layers", "lab_summary"), settings="claims",
+                 reads=("metrics", "train_meta", "layers", "lab_summary", "randomisation",
+                        "class_sensitivity"), settings="claims",
                  local=True)
 def claims(*, files: StudyFiles, settings: dict[str, Any], claims: str, structure: str,
            departures: dict[str, str] | None = None, preset: str = "full",
@@ -64,6 +71,16 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], claims: str, structur
                   f"1391 s / 786 s = {PAPER['time_ratio']:.2f}", ratio, verdict, rule, "x",
                   depends_on=("training.batch_size", "training.optimizer", "models.cnn",
                               "models.cnn_bn"))
+    for model in models:
+        accuracy = [read_json(p)["splits"]["test"]["accuracy"]
+                    for p in files.by_model("metrics", [model])[model]]
+        for test, threshold in (("randomisation", "randomisation_similarity"),
+                                ("class_sensitivity", "class_similarity")):
+            similarity_claims(table, test, "mnist", model,
+                              [read_csv(p) for p in files.by_model(test, [model])[model]],
+                              settings[threshold], (accuracy, settings["learned_accuracy"]),
+                              training_keys(model) + tested + ("randomisation",
+                                                               "lab.occlusion"))
     tables = []
     for model in models:
         layers, shares = structure_table(files.run("layers", model, seeds[0]))

@@ -12,10 +12,11 @@ import pandas as pd
 
 from ...io import read_json, read_npz
 from ...paths import FIRST, StudyFiles
-from ...plotting import image_panel, subplot_grid
+from ...plotting import image_panel, randomisation_curves, randomisation_strip, subplot_grid
 from ...study import Figures
 
 FIGURES = Figures()
+MAP_CHECKS = ("mnist.sanity.randomisation.", "mnist.sanity.class_sensitivity.")
 
 
 def _lab(files: StudyFiles) -> tuple[dict, str, int]:
@@ -85,7 +86,8 @@ def mnist_activations(files: StudyFiles) -> plt.Figure:
 
 @FIGURES.register("Occlusion: probability of the true class while a grey patch (size "
                   "{lab[occlusion][patch]}, stride {lab[occlusion][stride]}) covers each "
-                  "pixel, for random test digits.", "mnist.occlusion", LAB)
+                  "pixel, for random test digits.", "mnist.occlusion", LAB,
+                  checks=MAP_CHECKS)
 def mnist_occlusion(files: StudyFiles) -> plt.Figure:
     lab, model, seed = _lab(files)
     n = len(lab["occ_labels"])
@@ -215,3 +217,28 @@ def mnist_noise(files: StudyFiles) -> plt.Figure:
                  f"{held['images']} held-out images: {held['to_target']:.0%} (control "
                  f"{held['control_to_target']:.0%})", fontsize=8)
     return fig
+
+
+@FIGURES.register(
+    "Model randomisation of the occlusion maps (Adebayo et al. 2018; beyond the lab): the "
+    "layers re-initialised from the output down, one more at a time (x axis: the last layer "
+    "re-initialised), and the maps (absolute drop of the true class's probability, the lab's "
+    "patch and stride) of {randomisation[images]} class-balanced test digits compared with "
+    "the trained model's: Spearman rank correlation (left) and SSIM (right), mean and "
+    "standard deviation over images and seeds, one row per model. Maps that depend on the "
+    "learned weights fall towards 0; the claims mnist.sanity.randomisation.* hold where the "
+    "mean correlation with every layer re-initialised is below "
+    "{claims[randomisation_similarity]} on every seed.",
+    "beyond the lab (its occlusion maps)", ("randomisation",), checks=MAP_CHECKS)
+def mnist_randomisation(files: StudyFiles) -> plt.Figure:
+    return randomisation_curves(files)
+
+
+@FIGURES.register(
+    "The cascade of model randomisation for one test digit (Adebayo et al. 2018, their Fig. "
+    "2 layout): per model, the occlusion map (scaled to its maximum) of the trained model, "
+    "then with the layers re-initialised from the output down up to the one named above the "
+    "column.", "beyond the lab (its occlusion maps)", ("randomisation_maps",), per_seed=True,
+    checks=("mnist.sanity.randomisation.",))
+def mnist_randomisation_strip(files: StudyFiles) -> plt.Figure:
+    return randomisation_strip(files)

@@ -1,4 +1,5 @@
-"""Study ``mnist``: the lab's probes of one trained CNN (the ``lab`` stage).
+"""Study ``mnist``: the lab's probes of one trained CNN (the ``lab`` stage), and the
+occlusion maps' sanity checks (the ``randomisation`` stage).
 
 The probes work in pixel space ([0, 1] images; the model wrapped with its normalisation):
 predictions on random test images, filters, activations, occlusion (Captum), non-targeted
@@ -9,6 +10,7 @@ fixed step, no clipping to the image range (the assignment has none; the report 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,8 @@ import torch
 from captum.attr import Occlusion
 from torch import nn
 
+from ... import attribution
+from ...datasets.prepared import per_class_subset
 from ...io import write_json, write_npz
 from ...provenance import stamp
 from ...runtime import Normalized, forward_with_hooks
@@ -223,3 +227,40 @@ def lab(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
         "noise": {k: {m: v for m, v in noise[k].items() if not m.endswith("pred")}
                   for k in ("in_sample", "held_out")},
         "provenance": stamp(spec, seed, device)})
+
+
+@STAGES.register(writes=("randomisation", "randomisation_maps", "class_sensitivity"),
+                 reads=("weights",), data=True, per_run=True, settings="randomisation",
+                 params=lambda config: {"occlusion": config["studies"]["mnist"]["lab"]["occlusion"]})
+def randomisation(*, spec: dict[str, Any], seed: int, weights: str, data: dict[str, str],
+                  settings: dict[str, Any], occlusion: dict[str, Any], randomisation: str,
+                  randomisation_maps: str, class_sensitivity: str,
+                  threads: int | None = None) -> None:
+    """Do the occlusion maps depend on the learned weights, and on the class explained
+    (Adebayo et al. 2018)? The lab's occlusion (its patch, stride and grey; absolute drop)
+    on ``images`` class-balanced test images, for the trained model and with its layers
+    re-initialised from the output down (:func:`cnnrepro.attribution.randomisation_cascade`),
+    and for another class (:func:`cnnrepro.attribution.class_sensitivity`)."""
+    net, splits, device = open_trained(spec, weights, data, threads)
+    test = splits["test"]
+    pick = per_class_subset(test.labels.cpu().numpy(), settings["images"])
+    x01, y = test.images[pick].float() / 255, test.labels[pick]
+    norm = spec["normalize"]
+
+    def maps(model: nn.Module, target: torch.Tensor = y) -> dict[str, np.ndarray]:
+        wrapped = Normalized(model, norm["mean"], norm["std"]).to(device).eval()
+        drop = occlusion_maps(wrapped, x01, target, occlusion["patch"], occlusion["stride"],
+                              occlusion["grey"])
+        return {"occlusion": drop.abs().sum(1).detach().cpu().numpy()}
+
+    seed_ = settings["seed"] + seed
+    frame, strip = attribution.randomisation_cascade(net, maps, seed_)
+    classes = attribution.class_sensitivity(lambda target: maps(net, target), y,
+                                            len(test.classes), seed_)
+    attribution.write_map_checks(
+        test, pick, spec["model"], seed,
+        np.asarray(json.dumps(stamp({"spec": spec, "settings": settings,
+                                     "occlusion": occlusion}, seed, device), default=str)),
+        frame=frame, strip=strip, randomisation=randomisation,
+        randomisation_maps=randomisation_maps, classes=classes,
+        class_sensitivity=class_sensitivity)

@@ -220,7 +220,7 @@ def vdk_fgsm_confusion(files: StudyFiles) -> plt.Figure:
     "{blur[paper][arg_min]}…{blur[paper][arg_max]} (excluded), {blur[paper][attempts]} random "
     "sigmas each, on the normalised tensor, every attacked image (kernel 1 = already wrong). "
     "Clean protocol: a fixed sigma grid in pixel space, correctly classified images only.",
-    "Fig. 9 (vdk.fig9)", ("blur",))
+    "Fig. 9 (vdk.fig9)", ("blur",), checks=("vdk.sanity.blur_monotone.",))
 def vdk_blur_histograms(files: StudyFiles) -> plt.Figure:
     models, seeds = files.models, files.seeds
     fig, axes = plt.subplots(2, len(models), figsize=(3.4 * len(models), 6.2), squeeze=False)
@@ -272,7 +272,7 @@ def vdk_blur_damage(files: StudyFiles) -> plt.Figure:
     "Share of blur-immune images per model and protocol; dashed lines are the paper's "
     "Table 1 values, over the paper-protocol bars only (the clean protocol asks another "
     "question: it is compared between models, not with Table 1).", "Table 1 (vdk.tab1)",
-    ("blur_summary", "claims"))
+    ("blur_summary", "claims"), checks=("vdk.sanity.blur_monotone.",))
 def vdk_immune(files: StudyFiles) -> plt.Figure:
     models = files.models
     claims = read_csv(files.file("claims")).set_index("claim_id")
