@@ -233,6 +233,15 @@ def test_claims_structural_rows_hold_under_a_preset_attacks_not_comparable(run):
     attacks = table[table.index.str.startswith("concepts.fgsm.")]
     assert len(attacks) == 4 and (attacks["verdict"] == "not comparable").all()
     assert attacks["reason"].str.startswith("preset quick: fgsm.images").all()
+    # the attack checks attack their own images: fewer sweep images leave them comparable
+    # (the gap model's training is the full one here); the borrowed model's shorter
+    # training does not
+    for suffix in ("gap", "gap.targeted"):
+        assert table.loc[f"concepts.sanity.rise.{suffix}", "verdict"] == "not comparable"
+        for key in ("pgd_excess", "noise_share"):
+            assert table.loc[f"concepts.sanity.{key}.{suffix}", "verdict"] != "not comparable"
+            assert table.loc[f"concepts.sanity.{key}.cnn", "reason"].startswith(
+                "preset quick: studies.other.training.epochs")
     assert set(summary["target"]) == {"cnn", "gap"}
     assert (summary["untargeted_error_n"] == 2).all()
     randomised = table[table.index.str.startswith("concepts.sanity.randomisation.")]

@@ -126,9 +126,13 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
         at = rows[np.isclose(rows["epsilon"], eps)].sort_values("seed")
         clean = rows[rows["epsilon"] == 0].sort_values("seed")
         learned = (list(1 - clean["untargeted_error"]), settings["learned_accuracy"])
-        depends = ("fgsm",) + borrowed_keys(ref["study"], ref["model"]) + (
+        model_keys = borrowed_keys(ref["study"], ref["model"]) + (
             (f"studies.{ref['study']}.subset.test",) if ref["study"] != "concepts"
             else ("subset.test",))
+        depends = ("fgsm",) + model_keys
+        # the checks attack their own images: of the FGSM block only its eps and targets
+        checked = model_keys + ("attack_checks", "fgsm.epsilons", "fgsm.target_rule",
+                                f"fgsm.targets.{name}")
         who = f"{ref['study']}/{ref['model']}"
         table.threshold(f"concepts.fgsm.{name}.untargeted",
                         f"untargeted FGSM at ε = {eps:g} misclassifies most images ({who})",
@@ -156,6 +160,5 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
             own = checks[(checks["target"] == name) & (checks["goal"] == goal)]
             attack_sanity_claims(table, "concepts.sanity", suffix, f"{goal} attacks on {who}",
                                  [run for _, run in own.groupby("seed", sort=True)], settings,
-                                 learned, depends + ("attack_checks",),
-                                 keys=("pgd_excess", "noise_share"), at=eps)
+                                 learned, checked, keys=("pgd_excess", "noise_share"), at=eps)
     write_csv(claims, table.frame())
