@@ -20,6 +20,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .io import read_csv
+from .paths import StudyFiles
+
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 NOT_COMPARABLE = "not comparable"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_COMPARABLE)
@@ -186,6 +189,23 @@ def similarity_claims(table: ClaimTable, test: str, study: str, model: str,
         table.add(f"{study}.sanity.{test}.{method}.{model}",
                   f"{model}: {method} maps {statement.format(threshold)}", "ours", "–", found,
                   verdict, rule, depends_on=depends_on)
+
+
+# Each map check's threshold in a study's ``claims`` settings.
+MAP_CHECKS = {"randomisation": "randomisation_similarity", "class_sensitivity": "class_similarity"}
+
+
+def map_check_claims(table: ClaimTable, files: StudyFiles, study: str, model: str,
+                     settings: dict[str, Any], learned: tuple[Sequence[float], float],
+                     depends_on: Sequence[str], tests: Sequence[str] = tuple(MAP_CHECKS)
+                     ) -> None:
+    """The map sanity claims of one model (:func:`similarity_claims`), from its run files of
+    each test in ``tests`` (the study's stage wrote them), each judged against its threshold
+    in ``settings`` (:data:`MAP_CHECKS`)."""
+    for test in tests:
+        similarity_claims(table, test, study, model,
+                          [read_csv(p) for p in files.by_model(test, [model])[model]],
+                          settings[MAP_CHECKS[test]], learned, depends_on)
 
 
 def attack_sanity_values(frame: pd.DataFrame, at: float | None = None) -> dict[str, float]:

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 from scipy.stats import spearmanr
 
-from ...claims import FAILS, HOLDS, ClaimTable, similarity_claims, training_keys
+from ...claims import FAILS, HOLDS, ClaimTable, map_check_claims, training_keys
 from ...io import read_csv, read_json, write_csv
 from ...paths import StudyFiles
 from ...study import Stages
@@ -167,10 +167,8 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], claims: str, fallback
                         learned=learned,
                         depends_on=training_keys(CNN) + ("equivariance",))
 
-    similarity_claims(table, "randomisation", "caltech", CNN,
-                      [read_csv(p) for p in files.by_model("randomisation", [CNN])[CNN]],
-                      settings["randomisation_similarity"], learned,
-                      training_keys(CNN) + ("randomisation",))
+    map_check_claims(table, files, "caltech", CNN, settings, learned,
+                     training_keys(CNN) + ("randomisation",), tests=("randomisation",))
 
     patches = pd.concat([read_csv(p) for p in files.by_model("patch_table", [VGG])[VGG]])
     dead = patches[patches["kind"] == "dead"].groupby("seed")["gradient_abs_max"].max()

@@ -23,7 +23,7 @@ from ...claims import (
     ClaimTable,
     attack_sanity_claims,
     largest_rise,
-    similarity_claims,
+    map_check_claims,
     training_keys,
 )
 from ...io import read_csv, read_json, write_csv
@@ -110,12 +110,9 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
     for model in files.models:
         accuracy = [read_json(p)["splits"]["test"]["accuracy"]
                     for p in files.by_model("metrics", [model])[model]]
-        for test, threshold in (("randomisation", "randomisation_similarity"),
-                                ("class_sensitivity", "class_similarity")):
-            similarity_claims(table, test, "concepts", model,
-                              [read_csv(p) for p in files.by_model(test, [model])[model]],
-                              settings[threshold], (accuracy, settings["learned_accuracy"]),
-                              training_keys(model) + ("randomisation",))
+        map_check_claims(table, files, "concepts", model, settings,
+                         (accuracy, settings["learned_accuracy"]),
+                         training_keys(model) + ("randomisation",))
 
     sweep = read_csv(files.file("fgsm_sweep"))
     checks = read_csv(files.file("attack_checks"))

@@ -10,7 +10,7 @@ import pandas as pd
 from ...claims import (
     INCONCLUSIVE,
     ClaimTable,
-    similarity_claims,
+    map_check_claims,
     threshold_verdict,
     training_keys,
 )
@@ -74,13 +74,9 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], claims: str, structur
     for model in models:
         accuracy = [read_json(p)["splits"]["test"]["accuracy"]
                     for p in files.by_model("metrics", [model])[model]]
-        for test, threshold in (("randomisation", "randomisation_similarity"),
-                                ("class_sensitivity", "class_similarity")):
-            similarity_claims(table, test, "mnist", model,
-                              [read_csv(p) for p in files.by_model(test, [model])[model]],
-                              settings[threshold], (accuracy, settings["learned_accuracy"]),
-                              training_keys(model) + tested + ("randomisation",
-                                                               "lab.occlusion"))
+        map_check_claims(table, files, "mnist", model, settings,
+                         (accuracy, settings["learned_accuracy"]),
+                         training_keys(model) + tested + ("randomisation", "lab.occlusion"))
     tables = []
     for model in models:
         layers, shares = structure_table(files.run("layers", model, seeds[0]))

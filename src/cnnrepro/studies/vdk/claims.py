@@ -10,7 +10,7 @@ from ...claims import (
     ClaimTable,
     attack_sanity_claims,
     largest_rise,
-    similarity_claims,
+    map_check_claims,
     training_keys,
 )
 from ...io import read_csv, read_json, write_csv
@@ -172,11 +172,7 @@ def claims(*, files: StudyFiles, settings: dict[str, Any], fgsm_settings: dict[s
                              [read_csv(p) for p in files.by_model("attack_checks")[model]],
                              settings, learned, training_keys(model) + tested + ("attack_checks",))
         maps_settings = ("randomisation", "attribution.ig_steps", "attribution.nt_stdev")
-        for test, threshold in (("randomisation", "randomisation_similarity"),
-                                ("class_sensitivity", "class_similarity")):
-            similarity_claims(table, test, "vdk", model,
-                              [read_csv(p) for p in files.by_model(test)[model]],
-                              settings[threshold], learned,
-                              training_keys(model) + tested + maps_settings)
+        map_check_claims(table, files, "vdk", model, settings, learned,
+                         training_keys(model) + tested + maps_settings)
     write_csv(claims, table.frame())
     write_csv(paired, pd.DataFrame(table.tests))
