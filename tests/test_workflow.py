@@ -319,6 +319,15 @@ def test_estimate_counts_only_the_jobs_of_the_requested_targets(tmp_path):
     assert mnist["job_time"] < 0.01 * everything["job_time"]
 
 
+def test_estimate_counts_the_work_of_stages_on_borrowed_models(tmp_path):
+    est = _estimate(tmp_path, "results/concepts/fgsm/attack_checks.csv")
+    start_up = cfg.load(ROOT / "config.yaml")["estimate"]["job_seconds"]
+    (checks,) = [job for job in est["jobs"] if job["rule"] == "attack_checks_concepts"]
+    # forward passes over the test images of vdk_cnnet and mnist's cnn, every seed: far more
+    # than a job's start-up, which was all it counted
+    assert checks["seconds"] > 2 * start_up
+
+
 @pytest.mark.parametrize("chosen, borrowed", [("caltech", set()),
                                                ("concepts", {"vdk", "mnist", "lenet", "caltech"})])
 def test_one_study_runs_that_studys_chain_and_report_only(chosen, borrowed, tmp_path,

@@ -82,6 +82,18 @@ def _declared(job: Any) -> Stage | None:
     return studies.get(study).stages.get(stage)
 
 
+def borrowed_work(config: dict[str, Any], params: Any) -> float:
+    """The work of a stage on other studies' trained models (its ``targets`` param: lists of
+    resolved references, each with its training spec): a forward pass over the test images
+    of each, as :func:`job_work` counts a model's own stage."""
+    targets = params.get("targets")
+    if not isinstance(targets, dict):
+        return 0.0
+    return sum(job_work(config, ref["spec"], False) for runs in targets.values()
+               if isinstance(runs, list) for ref in runs
+               if isinstance(ref, dict) and isinstance(ref.get("spec"), dict))
+
+
 def jobs_of(dag: Any, config: dict[str, Any]) -> list[Job]:
     """The jobs Snakemake will run (its DAG after what is done), dependencies first."""
     pending = set(dag.needrun_jobs())
@@ -100,7 +112,8 @@ def jobs_of(dag: Any, config: dict[str, Any]) -> list[Job]:
         runs = stage.runs(config) if stage and stage.runs else 1
         found.append(Job(
             rule=job.rule.name, study=str(study), model=str(model),
-            work=runs * job_work(config, spec, trains), threads=int(job.threads),
+            work=runs * job_work(config, spec, trains) + borrowed_work(config, job.params),
+            threads=int(job.threads),
             benchmark=str(job.benchmark) if job.benchmark else None,
             after=tuple(sorted(index[d] for d in dag.dependencies[job] if d in index)),
             runs=not job.is_norun))
