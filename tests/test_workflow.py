@@ -320,7 +320,7 @@ def test_estimate_counts_only_the_jobs_of_the_requested_targets(tmp_path):
 
 
 def test_estimate_counts_the_work_of_stages_on_borrowed_models(tmp_path):
-    est = _estimate(tmp_path, "results/concepts/fgsm/attack_checks.csv")
+    est = _estimate(tmp_path, "results/concepts/attack_checks/attack_checks.csv")
     start_up = cfg.load(ROOT / "config.yaml")["estimate"]["job_seconds"]
     (checks,) = [job for job in est["jobs"] if job["rule"] == "attack_checks_concepts"]
     # forward passes over the test images of vdk_cnnet and mnist's cnn, every seed: far more

@@ -25,7 +25,7 @@ STUDY = Study(
            "convtypes_summary": "convtypes/summary.csv", "convtypes_meta": "convtypes/meta.json",
            "hierarchy": "hierarchy/features.npz", "gradcam": "gradcam/gradcam.npz",
            "fgsm_examples": "fgsm/examples.npz", "fgsm_sweep": "fgsm/sweep.csv",
-           "attack_checks": "fgsm/attack_checks.csv",
+           "attack_checks": "attack_checks/attack_checks.csv",
            "fgsm_summary": "claims/fgsm.csv"},
     stages=LazyStages(f"{__name__}.stages", f"{__name__}.claims"),
     figures=FIGURES,
