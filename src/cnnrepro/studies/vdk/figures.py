@@ -121,7 +121,7 @@ def vdk_attribution_gallery(files: StudyFiles) -> plt.Figure:
     "Deletion and insertion AUC of each attribution method: pixels removed (set to the mean) "
     "or inserted in attribution order, class probability integrated; beyond the paper, which "
     "judged the maps by eye.", "beyond the paper (quantifies Fig. 7)",
-    ("faithfulness_summary",))
+    ("faithfulness_summary",), checks=ATTRIBUTION_CHECKS)
 def vdk_faithfulness(files: StudyFiles) -> plt.Figure:
     models, seeds = files.models, files.seeds
     table = read_csv(files.file("faithfulness_summary"))
