@@ -137,7 +137,7 @@ def test_every_checked_figure_lists_its_sanity_claims_in_the_page_and_the_paper(
     site = workdir / "results/report"
     tex = (site / "paper.tex").read_text()
     shown = 0
-    for study in ("vdk", "caltech", "concepts"):
+    for study in ("vdk", "caltech", "concepts", "mnist"):
         claims = pd.read_csv(workdir / f"results/{study}/claims/claims.csv")
         page = (site / f"{study}.html").read_text()
         figures = re.findall(r'<figure id="([^"]+)"[^>]*>(.*?)</figure>', page, re.S)
@@ -151,7 +151,7 @@ def test_every_checked_figure_lists_its_sanity_claims_in_the_page_and_the_paper(
                 assert f">{verdict}</span>" in after, (name, claim)
                 assert f"\\texttt{{{latex_escape(claim)}}}: {verdict}" in tex, claim
                 shown += 1
-    assert shown >= 6  # randomisation and attack checks of three studies
+    assert shown >= 8  # map checks of four studies, attack checks of two
 
 
 def test_overview_counts_four_verdict_kinds_matching_claims_csv(quick_run):
