@@ -25,6 +25,7 @@ ordering is the reference. Hand-written because Captum has no deletion/insertion
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any, Callable
 
 import numpy as np
@@ -34,6 +35,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .io import write_csv, write_npz
+from .provenance import stamp
 from .runtime import warn_only_determinism
 
 
@@ -268,8 +270,8 @@ def randomisation_cascade(model: nn.Module,
                                 **{m: np.stack(s).astype(np.float32) for m, s in strip.items()}}
 
 
-def write_map_checks(test: Any, pick: np.ndarray, model: str, seed: int,
-                     provenance: np.ndarray, *, frame: pd.DataFrame,
+def write_map_checks(test: Any, pick: np.ndarray, model: str, seed: int, device: Any,
+                     provenance: dict[str, Any], *, frame: pd.DataFrame,
                      strip: dict[str, np.ndarray], randomisation: str, randomisation_maps: str,
                      classes: pd.DataFrame | None = None, class_sensitivity: str | None = None,
                      per_image: dict[str, np.ndarray] | None = None) -> None:
@@ -277,8 +279,9 @@ def write_map_checks(test: Any, pick: np.ndarray, model: str, seed: int,
     (``frame``) and class sensitivity's (``classes``, where the study runs it), each row
     with its model, seed and test-set index (``pick``: the test indices of the images, in
     order; ``per_image``: more columns, one value per image), and the cascade strip beside
-    the first image and its class name (``test``: the split, with ``images``, ``labels``
-    and ``classes``)."""
+    the first image, its class name and the stage's ``provenance`` (the config slice it ran
+    with, stamped with seed, device and versions; ``test``: the split, with ``images``,
+    ``labels`` and ``classes``)."""
     def rows(table: pd.DataFrame) -> pd.DataFrame:
         image = table["image"].to_numpy()
         return table.assign(model=model, seed=seed, test_index=pick[image],
@@ -288,5 +291,6 @@ def write_map_checks(test: Any, pick: np.ndarray, model: str, seed: int,
         write_csv(class_sensitivity, rows(classes))
     write_csv(randomisation, rows(frame))
     write_npz(randomisation_maps, image=test.images[pick[0]].cpu().numpy(),
-              label=np.asarray(test.classes[int(test.labels[pick[0]])]), provenance=provenance,
+              label=np.asarray(test.classes[int(test.labels[pick[0]])]),
+              provenance=np.asarray(json.dumps(stamp(provenance, seed, device), default=str)),
               **strip)

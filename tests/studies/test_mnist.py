@@ -177,6 +177,9 @@ def test_randomisation_stage_cascades_the_occlusion_maps(trained_mnist_run, mnis
     assert randomised.mean() < 0.9  # a trained model's occlusion maps depend on its weights
     strip = np.load(out["randomisation_maps"])
     assert strip["occlusion"].shape == (5, 28, 28)  # the trained map, then each step
+    provenance = json.loads(str(strip["provenance"]))  # the stage's config slice, stamped
+    assert provenance["seed"] == 0 and provenance["device"].startswith("cpu")
+    assert provenance["config"]["occlusion"]["patch"] == 7
     classes = pd.read_csv(out["class_sensitivity"])
     assert len(classes) == 4 and classes["other_class"].between(0, 9).all()
     assert (classes["test_index"] == frame.drop_duplicates("image")["test_index"]).all()

@@ -286,8 +286,7 @@ def randomisation(*, spec: dict[str, Any], seed: int, weights: str, data: dict[s
                                                      below_the_neuron)
     where = np.asarray(selectors)
     attribution.write_map_checks(
-        test, pick, spec["model"], seed,
-        _provenance({"spec": spec, "settings": settings}, seed, device), frame=frame,
+        test, pick, spec["model"], seed, device, {"spec": spec, "settings": settings}, frame=frame,
         strip=strip, randomisation=randomisation, randomisation_maps=randomisation_maps,
         per_image={"channel": where[:, 0], "row": where[:, 1], "col": where[:, 2]})
 

@@ -196,8 +196,7 @@ def randomisation(*, spec: dict[str, Any], seed: int, weights: str, data: dict[s
     classes = attribution.class_sensitivity(lambda target: maps(model, target), y,
                                             len(test.classes), settings["seed"] + seed)
     attribution.write_map_checks(
-        test, pick, spec["model"], seed,
-        _provenance({"spec": spec, "settings": settings}, seed, device), frame=frame,
+        test, pick, spec["model"], seed, device, {"spec": spec, "settings": settings}, frame=frame,
         strip=strip, randomisation=randomisation, randomisation_maps=randomisation_maps,
         classes=classes, class_sensitivity=class_sensitivity)
 

@@ -10,7 +10,6 @@ fixed step, no clipping to the image range (the assignment has none; the report 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -258,9 +257,7 @@ def randomisation(*, spec: dict[str, Any], seed: int, weights: str, data: dict[s
     classes = attribution.class_sensitivity(lambda target: maps(net, target), y,
                                             len(test.classes), seed_)
     attribution.write_map_checks(
-        test, pick, spec["model"], seed,
-        np.asarray(json.dumps(stamp({"spec": spec, "settings": settings,
-                                     "occlusion": occlusion}, seed, device), default=str)),
-        frame=frame, strip=strip, randomisation=randomisation,
-        randomisation_maps=randomisation_maps, classes=classes,
+        test, pick, spec["model"], seed, device,
+        {"spec": spec, "settings": settings, "occlusion": occlusion}, frame=frame, strip=strip,
+        randomisation=randomisation, randomisation_maps=randomisation_maps, classes=classes,
         class_sensitivity=class_sensitivity)

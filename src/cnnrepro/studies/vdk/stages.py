@@ -124,9 +124,8 @@ def randomisation(*, spec: dict[str, Any], seed: int, weights: str, data: dict[s
     classes = attribution.class_sensitivity(lambda target: attribution.explained_maps(
         x, target, options, seed_, captum_batching, methods)(model), y, len(test.classes), seed_)
     attribution.write_map_checks(
-        test, pick, spec["model"], seed, np.asarray(json.dumps(stamp(spec, seed, device))),
-        frame=frame, strip=strip, randomisation=randomisation,
-        randomisation_maps=randomisation_maps, classes=classes,
+        test, pick, spec["model"], seed, device, spec, frame=frame, strip=strip,
+        randomisation=randomisation, randomisation_maps=randomisation_maps, classes=classes,
         class_sensitivity=class_sensitivity)
 
 
